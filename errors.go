@@ -1,0 +1,53 @@
+package outbox
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Sentinels wrapped by validation errors, for errors.Is.
+var (
+	// ErrInvalidOrganizationID: the organization id is empty or cannot be a
+	// Svix application uid (1 to 256 characters of [a-zA-Z0-9-_.], not
+	// starting with "app_").
+	ErrInvalidOrganizationID = errors.New("invalid organization id")
+	// ErrInvalidEventType: the event type breaks Svix's rule (1 to 256
+	// characters of [a-zA-Z0-9-_.]).
+	ErrInvalidEventType = errors.New("invalid event type")
+	// ErrInvalidPayload: the payload does not marshal, is not a JSON object,
+	// or is invalid JSON or UTF-8.
+	ErrInvalidPayload = errors.New("invalid payload")
+	// ErrPayloadTooLarge: the encoded payload is over the size limit.
+	ErrPayloadTooLarge = errors.New("payload too large")
+	// ErrInvalidConfig: a Config or signaler setting is out of range.
+	ErrInvalidConfig = errors.New("invalid config")
+)
+
+// ValidationError reports bad input: which field, which rule, and for
+// AppendBatch which element. It unwraps to one of the sentinels above.
+type ValidationError struct {
+	// Index is the element of the AppendBatch slice, or -1 for Append.
+	Index int
+	// Field is the AppendParams field at fault, such as "OrganizationID".
+	Field string
+	// Rule says what the field must be.
+	Rule string
+	// Err is the sentinel.
+	Err error
+}
+
+func (e *ValidationError) Error() string {
+	s := "outbox: "
+	if e.Index >= 0 {
+		s += "batch element " + strconv.Itoa(e.Index) + ": "
+	}
+	return s + e.Field + ": " + e.Rule
+}
+
+// Unwrap returns the sentinel.
+func (e *ValidationError) Unwrap() error { return e.Err }
+
+func (e *ValidationError) at(index int) *ValidationError {
+	e.Index = index
+	return e
+}

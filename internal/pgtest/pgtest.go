@@ -1,0 +1,171 @@
+// Package pgtest gives each test its own schema on a real PostgreSQL server,
+// migrated and ready, so tests run in parallel without seeing each other.
+//
+// The server is found once per test binary by internal/pgserver
+// (OUTBOX_TEST_DATABASE_URL or DATABASE_URL, then testcontainers, then the
+// local PostgreSQL binaries). Packages that use pgtest call [Main] from
+// TestMain so a server started for the run is stopped afterwards.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxrelay/outbox/internal/pgserver"
+	"github.com/outboxrelay/outbox/migrations"
+)
+
+var (
+	serverOnce sync.Once
+	server     *pgserver.Server
+	serverErr  error
+	admin      *pgxpool.Pool
+)
+
+// Main runs the tests and stops a server pgtest started. Use it as
+//
+//	func TestMain(m *testing.M) { pgtest.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	if admin != nil {
+		admin.Close()
+	}
+	if err := server.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest: stop server:", err)
+	}
+	os.Exit(code)
+}
+
+// ServerURL returns the URL of the test server, starting one if needed.
+func ServerURL(tb testing.TB) string {
+	tb.Helper()
+	u, err := serverURL()
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	return u
+}
+
+func serverURL() (string, error) {
+	serverOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		server, serverErr = pgserver.Start(ctx, pgserver.Options{})
+		if serverErr != nil {
+			return
+		}
+		admin, serverErr = pgxpool.New(ctx, server.URL)
+	})
+	if serverErr != nil {
+		return "", serverErr
+	}
+	return server.URL, nil
+}
+
+// DB is one test's schema on the test server.
+type DB struct {
+	// Pool connects with search_path set to Schema, so unqualified outbox
+	// table names resolve to this test's tables.
+	Pool *pgxpool.Pool
+	// Schema is the test's own schema.
+	Schema string
+	// URL is the server URL with search_path set to Schema, for other
+	// processes and pools.
+	URL string
+}
+
+// New returns a fresh schema with every migration applied.
+func New(tb testing.TB) *DB {
+	tb.Helper()
+	db := NewEmpty(tb)
+	if _, err := migrations.Up(context.Background(), db.Pool, migrations.Options{Schema: db.Schema}); err != nil {
+		tb.Fatalf("pgtest: migrate %s: %v", db.Schema, err)
+	}
+	return db
+}
+
+// NewEmpty returns a fresh schema with nothing in it (for migration tests).
+// The schema and its pool go away when the test ends.
+func NewEmpty(tb testing.TB) *DB {
+	tb.Helper()
+	db, drop, err := create(context.Background())
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(drop)
+	return db
+}
+
+// ForExample returns a migrated schema for an Example function, which has no
+// testing.TB; it is dropped when the process exits through Main... or not at
+// all: example schemas are small and the server is throwaway in CI.
+func ForExample() *DB {
+	db, _, err := create(context.Background())
+	if err == nil {
+		_, err = migrations.Up(context.Background(), db.Pool, migrations.Options{Schema: db.Schema})
+	}
+	if err != nil {
+		panic("pgtest: " + err.Error())
+	}
+	return db
+}
+
+func create(ctx context.Context) (*DB, func(), error) {
+	base, err := serverURL()
+	if err != nil {
+		return nil, nil, err
+	}
+	schema := "t_" + randomHex(8)
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return nil, nil, fmt.Errorf("create schema: %w", err)
+	}
+	u, err := WithSearchPath(base, schema)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	drop := func() {
+		pool.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = admin.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	}
+	return &DB{Pool: pool, Schema: schema, URL: u}, drop, nil
+}
+
+// WithSearchPath returns rawURL with search_path set to schema; pgx sends
+// unknown URL parameters as run-time parameters.
+func WithSearchPath(rawURL, schema string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("parse database URL: %w", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

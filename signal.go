@@ -1,0 +1,94 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Signaler wakes the relay for an organization after events were committed
+// for it. A signal is only a hint: a lost one delays delivery until the
+// relay's next sweep, it never loses an event.
+type Signaler interface {
+	SignalRelay(ctx context.Context, organizationID string) error
+}
+
+// SignalerFunc adapts a function to Signaler.
+type SignalerFunc func(ctx context.Context, organizationID string) error
+
+// SignalRelay calls f.
+func (f SignalerFunc) SignalRelay(ctx context.Context, organizationID string) error {
+	return f(ctx, organizationID)
+}
+
+// NopSignaler signals nothing, for deployments where the relay only polls.
+var NopSignaler Signaler = SignalerFunc(func(context.Context, string) error { return nil })
+
+// MultiSignaler returns a Signaler that signals through each of signalers in
+// turn, and returns their errors joined.
+func MultiSignaler(signalers ...Signaler) Signaler {
+	all := append([]Signaler(nil), signalers...)
+	return SignalerFunc(func(ctx context.Context, organizationID string) error {
+		var errs []error
+		for _, s := range all {
+			if err := s.SignalRelay(ctx, organizationID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// DefaultNotifyChannel is the PostgreSQL NOTIFY channel NotifySignaler uses
+// and the relay listens on by default.
+const DefaultNotifyChannel = "outbox_relay"
+
+// NotifySignaler signals with PostgreSQL's NOTIFY: pg_notify(channel,
+// organizationID). Every relay LISTENing on the channel (on any host) wakes.
+//
+// Used on a pool after the commit, it wakes listeners at once. Used on the
+// transaction before the commit, PostgreSQL delivers the notification only
+// if the transaction commits, and drops duplicates within it.
+type NotifySignaler struct {
+	db      DBTX
+	channel string
+}
+
+// NewNotifySignaler returns a NotifySignaler that notifies through db on
+// channel. channel defaults to DefaultNotifyChannel when empty and must be
+// at most 63 bytes (PostgreSQL's identifier limit); it is passed as a
+// parameter, never spliced into SQL.
+func NewNotifySignaler(db DBTX, channel string) (*NotifySignaler, error) {
+	if channel == "" {
+		channel = DefaultNotifyChannel
+	}
+	if err := ValidateChannel(channel); err != nil {
+		return nil, err
+	}
+	return &NotifySignaler{db: db, channel: channel}, nil
+}
+
+// ValidateChannel reports whether name can be a NOTIFY channel: 1 to 63
+// bytes without NUL. The error wraps ErrInvalidConfig.
+func ValidateChannel(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("%w: channel must be 1 to 63 bytes, has %d", ErrInvalidConfig, len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == 0 {
+			return fmt.Errorf("%w: channel must not contain NUL", ErrInvalidConfig)
+		}
+	}
+	return nil
+}
+
+// Channel returns the channel notified.
+func (s *NotifySignaler) Channel() string { return s.channel }
+
+// SignalRelay runs pg_notify(channel, organizationID).
+func (s *NotifySignaler) SignalRelay(ctx context.Context, organizationID string) error {
+	if _, err := s.db.Exec(ctx, "SELECT pg_notify($1, $2)", s.channel, organizationID); err != nil {
+		return fmt.Errorf("outbox: notify %s: %w", s.channel, err)
+	}
+	return nil
+}
