@@ -1,0 +1,217 @@
+package relay_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/svix/svix-webhooks/go/models"
+
+	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/internal/pgtest"
+	"github.com/outboxrelay/outbox/internal/svixfake"
+	"github.com/outboxrelay/outbox/relay"
+)
+
+const (
+	benchOrgs     = 100
+	benchInFlight = 64
+)
+
+func benchOrg(i int) string { return fmt.Sprintf("org-%03d", i%benchOrgs) }
+
+func benchPayload(i int) map[string]any {
+	return map[string]any{"id": i, "actor": "user_2f1c9a7e4b", "action": "document.updated",
+		"resource": "doc_8d1e0c33a9b74f21", "ip": "203.0.113.42", "tags": []string{"audit", "docs"}}
+}
+
+// benchSetup returns a database and a fake with its request log off.
+func benchSetup(b *testing.B, latency time.Duration) (*pgtest.DB, *svixfake.Server) {
+	b.Helper()
+	db := pgtest.New(b)
+	fake := svixfake.NewT(b, svixfake.Options{DisableRequestLog: true, Latency: latency, AutoCreateApps: false})
+	return db, fake
+}
+
+func benchConfig(db *pgtest.DB, fake *svixfake.Server) relay.Config {
+	return relay.Config{
+		SvixToken: fake.Token(), SvixServerURL: fake.URL(), Channel: "outbox_" + db.Schema,
+		Concurrency: benchInFlight, PollInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// preload commits n events spread over benchOrgs organizations.
+func preload(b *testing.B, db *pgtest.DB, n int) {
+	b.Helper()
+	ctx := context.Background()
+	for done := 0; done < n; {
+		size := min(10000, n-done)
+		ps := make([]outbox.AppendParams, size)
+		for i := range ps {
+			ps[i] = outbox.AppendParams{OrganizationID: benchOrg(done + i), EventType: "bench.event", Payload: benchPayload(done + i)}
+		}
+		if _, err := outbox.AppendBatch(ctx, db.Pool, ps); err != nil {
+			b.Fatal(err)
+		}
+		done += size
+	}
+}
+
+// runRelayUntil runs a relay until the fake holds n messages.
+func runRelayUntil(b *testing.B, cfg relay.Config, db *pgtest.DB, fake *svixfake.Server, n int) {
+	b.Helper()
+	r, err := relay.New(db.Pool, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer wcancel()
+	if err := fake.WaitForMessages(wctx, n); err != nil {
+		b.Fatalf("relay delivered %d of %d: %v", fake.MessageCount(), n, err)
+	}
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// rawCreates sends n messages with SDK Message.Create from benchInFlight
+// goroutines: the ceiling the relay is measured against, with no database.
+func rawCreates(b *testing.B, fake *svixfake.Server, n int) {
+	b.Helper()
+	client := fake.Client(b)
+	ctx := context.Background()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		next int
+	)
+	for range benchInFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				org, eventID := benchOrg(i), fmt.Sprintf("evt-%d", i)
+				_, err := client.Message.Create(ctx, org, models.MessageIn{
+					EventType: "bench.event", EventId: &eventID, Payload: benchPayload(i),
+					Application: &models.ApplicationIn{Name: org, Uid: &org},
+				}, nil)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// BenchmarkThroughput: 100 organizations, 64 calls in flight, against the
+// fake with no added latency (raw) or 20 ms per call (latency=20ms). One op
+// is one event created in Svix; events/s is the figure to compare.
+func BenchmarkThroughput(b *testing.B) {
+	for _, latency := range []time.Duration{0, 20 * time.Millisecond} {
+		for _, impl := range []string{"raw_sdk", "relay"} {
+			b.Run(fmt.Sprintf("latency=%s/impl=%s", latency, impl), func(b *testing.B) {
+				db, fake := benchSetup(b, latency)
+				if impl == "relay" {
+					preload(b, db, b.N)
+				}
+				b.ResetTimer()
+				if impl == "relay" {
+					runRelayUntil(b, benchConfig(db, fake), db, fake, b.N)
+				} else {
+					rawCreates(b, fake, b.N)
+					b.StopTimer()
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
+	}
+}
+
+// BenchmarkCommitToCreateLatency appends events at 200/s (one per
+// transaction, signalled after commit) and measures the time from each
+// commit to its message's creation in the fake. mode=notify wakes the relay
+// with NOTIFY; mode=poll_only relies on the sweep (PollInterval 1 s, the
+// default).
+func BenchmarkCommitToCreateLatency(b *testing.B) {
+	for _, mode := range []string{"notify", "poll_only"} {
+		b.Run("mode="+mode, func(b *testing.B) {
+			db, fake := benchSetup(b, 0)
+			cfg := benchConfig(db, fake)
+			cfg.PollInterval = time.Second
+			cfg.PollOnly = mode == "poll_only"
+			r, err := relay.New(db.Pool, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() { _ = r.Run(ctx) }()
+			for !r.Ready() {
+				time.Sleep(5 * time.Millisecond)
+			}
+			var signaler outbox.Signaler = outbox.NopSignaler
+			if mode == "notify" {
+				if signaler, err = outbox.NewNotifySignaler(db.Pool, cfg.Channel); err != nil {
+					b.Fatal(err)
+				}
+			}
+			committedAt := make(map[string]time.Time, b.N)
+			// WithTx signals right after the commit: note the time there.
+			var commitAt time.Time
+			timed := outbox.SignalerFunc(func(ctx context.Context, org string) error {
+				commitAt = time.Now()
+				return signaler.SignalRelay(ctx, org)
+			})
+			tick := time.NewTicker(5 * time.Millisecond) // 200 events/s
+			defer tick.Stop()
+			b.ResetTimer()
+			for i := range b.N {
+				<-tick.C
+				var res outbox.AppendResult
+				err := outbox.WithTx(ctx, db.Pool, timed, func(tx *outbox.Tx) error {
+					res, err = outbox.Append(ctx, tx, outbox.AppendParams{OrganizationID: benchOrg(i), EventType: "bench.event", Payload: benchPayload(i)})
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				committedAt[res.EventID.String()] = commitAt
+			}
+			wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+			defer wcancel()
+			if err := fake.WaitForMessages(wctx, b.N); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			var lat []time.Duration
+			for _, m := range fake.Messages() {
+				lat = append(lat, m.Timestamp.Sub(committedAt[m.EventID]))
+			}
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+			b.ReportMetric(pct(0.50), "p50_ms")
+			b.ReportMetric(pct(0.95), "p95_ms")
+			b.ReportMetric(pct(0.99), "p99_ms")
+		})
+	}
+}

@@ -1,0 +1,70 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// DrainResult reports one DrainOrganization call.
+type DrainResult struct {
+	// Delivered, Skipped, Retried, DeadLettered and Unsent count outcomes.
+	Delivered, Skipped, Retried, DeadLettered, Unsent int
+	// Busy is true when another holder had the lane (or it was paused
+	// after a 429) and nothing was done.
+	Busy bool
+	// RateLimited is true when Svix answered 429 and the lane is paused.
+	RateLimited bool
+	// AuthFailed is true when Svix refused the token.
+	AuthFailed bool
+	// Remaining is the number of events the organization still has pending.
+	Remaining int
+	// NextAttemptAt is when the earliest remaining event is due (zero when
+	// none remain). It may be in the past: due now.
+	NextAttemptAt time.Time
+}
+
+// DrainOrganization works one organization's lane for up to budget: turn
+// after turn (claim, deliver, settle, release) while due events remain, then
+// reports what remains. It is the unit a workflow engine drives, one
+// workflow per organization; it does not need Run. ctx bounds the calls
+// in flight; settlements run to completion.
+func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, budget time.Duration) (DrainResult, error) {
+	var res DrainResult
+	if budget <= 0 {
+		return res, fmt.Errorf("%w: budget must be positive, got %s", ErrInvalidConfig, budget)
+	}
+	stopAt := time.Now().Add(budget)
+	for time.Now().Before(stopAt) && ctx.Err() == nil {
+		rep, err := r.turn(ctx, ctx, organizationID, stopAt)
+		if err != nil {
+			return res, err
+		}
+		res.add(rep.counts)
+		if !rep.leased {
+			res.Busy = true
+			break
+		}
+		res.RateLimited = res.RateLimited || rep.rateLimited
+		res.AuthFailed = res.AuthFailed || rep.authFailed
+		if !rep.more || rep.rateLimited || rep.authFailed {
+			break
+		}
+	}
+	var next *time.Time
+	if err := r.pool.QueryRow(ctx, r.q.remaining, organizationID).Scan(&res.Remaining, &next); err != nil {
+		return res, fmt.Errorf("relay: count remaining events of %s: %w", organizationID, err)
+	}
+	if next != nil {
+		res.NextAttemptAt = *next
+	}
+	return res, nil
+}
+
+func (d *DrainResult) add(c counts) {
+	d.Delivered += c.Delivered
+	d.Skipped += c.Skipped
+	d.Retried += c.Retried
+	d.DeadLettered += c.DeadLettered
+	d.Unsent += c.Unsent
+}

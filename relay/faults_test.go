@@ -1,0 +1,323 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/svix/svix-webhooks/go/models"
+
+	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/internal/svixfake"
+	"github.com/outboxrelay/outbox/relay"
+)
+
+func TestTransientFailuresEndInDelivery(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		fault svixfake.Fault
+	}{
+		{"429 with Retry-After", svixfake.Fault{Kind: svixfake.FaultRateLimit, RetryAfter: time.Second, Times: 2}},
+		{"429 without Retry-After", svixfake.Fault{Kind: svixfake.FaultRateLimit, Times: 3}},
+		{"500", svixfake.Fault{Kind: svixfake.FaultStatus, Status: 500, Times: 3}},
+		{"502", svixfake.Fault{Kind: svixfake.FaultStatus, Status: 502, Times: 2}},
+		{"503", svixfake.Fault{Kind: svixfake.FaultStatus, Status: 503, Times: 3}},
+		{"hang past the deadline", svixfake.Fault{Kind: svixfake.FaultHang, Times: 2}},
+		{"connection reset", svixfake.Fault{Kind: svixfake.FaultReset, Times: 3}},
+		{"response lost after storing", svixfake.Fault{Kind: svixfake.FaultLostResponse, Times: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.cfg.SendTimeout = 300 * time.Millisecond
+			b.fake.InjectFault(tt.fault)
+			committed := b.appendCommitted(t, []string{"org-f"}, 4)
+
+			r, _ := b.start(t)
+			b.waitMessages(t, len(committed), 20*time.Second)
+			b.waitSettled(t, 10*time.Second)
+			b.requireExactlyOnce(t, committed)
+
+			var faulted int
+			for _, req := range b.fake.Requests() {
+				if req.Fault != "" {
+					faulted++
+				}
+			}
+			require.Equal(t, tt.fault.Times, faulted, "every injected fault was met")
+			st := r.Stats()
+			if tt.fault.Kind == svixfake.FaultRateLimit {
+				require.Positive(t, st.RateLimited)
+			} else if tt.fault.Kind != svixfake.FaultLostResponse && tt.fault.Kind != svixfake.FaultReset {
+				// (Go's transport may retry a reset or lost response by itself.)
+				var maxAttempts int
+				for _, d := range b.deliveries(t) {
+					maxAttempts = max(maxAttempts, d.attempts)
+				}
+				require.Greater(t, maxAttempts, 1, "attempts are recorded")
+				require.Positive(t, st.Retried)
+			}
+			require.Zero(t, st.DeadLettered)
+		})
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultRateLimit, RetryAfter: time.Second, Times: 1})
+	b.appendCommitted(t, []string{"org-ra"}, 1)
+
+	b.start(t)
+	b.waitMessages(t, 1, 10*time.Second)
+	var creates []time.Time
+	for _, req := range b.fake.Requests() {
+		if req.Method == "POST" {
+			creates = append(creates, req.Time)
+		}
+	}
+	require.Len(t, creates, 2)
+	require.GreaterOrEqual(t, creates[1].Sub(creates[0]), 900*time.Millisecond, "the retry came before Retry-After")
+}
+
+func TestPermanentRejectionDeadLettersAndLaneGoesOn(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{400, 404, 413, 422} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			committed := b.appendCommitted(t, []string{"org-p"}, 5)
+			poison := committed[2].EventID.String()
+			b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultStatus, Status: status,
+				Match: func(r *svixfake.Request) bool { return r.EventID == poison }})
+
+			r, _ := b.start(t)
+			b.waitMessages(t, 4, 10*time.Second)
+			b.waitSettled(t, 10*time.Second)
+			b.requireExactlyOnce(t, append(committed[:2:2], committed[3:]...))
+
+			dead, err := r.DeadLetters().List(b.ctx, relay.DeadLetterFilter{})
+			require.NoError(t, err)
+			require.Len(t, dead, 1)
+			require.Equal(t, poison, dead[0].EventID.String())
+			require.Equal(t, status, dead[0].StatusCode)
+			require.NotEmpty(t, dead[0].ResponseBody)
+			require.Contains(t, dead[0].LastError, fmt.Sprint(status))
+			require.JSONEq(t, `{"seq":2,"org":"org-p"}`, string(dead[0].Payload))
+			require.EqualValues(t, 1, r.Stats().DeadLettered)
+		})
+	}
+}
+
+func TestRequeueDelivers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	committed := b.appendCommitted(t, []string{"org-rq", "org-other"}, 2)
+	remove := b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultStatus, Status: 422,
+		Match: func(r *svixfake.Request) bool { return r.App == "org-rq" }})
+
+	r, _ := b.start(t)
+	b.waitMessages(t, 2, 10*time.Second)
+	b.waitSettled(t, 10*time.Second)
+	dl := r.DeadLetters()
+	dead, err := dl.List(b.ctx, relay.DeadLetterFilter{OrganizationID: "org-rq"})
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+
+	_, err = dl.Requeue(b.ctx, relay.DeadLetterFilter{})
+	require.ErrorIs(t, err, relay.ErrNoFilter)
+	remove()
+	n, err := dl.Requeue(b.ctx, relay.DeadLetterFilter{OrganizationID: "org-rq", IDs: []int64{dead[0].ID}})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	b.waitMessages(t, 3, 10*time.Second)
+	n, err = dl.Requeue(b.ctx, relay.DeadLetterFilter{All: true})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	b.waitMessages(t, 4, 10*time.Second)
+	b.waitSettled(t, 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+
+	left, err := dl.List(b.ctx, relay.DeadLetterFilter{})
+	require.NoError(t, err)
+	require.Empty(t, left)
+}
+
+func TestPurgeDeadLetters(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultStatus, Status: 400})
+	b.appendCommitted(t, []string{"org-x", "org-y"}, 2)
+
+	r, _ := b.start(t)
+	dl := r.DeadLetters()
+	require.Eventually(t, func() bool {
+		d, err := dl.List(b.ctx, relay.DeadLetterFilter{})
+		return err == nil && len(d) == 4
+	}, 10*time.Second, 10*time.Millisecond)
+
+	n, err := dl.Purge(b.ctx, relay.DeadLetterFilter{OrganizationID: "org-x", EventType: "test.event"})
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	_, err = dl.Purge(b.ctx, relay.DeadLetterFilter{})
+	require.ErrorIs(t, err, relay.ErrNoFilter)
+	n, err = dl.Purge(b.ctx, relay.DeadLetterFilter{Since: time.Now().Add(-time.Hour)})
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	d, err := dl.List(b.ctx, relay.DeadLetterFilter{All: true})
+	require.NoError(t, err)
+	require.Empty(t, d)
+}
+
+func TestBadTokenDeadLettersNothingAndDeliveryResumes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.fake.SetToken("rotated-elsewhere")
+	committed := b.appendCommitted(t, []string{"org-t1", "org-t2"}, 3)
+
+	r, _ := b.start(t)
+	require.Eventually(t, func() bool { return r.Stats().AuthFailures >= 2 }, 10*time.Second, 10*time.Millisecond,
+		"the relay keeps trying after its pause")
+	require.Zero(t, b.fake.MessageCount())
+	require.Zero(t, r.Stats().DeadLettered)
+	require.Equal(t, len(committed), b.pending(t), "nothing left the outbox")
+	var maxAttempts int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT max(attempts) FROM outbox_events").Scan(&maxAttempts))
+	require.Zero(t, maxAttempts, "a refused token costs the events no attempt")
+	require.Contains(t, b.logs.String(), "Svix refused the API token")
+	require.Contains(t, b.logs.String(), "level=ERROR")
+	require.NotContains(t, b.logs.String(), b.fake.Token(), "the token must never be logged")
+
+	b.fake.SetToken(b.cfg.SvixToken)
+	b.waitMessages(t, len(committed), 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+}
+
+func TestMaxAttemptsDeadLetters(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.MaxAttempts = 3
+	b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultStatus, Status: 503})
+	b.appendCommitted(t, []string{"org-m"}, 1)
+
+	r, _ := b.start(t)
+	require.Eventually(t, func() bool { return r.Stats().DeadLettered == 1 }, 10*time.Second, 10*time.Millisecond)
+	dead, err := r.DeadLetters().List(b.ctx, relay.DeadLetterFilter{})
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Equal(t, 3, dead[0].Attempts)
+	require.Contains(t, dead[0].LastError, "gave up after 3 attempts")
+	require.Equal(t, 3, b.fake.CreateAttempts())
+}
+
+func TestConflictIsConfirmedAsDelivered(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	committed := b.appendCommitted(t, []string{"org-c"}, 1)
+	// An earlier attempt created the message, with another idempotency key.
+	eventID := committed[0].EventID.String()
+	pre, err := b.fake.Client(t).Message.Create(b.ctx, "org-c", models.MessageIn{
+		EventType: "test.event", EventId: &eventID, Payload: map[string]any{"seq": 0, "org": "org-c"},
+		Application: &models.ApplicationIn{Name: "org-c", Uid: ptr("org-c")},
+	}, nil)
+	require.NoError(t, err)
+
+	r, _ := b.start(t)
+	b.waitSettled(t, 10*time.Second)
+	require.Equal(t, 1, b.fake.MessageCount())
+	require.Equal(t, 1, b.fake.Conflicts())
+	require.EqualValues(t, 1, r.Stats().ConflictsConfirmed)
+	require.Equal(t, pre.Id, b.deliveries(t)[eventID].messageID)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestResolver(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.Resolver = relay.ResolverFunc(func(_ context.Context, org string) (relay.Destination, error) {
+		switch org {
+		case "org-none":
+			return relay.Destination{Skip: true}, nil
+		case "org-flaky":
+			return relay.Destination{}, errors.New("directory down")
+		case "org-missing-app":
+			return relay.Destination{App: "app-that-does-not-exist"}, nil
+		}
+		return relay.Destination{App: "shared-" + org, CreateName: "Shared " + org}, nil
+	})
+	b.appendCommitted(t, []string{"org-none", "org-flaky", "org-missing-app", "org-ok"}, 2)
+
+	r, _ := b.start(t)
+	b.waitMessages(t, 2, 10*time.Second)
+	require.Eventually(t, func() bool {
+		st := r.Stats()
+		return st.Skipped == 2 && st.DeadLettered == 2 && st.Retried > 0
+	}, 10*time.Second, 10*time.Millisecond)
+	require.Len(t, b.fake.MessagesFor("shared-org-ok"), 2)
+	skipped := 0
+	for _, d := range b.deliveries(t) {
+		if d.outcome == "skipped" {
+			skipped++
+			require.Empty(t, d.messageID)
+		}
+	}
+	require.Equal(t, 2, skipped)
+	var flaky int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_events WHERE organization_id = 'org-flaky' AND last_error LIKE '%directory down%'").Scan(&flaky))
+	require.Equal(t, 1, flaky, "a resolver error retries the head event")
+	dead, err := r.DeadLetters().List(b.ctx, relay.DeadLetterFilter{OrganizationID: "org-missing-app"})
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+	require.Equal(t, 404, dead[0].StatusCode)
+}
+
+func TestGlobalRateLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.RateLimit = 50
+	committed := b.appendCommitted(t, []string{"org-r1", "org-r2"}, 20)
+
+	start := time.Now()
+	b.start(t)
+	b.waitMessages(t, len(committed), 20*time.Second)
+	// 40 messages at 50/s with a burst of 5 take at least 0.7 s.
+	require.GreaterOrEqual(t, time.Since(start), 700*time.Millisecond)
+	b.requireExactlyOnce(t, committed)
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := relay.New(b.db.Pool, relay.Config{})
+	require.ErrorIs(t, err, relay.ErrInvalidConfig)
+	require.ErrorContains(t, err, "SvixToken")
+
+	_, err = relay.New(b.db.Pool, relay.Config{SvixToken: "t", Concurrency: -1, SendTimeout: time.Minute, SvixServerURL: "not a url", RateLimit: -1})
+	require.ErrorIs(t, err, relay.ErrInvalidConfig)
+	for _, field := range []string{"Concurrency", "SendTimeout", "SvixServerURL", "RateLimit"} {
+		require.ErrorContains(t, err, field)
+	}
+	_, err = relay.New(nil, relay.Config{SvixToken: "t"})
+	require.ErrorIs(t, err, relay.ErrInvalidConfig)
+	r, err := relay.New(b.db.Pool, relay.Config{SvixToken: "t"})
+	require.NoError(t, err)
+	require.False(t, r.Ready(), "not ready before Run")
+}
+
+func TestPayloadNumbersStayExact(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := outbox.Append(b.ctx, b.db.Pool, outbox.AppendParams{OrganizationID: "org-n", EventType: "test.event",
+		Payload: []byte(`{"big": 9007199254740993, "f": 1.5e300, "nested": {"a": [1, "x", null]}}`)})
+	require.NoError(t, err)
+	b.start(t)
+	b.waitMessages(t, 1, 10*time.Second)
+	require.JSONEq(t, `{"big": 9007199254740993, "f": 1.5e300, "nested": {"a": [1, "x", null]}}`, string(b.fake.Messages()[0].Payload))
+	require.Contains(t, string(b.fake.Messages()[0].Payload), "9007199254740993")
+}

@@ -1,0 +1,266 @@
+// Package relay delivers committed outbox events to Svix: one lane per
+// organization, in id order, once per event, across any number of
+// processes on one database.
+//
+// A Relay claims an organization's lane with a lease in outbox_lanes, so at
+// most one process works an organization at a time while other
+// organizations proceed in parallel. Each event is created in Svix with its
+// public id as eventId and a stable Idempotency-Key, so a repeat after a
+// crash, a lost response or an expired lease never creates a second
+// message: Svix answers 409 and the relay confirms the existing message.
+//
+// Wake-ups come from the outbox NOTIFY channel (LISTEN on a dedicated
+// connection), from SignalRelay in the same process, and from a sweep every
+// PollInterval that also picks up retries whose time has come.
+//
+// Failures: 429 pauses the organization's lane (honouring Retry-After);
+// 5xx, timeouts and connection errors are retried with capped exponential
+// backoff and full jitter; 400, 404, 413, 422 and an unconfirmed 409
+// dead-letter the event and the lane goes on; 401 and 403 pause all
+// delivery and never dead-letter anything. Settled events leave the hot
+// table for outbox_deliveries (or outbox_dead_letters).
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	svix "github.com/svix/svix-webhooks/go"
+	"golang.org/x/time/rate"
+
+	"github.com/outboxrelay/outbox"
+)
+
+const levelDebug = slog.LevelDebug
+
+// ErrAlreadyRunning is returned by Run when the Relay is already running.
+var ErrAlreadyRunning = errors.New("relay: already running")
+
+// Relay delivers outbox events to Svix. It implements outbox.Signaler, for
+// producers in the same process. Create it with New; it is safe for
+// concurrent use.
+type Relay struct {
+	pool    *pgxpool.Pool
+	cfg     Config
+	q       queries
+	svix    *svix.Svix
+	log     *slog.Logger
+	limiter *rate.Limiter
+
+	sendSlots chan struct{}
+	wake      chan struct{}
+
+	mu      sync.Mutex
+	queue   []string            // organizations waiting for a turn, FIFO
+	queued  map[string]struct{} // members of queue
+	active  map[string]bool     // lanes being worked; true = signalled again meanwhile
+	running atomic.Bool
+
+	authPausedUntil atomic.Int64 // unix nanoseconds
+	ready           atomic.Bool
+	stats           stats
+}
+
+var _ outbox.Signaler = (*Relay)(nil)
+
+// New returns a Relay reading outbox tables through pool. It checks cfg
+// and returns an error wrapping ErrInvalidConfig naming every bad field.
+func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("%w: pool is nil", ErrInvalidConfig)
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	client, err := newSvixClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("relay: svix client: %w", err)
+	}
+	r := &Relay{
+		pool:      pool,
+		cfg:       cfg,
+		q:         newQueries(cfg.Schema),
+		svix:      client,
+		log:       cfg.Logger,
+		sendSlots: make(chan struct{}, cfg.Concurrency),
+		wake:      make(chan struct{}, 1),
+		queued:    map[string]struct{}{},
+		active:    map[string]bool{},
+	}
+	if cfg.RateLimit > 0 {
+		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
+	}
+	return r, nil
+}
+
+// SignalRelay asks for a turn of the organization's lane soon. It never
+// blocks and bursts coalesce: an organization is queued at most once.
+func (r *Relay) SignalRelay(_ context.Context, organizationID string) error {
+	r.enqueue(organizationID)
+	return nil
+}
+
+func (r *Relay) enqueue(orgs ...string) {
+	r.mu.Lock()
+	for _, org := range orgs {
+		if _, busy := r.active[org]; busy {
+			r.active[org] = true // run it again when the current turn ends
+			continue
+		}
+		if _, ok := r.queued[org]; ok {
+			continue
+		}
+		r.queued[org] = struct{}{}
+		r.queue = append(r.queue, org)
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *Relay) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers events until ctx ends. Then it stops claiming lanes, waits
+// up to ShutdownTimeout for in-flight calls, settles what they did,
+// releases its leases and returns nil. Any number of Relays, in any
+// number of processes, may run against one database.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer r.running.Store(false)
+	r.log.InfoContext(ctx, "relay: starting", "id", r.cfg.ID, "concurrency", r.cfg.Concurrency,
+		"per_org_in_flight", r.cfg.PerOrgInFlight, "poll_interval", r.cfg.PollInterval, "poll_only", r.cfg.PollOnly)
+
+	// Sends and settlements outlive ctx by up to ShutdownTimeout.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	var bg sync.WaitGroup
+	if !r.cfg.PollOnly {
+		bg.Add(1)
+		go func() { defer bg.Done(); r.listen(ctx) }()
+	} else {
+		r.ready.Store(true)
+	}
+	bg.Add(1)
+	go func() { defer bg.Done(); r.sweepLoop(ctx) }()
+
+	var lanes sync.WaitGroup
+	laneDone := make(chan struct{}, 1)
+	r.dispatch(ctx, workCtx, &lanes, laneDone)
+
+	r.log.InfoContext(ctx, "relay: stopping, settling in-flight work", "timeout", r.cfg.ShutdownTimeout)
+	if !waitTimeout(&lanes, r.cfg.ShutdownTimeout) {
+		cancelWork() // interrupt in-flight calls; their events are settled as unsent
+		lanes.Wait()
+	}
+	bg.Wait()
+	r.ready.Store(false)
+	r.log.InfoContext(ctx, "relay: stopped", "stats", r.Stats())
+	return nil
+}
+
+// dispatch starts lane turns from the queue until ctx ends.
+func (r *Relay) dispatch(ctx, workCtx context.Context, lanes *sync.WaitGroup, laneDone chan struct{}) {
+	for {
+		for {
+			org, ok := r.nextLane()
+			if !ok {
+				break
+			}
+			lanes.Add(1)
+			go func() {
+				defer lanes.Done()
+				r.runLane(ctx, workCtx, org)
+				select {
+				case laneDone <- struct{}{}:
+				default:
+				}
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-laneDone:
+		}
+	}
+}
+
+// nextLane pops the next organization to work, if a lane may start now.
+func (r *Relay) nextLane() (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queue) == 0 || len(r.active) >= r.cfg.Concurrency || r.authPaused() {
+		return "", false
+	}
+	org := r.queue[0]
+	r.queue[0] = ""
+	r.queue = r.queue[1:]
+	delete(r.queued, org)
+	r.active[org] = false
+	return org, true
+}
+
+// runLane works one turn and puts the organization back in the queue when
+// it has more to do now or was signalled meanwhile.
+func (r *Relay) runLane(ctx, workCtx context.Context, org string) {
+	rep, err := r.turn(ctx, workCtx, org, time.Time{})
+	if err != nil && ctx.Err() == nil {
+		r.log.WarnContext(workCtx, "relay: lane turn failed", "organization_id", org, "error", err)
+	}
+	r.mu.Lock()
+	signalled := r.active[org]
+	delete(r.active, org)
+	r.mu.Unlock()
+	if ctx.Err() == nil && err == nil && (rep.more || (signalled && !rep.rateLimited && !rep.authFailed)) {
+		r.enqueue(org)
+	} else {
+		r.poke()
+	}
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// Ready reports whether the relay is running and its wake-up path works:
+// the LISTEN connection is up (or PollOnly is set) and the last sweep
+// reached the database.
+func (r *Relay) Ready() bool { return r.running.Load() && r.ready.Load() }
+
+func (r *Relay) authPaused() bool {
+	return time.Now().UnixNano() < r.authPausedUntil.Load()
+}
+
+// pauseForAuth holds every lane after a 401/403: the token is bad or
+// revoked, which no retry of the event can fix.
+func (r *Relay) pauseForAuth(res result) {
+	until := time.Now().Add(r.cfg.AuthPause).UnixNano()
+	prev := r.authPausedUntil.Load()
+	if prev >= until-int64(time.Second) || !r.authPausedUntil.CompareAndSwap(prev, until) {
+		return // another lane just paused
+	}
+	r.stats.authFailures.Add(1)
+	r.log.Error("relay: Svix refused the API token; delivery paused, nothing is dead-lettered. Check SvixToken.",
+		"status", res.status, "pause", r.cfg.AuthPause)
+}

@@ -1,0 +1,322 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/internal/pgtest"
+	"github.com/outboxrelay/outbox/internal/svixfake"
+	"github.com/outboxrelay/outbox/relay"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// bundle is what a relay test works with: its own schema, a Svix fake, and
+// a relay configuration pointing at both.
+type bundle struct {
+	ctx  context.Context
+	db   *pgtest.DB
+	fake *svixfake.Server
+	cfg  relay.Config
+	logs *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// setup returns a bundle whose relay config has test-sized timings.
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	db := pgtest.New(t)
+	fake := svixfake.NewT(t, svixfake.Options{})
+	logs := &syncBuffer{}
+	return &bundle{
+		ctx: context.Background(), db: db, fake: fake, logs: logs,
+		cfg: relay.Config{
+			SvixToken:      fake.Token(),
+			SvixServerURL:  fake.URL(),
+			Channel:        "outbox_" + db.Schema, // NOTIFY is database-wide: one channel per test
+			PollInterval:   100 * time.Millisecond,
+			LeaseDuration:  5 * time.Second,
+			SendTimeout:    500 * time.Millisecond,
+			RetryBaseDelay: 10 * time.Millisecond,
+			RetryMaxDelay:  50 * time.Millisecond,
+			RateLimitPause: 50 * time.Millisecond,
+			AuthPause:      200 * time.Millisecond,
+			Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		},
+	}
+}
+
+func (b *bundle) newRelay(t *testing.T) *relay.Relay {
+	t.Helper()
+	r, err := relay.New(b.db.Pool, b.cfg)
+	require.NoError(t, err)
+	return r
+}
+
+// start runs a relay until the test ends (or stop is called) and checks Run
+// returned nil.
+func (b *bundle) start(t *testing.T) (r *relay.Relay, stop func()) {
+	t.Helper()
+	r = b.newRelay(t)
+	ctx, cancel := context.WithCancel(b.ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(30 * time.Second):
+				t.Error("relay did not stop within 30s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return r, stop
+}
+
+// appendCommitted commits n events per organization, one transaction each,
+// and returns their results.
+func (b *bundle) appendCommitted(t *testing.T, orgs []string, n int) []outbox.AppendResult {
+	t.Helper()
+	var out []outbox.AppendResult
+	for i := range n {
+		for _, org := range orgs {
+			res, err := outbox.Append(b.ctx, b.db.Pool, outbox.AppendParams{
+				OrganizationID: org, EventType: "test.event", Payload: map[string]any{"seq": i, "org": org},
+			})
+			require.NoError(t, err)
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+// waitMessages waits for the fake to hold n messages.
+func (b *bundle) waitMessages(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, within)
+	defer cancel()
+	if err := b.fake.WaitForMessages(ctx, n); err != nil {
+		t.Fatalf("waited %s for %d messages, have %d; pending %d; logs:\n%s", within, n, b.fake.MessageCount(), b.pending(t), b.logs.String())
+	}
+}
+
+// waitSettled waits until the hot table is empty.
+func (b *bundle) waitSettled(t *testing.T, within time.Duration) {
+	t.Helper()
+	require.Eventually(t, func() bool { return b.pending(t) == 0 }, within, 10*time.Millisecond,
+		"events still pending; logs:\n%s", b.logs.String())
+}
+
+func (b *bundle) pending(t *testing.T) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_events").Scan(&n))
+	return n
+}
+
+// requireExactlyOnce checks the fake holds exactly one message per expected
+// event, and no other.
+func (b *bundle) requireExactlyOnce(t *testing.T, want []outbox.AppendResult) {
+	t.Helper()
+	got := map[string]int{}
+	for _, m := range b.fake.Messages() {
+		got[m.EventID]++
+	}
+	for _, w := range want {
+		require.Equal(t, 1, got[w.EventID.String()], "event %s (org %s) created %d times", w.EventID, w.OrganizationID, got[w.EventID.String()])
+		delete(got, w.EventID.String())
+	}
+	require.Empty(t, got, "messages created for events that were not expected")
+}
+
+// deliveries reads the delivery history: event id -> (outcome, message id, attempts).
+type delivery struct {
+	outcome, messageID string
+	attempts           int
+}
+
+func (b *bundle) deliveries(t *testing.T) map[string]delivery {
+	t.Helper()
+	rows, err := b.db.Pool.Query(b.ctx, "SELECT event_id::text, outcome, coalesce(svix_message_id, ''), attempts FROM outbox_deliveries")
+	require.NoError(t, err)
+	out := map[string]delivery{}
+	var (
+		id string
+		d  delivery
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &d.outcome, &d.messageID, &d.attempts}, func() error {
+		out[id] = d
+		return nil
+	})
+	require.NoError(t, err)
+	return out
+}
+
+func TestDeliversEveryCommittedEventOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	committed := b.appendCommitted(t, []string{"org-a", "org-b", "org-c"}, 20)
+	tx, err := b.db.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	for i := range 5 {
+		_, err := outbox.Append(b.ctx, tx, outbox.AppendParams{OrganizationID: "org-a", EventType: "test.event", Payload: map[string]any{"rolled_back": i}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, tx.Rollback(b.ctx))
+
+	r, _ := b.start(t)
+	b.waitMessages(t, len(committed), 20*time.Second)
+	b.waitSettled(t, 10*time.Second)
+
+	b.requireExactlyOnce(t, committed)
+	require.ElementsMatch(t, []string{"org-a", "org-b", "org-c"}, b.fake.Apps(), "one application per organization, created on first use")
+	hist := b.deliveries(t)
+	require.Len(t, hist, len(committed))
+	byEvent := map[string]string{}
+	for _, m := range b.fake.Messages() {
+		byEvent[m.EventID] = m.ID
+	}
+	for _, c := range committed {
+		d := hist[c.EventID.String()]
+		require.Equal(t, "delivered", d.outcome)
+		require.Equal(t, byEvent[c.EventID.String()], d.messageID, "history records the Svix message id")
+		require.Equal(t, 1, d.attempts)
+	}
+	require.EqualValues(t, len(committed), r.Stats().Delivered)
+	for _, req := range b.fake.Requests() {
+		if req.Method == "POST" {
+			require.Equal(t, "outbox-"+req.EventID, req.IdempotencyKey, "a stable idempotency key per event")
+		}
+	}
+}
+
+func TestOrderPerOrganization(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.BatchSize = 7 // several turns per lane
+	committed := b.appendCommitted(t, []string{"org-1", "org-2", "org-3", "org-4"}, 30)
+
+	b.start(t)
+	b.waitMessages(t, len(committed), 20*time.Second)
+
+	for _, org := range []string{"org-1", "org-2", "org-3", "org-4"} {
+		msgs := b.fake.MessagesFor(org)
+		require.Len(t, msgs, 30)
+		for i, m := range msgs {
+			var p struct{ Seq int }
+			require.NoError(t, json.Unmarshal(m.Payload, &p))
+			require.Equal(t, i, p.Seq, "org %s: message %d out of order", org, i)
+		}
+	}
+}
+
+func TestSeveralRelaysShareTheWork(t *testing.T) {
+	t.Parallel()
+	for _, relays := range []int{2, 4} {
+		t.Run(fmt.Sprintf("relays=%d", relays), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.fake.SetLatency(2 * time.Millisecond)
+			var orgs []string
+			for i := range 12 {
+				orgs = append(orgs, fmt.Sprintf("org-%02d", i))
+			}
+			var rs []*relay.Relay
+			for i := range relays {
+				b.cfg.ID = fmt.Sprintf("relay-%d", i)
+				r, _ := b.start(t)
+				rs = append(rs, r)
+			}
+			// Append while the relays run, so they race for the same lanes.
+			committed := b.appendCommitted(t, orgs, 15)
+			b.waitMessages(t, len(committed), 30*time.Second)
+			b.waitSettled(t, 10*time.Second)
+
+			b.requireExactlyOnce(t, committed)
+			require.Zero(t, b.fake.Conflicts(), "two relays sent the same event: the lease failed")
+			var total uint64
+			for _, r := range rs {
+				total += r.Stats().Delivered
+			}
+			require.EqualValues(t, len(committed), total)
+		})
+	}
+}
+
+func TestAbandonedLeaseIsTakenOverAfterExpiry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	committed := b.appendCommitted(t, []string{"org-held"}, 5)
+	// A holder that died mid-lane: its lease runs for another second.
+	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_lanes (organization_id, lease_token, leased_until, leased_by)
+		VALUES ('org-held', $1, now() + interval '1 second', 'dead-process')`, uuid.New())
+	require.NoError(t, err)
+
+	r, _ := b.start(t)
+	require.NoError(t, r.SignalRelay(b.ctx, "org-held"))
+	time.Sleep(500 * time.Millisecond)
+	require.Zero(t, b.fake.MessageCount(), "the lane was worked while another holder's lease was live")
+
+	b.waitMessages(t, len(committed), 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+	var holder *string
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT leased_by FROM outbox_lanes WHERE organization_id = 'org-held'").Scan(&holder))
+	require.NotEqual(t, "dead-process", *holder)
+}
+
+func TestStaleHolderCannotSettle(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.SendTimeout = 2 * time.Second
+	committed := b.appendCommitted(t, []string{"org-stale"}, 1)
+	r := b.newRelay(t)
+
+	// While the drain's call hangs in Svix, another holder takes the lane
+	// over (as if our lease had expired).
+	remove := b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultHang, Match: func(req *svixfake.Request) bool {
+		_, err := b.db.Pool.Exec(context.Background(), "UPDATE outbox_lanes SET lease_token = gen_random_uuid(), leased_until = now() + interval '1 minute' WHERE organization_id = 'org-stale'")
+		return err == nil
+	}, Times: 1})
+	defer remove()
+	res, err := r.DrainOrganization(b.ctx, "org-stale", 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Remaining, "the stale holder must not settle the event")
+	var attempts int
+	var lastErr *string
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT attempts, last_error FROM outbox_events").Scan(&attempts, &lastErr))
+	require.Equal(t, 1, attempts)
+	require.Nil(t, lastErr, "a retry was recorded by a holder that lost its lease")
+	_ = committed
+}

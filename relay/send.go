@@ -1,0 +1,136 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	svix "github.com/svix/svix-webhooks/go"
+	"github.com/svix/svix-webhooks/go/models"
+)
+
+// event is one claimed row of the hot table.
+type event struct {
+	id        int64
+	eventID   uuid.UUID
+	eventType string
+	payload   []byte
+	attempts  int
+	createdAt time.Time
+}
+
+// outcome is what became of one event in a turn.
+type outcome int
+
+const (
+	outcomeUnsent      outcome = iota // not sent, or interrupted: the attempt is taken back
+	outcomeDelivered                  // created in Svix (or confirmed after a 409)
+	outcomeSkipped                    // the organization has no webhooks
+	outcomeRetry                      // transient failure: try again after a backoff
+	outcomeDead                       // permanent failure: dead-letter it
+	outcomeRateLimited                // 429: pause the lane, not the event's fault
+	outcomeAuth                       // 401/403: the token is bad, not the event's fault
+)
+
+// result is an event's outcome with its details.
+type result struct {
+	outcome    outcome
+	messageID  string        // delivered
+	err        string        // retry, dead, rate limited, auth
+	status     int           // the HTTP status, when Svix answered
+	body       string        // Svix's response body, for dead letters
+	retryAfter time.Duration // rate limited, when Svix said
+}
+
+// send creates ev in Svix at dest and classifies the answer. sendCtx ends
+// when the relay gives up on in-flight calls; each call also gets its own
+// SendTimeout.
+func (r *Relay) send(sendCtx context.Context, dest Destination, ev *event) result {
+	payload, err := decodePayload(ev.payload)
+	if err != nil {
+		return result{outcome: outcomeDead, err: "payload is not a JSON object: " + err.Error()}
+	}
+	eventID := ev.eventID.String()
+	in := models.MessageIn{EventType: ev.eventType, EventId: &eventID, Payload: payload}
+	if dest.CreateName != "" {
+		app := dest.App
+		in.Application = &models.ApplicationIn{Name: dest.CreateName, Uid: &app}
+	}
+	key := "outbox-" + eventID
+	withContent := false
+	ctx, cancel := context.WithTimeout(sendCtx, r.cfg.SendTimeout)
+	defer cancel()
+	ctx, retryAfter := withRetryAfterSlot(ctx)
+
+	if r.log.Enabled(ctx, levelDebug) {
+		r.log.DebugContext(ctx, "relay: creating message", "event_id", eventID, "app", dest.App, "payload", string(ev.payload))
+	}
+	out, err := r.svix.Message.Create(ctx, dest.App, in, &svix.MessageCreateOptions{IdempotencyKey: &key, WithContent: &withContent})
+	if err == nil {
+		return result{outcome: outcomeDelivered, messageID: out.Id}
+	}
+	var serr *svix.Error
+	if !errors.As(err, &serr) {
+		if sendCtx.Err() != nil {
+			return result{outcome: outcomeUnsent, err: "interrupted: " + err.Error()}
+		}
+		return result{outcome: outcomeRetry, err: err.Error()}
+	}
+	status, body := serr.Status(), string(serr.Body())
+	switch {
+	case status == http.StatusConflict:
+		return r.confirm(sendCtx, dest, eventID, body)
+	case status == http.StatusTooManyRequests:
+		return result{outcome: outcomeRateLimited, status: status, err: "429 rate limited", retryAfter: time.Duration(retryAfter.Load()) * time.Millisecond}
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return result{outcome: outcomeAuth, status: status, err: fmt.Sprintf("%d %s", status, body)}
+	case status == http.StatusRequestTimeout || status >= 500:
+		return result{outcome: outcomeRetry, status: status, err: fmt.Sprintf("%d %s", status, body)}
+	default: // 400, 404, 413, 422 and the other 4xx: the event itself is refused
+		return result{outcome: outcomeDead, status: status, body: body, err: fmt.Sprintf("svix refused the message: %d", status)}
+	}
+}
+
+// confirm resolves a 409 on eventId: an earlier attempt created the
+// message, so look it up and settle the event as delivered.
+func (r *Relay) confirm(sendCtx context.Context, dest Destination, eventID, conflictBody string) result {
+	ctx, cancel := context.WithTimeout(sendCtx, r.cfg.SendTimeout)
+	defer cancel()
+	out, err := r.svix.Message.Get(ctx, dest.App, eventID, nil)
+	if err == nil {
+		r.stats.conflictsConfirmed.Add(1)
+		return result{outcome: outcomeDelivered, messageID: out.Id}
+	}
+	var serr *svix.Error
+	if errors.As(err, &serr) && serr.Status() == http.StatusNotFound {
+		return result{outcome: outcomeDead, status: http.StatusConflict, body: conflictBody,
+			err: "svix answered 409 on eventId but has no message with it"}
+	}
+	if sendCtx.Err() != nil {
+		return result{outcome: outcomeUnsent, err: "interrupted: " + err.Error()}
+	}
+	return result{outcome: outcomeRetry, err: "confirm 409: " + err.Error()}
+}
+
+// decodePayload turns the stored JSON object into the map the SDK sends.
+// Only the top level is decoded: each value stays json.RawMessage, which
+// the SDK's encoder writes back as is, so nested data is never rebuilt as
+// Go values and numbers keep their exact text.
+func decodePayload(raw []byte) (map[string]any, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return nil, err
+	}
+	if top == nil {
+		return nil, errors.New("null")
+	}
+	m := make(map[string]any, len(top))
+	for k, v := range top {
+		m[k] = v
+	}
+	return m, nil
+}

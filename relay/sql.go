@@ -1,0 +1,206 @@
+package relay
+
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// queries holds the relay's SQL with table names qualified by the schema.
+type queries struct {
+	claimLane, claimEvents, releaseLane, pauseLane string
+	deliver, deliverNoHistory, retry, unsend, bury string
+	dueLanes, remaining, pruneDeliveries           string
+	listDead, requeueDead, purgeDead               string
+}
+
+func newQueries(schema string) queries {
+	table := func(name string) string {
+		if schema == "" {
+			return pgx.Identifier{name}.Sanitize()
+		}
+		return pgx.Identifier{schema, name}.Sanitize()
+	}
+	r := strings.NewReplacer(
+		"{events}", table("outbox_events"),
+		"{lanes}", table("outbox_lanes"),
+		"{dead}", table("outbox_dead_letters"),
+		"{deliveries}", table("outbox_deliveries"),
+	)
+	return queries{
+		claimLane:        r.Replace(sqlClaimLane),
+		claimEvents:      r.Replace(sqlClaimEvents),
+		releaseLane:      r.Replace(sqlReleaseLane),
+		pauseLane:        r.Replace(sqlPauseLane),
+		deliver:          r.Replace(sqlDeliver),
+		deliverNoHistory: r.Replace(sqlDeliverNoHistory),
+		retry:            r.Replace(sqlRetry),
+		unsend:           r.Replace(sqlUnsend),
+		bury:             r.Replace(sqlBury),
+		dueLanes:         r.Replace(sqlDueLanes),
+		remaining:        r.Replace(sqlRemaining),
+		pruneDeliveries:  r.Replace(sqlPruneDeliveries),
+		listDead:         r.Replace(sqlListDead),
+		requeueDead:      r.Replace(sqlRequeueDead),
+		purgeDead:        r.Replace(sqlPurgeDead),
+	}
+}
+
+// sqlClaimLane takes an organization's lease when it is free (never taken,
+// released, or expired) and the lane is not paused. $1 org, $2 token,
+// $3 lease in milliseconds, $4 holder.
+const sqlClaimLane = `
+INSERT INTO {lanes} AS l (organization_id, lease_token, leased_until, leased_by, updated_at)
+VALUES ($1, $2, now() + $3 * interval '1 millisecond', $4, now())
+ON CONFLICT (organization_id) DO UPDATE
+SET lease_token = EXCLUDED.lease_token, leased_until = EXCLUDED.leased_until,
+    leased_by = EXCLUDED.leased_by, updated_at = now()
+WHERE (l.leased_until IS NULL OR l.leased_until < now())
+  AND (l.paused_until IS NULL OR l.paused_until <= now())
+RETURNING l.organization_id`
+
+// sqlClaimEvents counts an attempt on the lane's head events that are due,
+// up to the first that is not (a retry waiting for its time keeps the events
+// behind it waiting too: that is what id order means). It claims nothing
+// unless the caller holds the lease. $1 org, $2 limit, $3 token.
+const sqlClaimEvents = `
+WITH head AS (
+    SELECT id, (next_attempt_at IS NULL OR next_attempt_at <= now()) AS due
+    FROM {events}
+    WHERE organization_id = $1
+    ORDER BY id
+    LIMIT $2
+), prefix AS (
+    SELECT id FROM head
+    WHERE id < COALESCE((SELECT min(id) FROM head WHERE NOT due), 9223372036854775807)
+)
+UPDATE {events} e
+SET attempts = e.attempts + 1, last_attempt_at = now()
+FROM prefix
+WHERE e.id = prefix.id
+  AND EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = $1 AND l.lease_token = $3)
+RETURNING e.id, e.event_id, e.event_type, e.payload, e.attempts, e.created_at`
+
+// holds is the lease check every settlement statement carries: $2 org,
+// $3 token. A holder whose lease was taken over settles nothing.
+const holds = `EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = $2 AND l.lease_token = $3)`
+
+// sqlReleaseLane gives the lease back. $1 org, $2 token.
+const sqlReleaseLane = `
+UPDATE {lanes} SET lease_token = NULL, leased_until = NULL, updated_at = now()
+WHERE organization_id = $1 AND lease_token = $2`
+
+// sqlPauseLane gives the lease back and holds the lane until $3 ms from now.
+const sqlPauseLane = `
+UPDATE {lanes} SET lease_token = NULL, leased_until = NULL,
+    paused_until = now() + $3 * interval '1 millisecond', updated_at = now()
+WHERE organization_id = $1 AND lease_token = $2`
+
+// sqlDeliver moves delivered (or skipped) events out of the hot table into
+// the history. $1 ids, $2 org, $3 token, $4 Svix message ids (” = skipped).
+const sqlDeliver = `
+WITH done AS (
+    DELETE FROM {events} e
+    WHERE e.id = ANY($1) AND ` + holds + `
+    RETURNING e.id, e.event_id, e.organization_id, e.event_type, e.attempts, e.created_at
+)
+INSERT INTO {deliveries} (id, event_id, organization_id, event_type, outcome, svix_message_id, attempts, created_at)
+SELECT d.id, d.event_id, d.organization_id, d.event_type,
+       CASE WHEN m.msg = '' THEN 'skipped' ELSE 'delivered' END, NULLIF(m.msg, ''), d.attempts, d.created_at
+FROM done d JOIN unnest($1::bigint[], $4::text[]) AS m(id, msg) ON m.id = d.id`
+
+// sqlDeliverNoHistory deletes delivered events when no history is kept.
+// $1 ids, $2 org, $3 token.
+const sqlDeliverNoHistory = `
+DELETE FROM {events} e WHERE e.id = ANY($1) AND ` + holds
+
+// sqlRetry schedules events for another attempt. $1 ids, $2 org, $3 token,
+// $4 delays in ms, $5 errors.
+const sqlRetry = `
+UPDATE {events} e
+SET next_attempt_at = now() + u.delay * interval '1 millisecond', last_error = u.err
+FROM unnest($1::bigint[], $4::bigint[], $5::text[]) AS u(id, delay, err)
+WHERE e.id = u.id AND ` + holds
+
+// sqlUnsend takes back the attempt counted for events claimed but not sent
+// (the turn ended early, Svix rate-limited or refused the token, or the
+// relay is shutting down). $1 ids, $2 org, $3 token.
+const sqlUnsend = `
+UPDATE {events} e SET attempts = greatest(e.attempts - 1, 0)
+WHERE e.id = ANY($1) AND ` + holds
+
+// sqlBury moves events Svix rejected for good, or out of attempts, to the
+// dead letters. $1 ids, $2 org, $3 token, $4 errors, $5 statuses (0 = none),
+// $6 response bodies.
+const sqlBury = `
+WITH dead AS (
+    DELETE FROM {events} e
+    WHERE e.id = ANY($1) AND ` + holds + `
+    RETURNING e.id, e.event_id, e.organization_id, e.event_type, e.payload, e.created_at, e.attempts
+)
+INSERT INTO {dead} (id, event_id, organization_id, event_type, payload, created_at, attempts,
+                    last_error, status_code, response_body)
+SELECT d.id, d.event_id, d.organization_id, d.event_type, d.payload, d.created_at, d.attempts,
+       u.err, NULLIF(u.status, 0), NULLIF(u.body, '')
+FROM dead d JOIN unnest($1::bigint[], $4::text[], $5::int[], $6::text[]) AS u(id, err, status, body) ON u.id = d.id
+ON CONFLICT (id) DO NOTHING`
+
+// sqlDueLanes lists organizations whose head event is due and whose lane is
+// free, oldest head first. It reads only pending rows: O(pending events).
+// $1 limit.
+const sqlDueLanes = `
+SELECT h.organization_id
+FROM (
+    SELECT DISTINCT ON (organization_id) organization_id, id, next_attempt_at
+    FROM {events}
+    ORDER BY organization_id, id
+) h
+LEFT JOIN {lanes} l ON l.organization_id = h.organization_id
+WHERE (h.next_attempt_at IS NULL OR h.next_attempt_at <= now())
+  AND (l.organization_id IS NULL
+       OR ((l.leased_until IS NULL OR l.leased_until < now())
+           AND (l.paused_until IS NULL OR l.paused_until <= now())))
+ORDER BY h.id
+LIMIT $1`
+
+// sqlRemaining reports an organization's pending events and when the next
+// one is due. $1 org.
+const sqlRemaining = `
+SELECT count(*), min(coalesce(next_attempt_at, created_at))
+FROM {events} WHERE organization_id = $1`
+
+// sqlPruneDeliveries deletes history older than $1 ms, $2 rows at a time.
+const sqlPruneDeliveries = `
+DELETE FROM {deliveries} WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM {deliveries}
+    WHERE settled_at < now() - $1 * interval '1 millisecond'
+    LIMIT $2))`
+
+// deadFilter is the WHERE clause shared by the dead-letter statements.
+// $1 org, $2 event type, $3 since, $4 ids; empty/NULL matches all.
+const deadFilter = `
+    ($1 = '' OR organization_id = $1)
+AND ($2 = '' OR event_type = $2)
+AND ($3::timestamptz IS NULL OR dead_at >= $3)
+AND (cardinality($4::bigint[]) = 0 OR id = ANY($4))`
+
+const sqlListDead = `
+SELECT id, event_id, organization_id, event_type, payload, created_at, attempts,
+       last_error, coalesce(status_code, 0), coalesce(response_body, ''), dead_at
+FROM {dead} WHERE ` + deadFilter + `
+ORDER BY id LIMIT $5`
+
+// sqlRequeueDead moves dead letters back into the hot table with their
+// original id and event id (so Svix still sees the same eventId) and a
+// fresh attempt count.
+const sqlRequeueDead = `
+WITH back AS (
+    DELETE FROM {dead} WHERE ` + deadFilter + `
+    RETURNING id, event_id, organization_id, event_type, payload, created_at
+)
+INSERT INTO {events} (id, event_id, organization_id, event_type, payload, created_at)
+OVERRIDING SYSTEM VALUE
+SELECT id, event_id, organization_id, event_type, payload, created_at FROM back
+RETURNING organization_id`
+
+const sqlPurgeDead = `DELETE FROM {dead} WHERE ` + deadFilter

@@ -1,0 +1,86 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	svix "github.com/svix/svix-webhooks/go"
+)
+
+// newSvixClient builds the SDK client the relay owns: SDK retries off (the
+// relay schedules its own, and the SDK's are microseconds apart and ignore
+// 429), and a transport that reports Retry-After back to the caller.
+func newSvixClient(cfg Config) (*svix.Svix, error) {
+	opts := &svix.SvixOptions{
+		RetrySchedule:    &[]time.Duration{},
+		HTTPClient:       cfg.HTTPClient,
+		TransportWrapper: func(rt http.RoundTripper) http.RoundTripper { return retryAfterTransport{next: rt} },
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = defaultHTTPClient(cfg.Concurrency)
+	}
+	if cfg.SvixServerURL != "" {
+		u, err := url.Parse(cfg.SvixServerURL)
+		if err != nil {
+			return nil, err
+		}
+		opts.ServerUrl = u
+	}
+	return svix.New(cfg.SvixToken, opts)
+}
+
+// defaultHTTPClient keeps enough idle connections for every call in flight.
+// HTTP/2 stays off, as in the SDK's own client.
+func defaultHTTPClient(concurrency int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = concurrency * 2
+	tr.MaxIdleConnsPerHost = concurrency * 2
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	return &http.Client{Transport: tr}
+}
+
+// retryAfterKey carries a *atomic.Int64 through a request's context; the
+// transport stores the Retry-After of a 429 in it, in milliseconds.
+type retryAfterKey struct{}
+
+func withRetryAfterSlot(ctx context.Context) (context.Context, *atomic.Int64) {
+	slot := new(atomic.Int64)
+	return context.WithValue(ctx, retryAfterKey{}, slot), slot
+}
+
+type retryAfterTransport struct{ next http.RoundTripper }
+
+func (t retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+		if slot, ok := req.Context().Value(retryAfterKey{}).(*atomic.Int64); ok {
+			if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+				slot.Store(d.Milliseconds())
+			}
+		}
+	}
+	return resp, err
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second, true
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		if d := at.Sub(now); d > 0 {
+			return d, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
