@@ -55,8 +55,10 @@ func (p *Producer) Append(ctx context.Context, dbtx DBTX, ap AppendParams) (Appe
 		return AppendResult{}, err
 	}
 	var id int64
+	// The payload goes as text so every pgx query mode (including exec and
+	// simple_protocol, used behind PgBouncer) sends it as JSON, not bytea.
 	err = dbtx.QueryRow(ctx, p.insertSQL, pgtype.UUID{Bytes: eventID, Valid: true},
-		ap.OrganizationID, string(ap.EventType), payload).Scan(&id)
+		ap.OrganizationID, string(ap.EventType), string(payload)).Scan(&id)
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("outbox: append event: %w", err)
 	}

@@ -63,7 +63,7 @@ func NewProducer(cfg Config) (*Producer, error) {
 		cfg:   cfg,
 		table: table,
 		insertSQL: "INSERT INTO " + table.Sanitize() +
-			" (event_id, organization_id, event_type, payload) VALUES ($1, $2, $3, $4) RETURNING id",
+			" (event_id, organization_id, event_type, payload) VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
 	}, nil
 }
 

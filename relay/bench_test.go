@@ -14,7 +14,7 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgtest"
-	"github.com/outboxrelay/outbox/internal/svixfake"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
 )
 
@@ -31,14 +31,14 @@ func benchPayload(i int) map[string]any {
 }
 
 // benchSetup returns a database and a fake with its request log off.
-func benchSetup(b *testing.B, latency time.Duration) (*pgtest.DB, *svixfake.Server) {
+func benchSetup(b *testing.B, latency time.Duration) (*pgtest.DB, *svixtest.Server) {
 	b.Helper()
 	db := pgtest.New(b)
-	fake := svixfake.NewT(b, svixfake.Options{DisableRequestLog: true, Latency: latency, AutoCreateApps: false})
+	fake := svixtest.NewT(b, svixtest.Options{DisableRequestLog: true, Latency: latency, AutoCreateApps: false})
 	return db, fake
 }
 
-func benchConfig(db *pgtest.DB, fake *svixfake.Server) relay.Config {
+func benchConfig(db *pgtest.DB, fake *svixtest.Server) relay.Config {
 	return relay.Config{
 		SvixToken: fake.Token(), SvixServerURL: fake.URL(), Channel: "outbox_" + db.Schema,
 		Concurrency: benchInFlight, PollInterval: 100 * time.Millisecond,
@@ -64,7 +64,7 @@ func preload(b *testing.B, db *pgtest.DB, n int) {
 }
 
 // runRelayUntil runs a relay until the fake holds n messages.
-func runRelayUntil(b *testing.B, cfg relay.Config, db *pgtest.DB, fake *svixfake.Server, n int) {
+func runRelayUntil(b *testing.B, cfg relay.Config, db *pgtest.DB, fake *svixtest.Server, n int) {
 	b.Helper()
 	r, err := relay.New(db.Pool, cfg)
 	if err != nil {
@@ -87,7 +87,7 @@ func runRelayUntil(b *testing.B, cfg relay.Config, db *pgtest.DB, fake *svixfake
 
 // rawCreates sends n messages with SDK Message.Create from benchInFlight
 // goroutines: the ceiling the relay is measured against, with no database.
-func rawCreates(b *testing.B, fake *svixfake.Server, n int) {
+func rawCreates(b *testing.B, fake *svixtest.Server, n int) {
 	b.Helper()
 	client := fake.Client(b)
 	ctx := context.Background()

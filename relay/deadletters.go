@@ -20,20 +20,20 @@ var ErrNoFilter = errors.New("relay: dead-letter filter is empty; set All to act
 
 // DeadLetter is an event Svix refused for good or that ran out of attempts.
 type DeadLetter struct {
-	ID             int64
-	EventID        uuid.UUID
-	OrganizationID string
-	EventType      string
-	Payload        json.RawMessage
-	CreatedAt      time.Time
-	Attempts       int
+	ID             int64           `json:"id"`
+	EventID        uuid.UUID       `json:"event_id"`
+	OrganizationID string          `json:"organization_id"`
+	EventType      string          `json:"event_type"`
+	Payload        json.RawMessage `json:"payload"`
+	CreatedAt      time.Time       `json:"created_at"`
+	Attempts       int             `json:"attempts"`
 	// LastError says why it was dead-lettered.
-	LastError string
+	LastError string `json:"last_error"`
 	// StatusCode is Svix's HTTP status, 0 when Svix never answered.
-	StatusCode int
+	StatusCode int `json:"status_code,omitempty"`
 	// ResponseBody is Svix's answer, when it gave one.
-	ResponseBody string
-	DeadAt       time.Time
+	ResponseBody string    `json:"response_body,omitempty"`
+	DeadAt       time.Time `json:"dead_at"`
 }
 
 // DeadLetterFilter selects dead letters. Empty fields match everything.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgtest"
-	"github.com/outboxrelay/outbox/internal/svixfake"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
 )
 
@@ -18,7 +18,7 @@ import (
 func Example() {
 	ctx := context.Background()
 	pool := pgtest.ForExample().Pool            // your *pgxpool.Pool, migrated
-	svixAPI := svixfake.New(svixfake.Options{}) // stands in for Svix here
+	svixAPI := svixtest.New(svixtest.Options{}) // stands in for Svix here
 	defer svixAPI.Close()
 
 	r, err := relay.New(pool, relay.Config{

@@ -11,7 +11,7 @@ import (
 	"github.com/svix/svix-webhooks/go/models"
 
 	"github.com/outboxrelay/outbox"
-	"github.com/outboxrelay/outbox/internal/svixfake"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
 )
 
@@ -19,16 +19,16 @@ func TestTransientFailuresEndInDelivery(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		fault svixfake.Fault
+		fault svixtest.Fault
 	}{
-		{"429 with Retry-After", svixfake.Fault{Kind: svixfake.FaultRateLimit, RetryAfter: time.Second, Times: 2}},
-		{"429 without Retry-After", svixfake.Fault{Kind: svixfake.FaultRateLimit, Times: 3}},
-		{"500", svixfake.Fault{Kind: svixfake.FaultStatus, Status: 500, Times: 3}},
-		{"502", svixfake.Fault{Kind: svixfake.FaultStatus, Status: 502, Times: 2}},
-		{"503", svixfake.Fault{Kind: svixfake.FaultStatus, Status: 503, Times: 3}},
-		{"hang past the deadline", svixfake.Fault{Kind: svixfake.FaultHang, Times: 2}},
-		{"connection reset", svixfake.Fault{Kind: svixfake.FaultReset, Times: 3}},
-		{"response lost after storing", svixfake.Fault{Kind: svixfake.FaultLostResponse, Times: 3}},
+		{"429 with Retry-After", svixtest.Fault{Kind: svixtest.FaultRateLimit, RetryAfter: time.Second, Times: 2}},
+		{"429 without Retry-After", svixtest.Fault{Kind: svixtest.FaultRateLimit, Times: 3}},
+		{"500", svixtest.Fault{Kind: svixtest.FaultStatus, Status: 500, Times: 3}},
+		{"502", svixtest.Fault{Kind: svixtest.FaultStatus, Status: 502, Times: 2}},
+		{"503", svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503, Times: 3}},
+		{"hang past the deadline", svixtest.Fault{Kind: svixtest.FaultHang, Times: 2}},
+		{"connection reset", svixtest.Fault{Kind: svixtest.FaultReset, Times: 3}},
+		{"response lost after storing", svixtest.Fault{Kind: svixtest.FaultLostResponse, Times: 3}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,9 +51,9 @@ func TestTransientFailuresEndInDelivery(t *testing.T) {
 			}
 			require.Equal(t, tt.fault.Times, faulted, "every injected fault was met")
 			st := r.Stats()
-			if tt.fault.Kind == svixfake.FaultRateLimit {
+			if tt.fault.Kind == svixtest.FaultRateLimit {
 				require.Positive(t, st.RateLimited)
-			} else if tt.fault.Kind != svixfake.FaultLostResponse && tt.fault.Kind != svixfake.FaultReset {
+			} else if tt.fault.Kind != svixtest.FaultLostResponse && tt.fault.Kind != svixtest.FaultReset {
 				// (Go's transport may retry a reset or lost response by itself.)
 				var maxAttempts int
 				for _, d := range b.deliveries(t) {
@@ -70,7 +70,7 @@ func TestTransientFailuresEndInDelivery(t *testing.T) {
 func TestRetryAfterIsHonoured(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultRateLimit, RetryAfter: time.Second, Times: 1})
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultRateLimit, RetryAfter: time.Second, Times: 1})
 	b.appendCommitted(t, []string{"org-ra"}, 1)
 
 	b.start(t)
@@ -93,8 +93,8 @@ func TestPermanentRejectionDeadLettersAndLaneGoesOn(t *testing.T) {
 			b := setup(t)
 			committed := b.appendCommitted(t, []string{"org-p"}, 5)
 			poison := committed[2].EventID.String()
-			b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultStatus, Status: status,
-				Match: func(r *svixfake.Request) bool { return r.EventID == poison }})
+			b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: status,
+				Match: func(r *svixtest.Request) bool { return r.EventID == poison }})
 
 			r, _ := b.start(t)
 			b.waitMessages(t, 4, 10*time.Second)
@@ -118,8 +118,8 @@ func TestRequeueDelivers(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	committed := b.appendCommitted(t, []string{"org-rq", "org-other"}, 2)
-	remove := b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultStatus, Status: 422,
-		Match: func(r *svixfake.Request) bool { return r.App == "org-rq" }})
+	remove := b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 422,
+		Match: func(r *svixtest.Request) bool { return r.App == "org-rq" }})
 
 	r, _ := b.start(t)
 	b.waitMessages(t, 2, 10*time.Second)
@@ -151,7 +151,7 @@ func TestRequeueDelivers(t *testing.T) {
 func TestPurgeDeadLetters(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultStatus, Status: 400})
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 400})
 	b.appendCommitted(t, []string{"org-x", "org-y"}, 2)
 
 	r, _ := b.start(t)
@@ -202,7 +202,7 @@ func TestMaxAttemptsDeadLetters(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.MaxAttempts = 3
-	b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultStatus, Status: 503})
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503})
 	b.appendCommitted(t, []string{"org-m"}, 1)
 
 	r, _ := b.start(t)

@@ -37,8 +37,15 @@ type counts struct {
 func (r *Relay) turn(ctx, sendCtx context.Context, org string, stopAt time.Time) (turnReport, error) {
 	token := uuid.New()
 	pgToken := pgtype.UUID{Bytes: token, Valid: true}
+	if err := ctx.Err(); err != nil {
+		return turnReport{}, err
+	}
 	claimedAt := time.Now()
-	events, leased, err := r.claim(ctx, org, pgToken)
+	// The claim is not interrupted once sent: a claim the server committed
+	// while the client gave up would hold the lane until its lease expired.
+	claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LeaseDuration/2)
+	events, leased, err := r.claim(claimCtx, org, pgToken)
+	cancel()
 	if err != nil || !leased {
 		return turnReport{leased: leased}, err
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgtest"
-	"github.com/outboxrelay/outbox/internal/svixfake"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
 )
 
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 type bundle struct {
 	ctx  context.Context
 	db   *pgtest.DB
-	fake *svixfake.Server
+	fake *svixtest.Server
 	cfg  relay.Config
 	logs *syncBuffer
 }
@@ -53,7 +53,7 @@ func (s *syncBuffer) String() string {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	db := pgtest.New(t)
-	fake := svixfake.NewT(t, svixfake.Options{})
+	fake := svixtest.NewT(t, svixtest.Options{})
 	logs := &syncBuffer{}
 	return &bundle{
 		ctx: context.Background(), db: db, fake: fake, logs: logs,
@@ -305,7 +305,7 @@ func TestStaleHolderCannotSettle(t *testing.T) {
 
 	// While the drain's call hangs in Svix, another holder takes the lane
 	// over (as if our lease had expired).
-	remove := b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultHang, Match: func(req *svixfake.Request) bool {
+	remove := b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultHang, Match: func(req *svixtest.Request) bool {
 		_, err := b.db.Pool.Exec(context.Background(), "UPDATE outbox_lanes SET lease_token = gen_random_uuid(), leased_until = now() + interval '1 minute' WHERE organization_id = 'org-stale'")
 		return err == nil
 	}, Times: 1})

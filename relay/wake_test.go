@@ -12,7 +12,7 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgtest"
-	"github.com/outboxrelay/outbox/internal/svixfake"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
 )
 
@@ -121,7 +121,7 @@ func TestShutdownInterruptsHangingCalls(t *testing.T) {
 	b.cfg.SendTimeout = 2 * time.Second
 	b.cfg.LeaseDuration = 10 * time.Second
 	b.cfg.ShutdownTimeout = 100 * time.Millisecond
-	b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultHang})
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultHang})
 	b.appendCommitted(t, []string{"org-h"}, 1)
 
 	_, stop := b.start(t)
@@ -151,7 +151,7 @@ func TestDrainOrganization(t *testing.T) {
 	require.Len(t, b.fake.MessagesFor("org-d"), 25)
 	require.Empty(t, b.fake.MessagesFor("org-other"), "a drain works one organization only")
 
-	b.fake.InjectFault(svixfake.Fault{Kind: svixfake.FaultStatus, Status: 503, Times: 1})
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503, Times: 1})
 	res, err = r.DrainOrganization(b.ctx, "org-other", 10*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Retried)
@@ -238,4 +238,43 @@ func TestNoHistoryWhenRetentionNegative(t *testing.T) {
 	b.waitSettled(t, 10*time.Second)
 	b.requireExactlyOnce(t, committed)
 	require.Empty(t, b.deliveries(t))
+}
+
+// Behind PgBouncer in transaction pooling mode the relay runs poll-only on
+// a pool without server-side prepared statements.
+func TestPollOnlyWithoutPreparedStatements(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"exec", "simple_protocol"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			pool, err := pgxpool.New(b.ctx, b.db.URL+"&default_query_exec_mode="+mode)
+			require.NoError(t, err)
+			t.Cleanup(pool.Close)
+			b.cfg.PollOnly = true
+			b.cfg.PollInterval = 50 * time.Millisecond
+			committed := b.appendCommitted(t, []string{"org-p1", "org-p2"}, 5)
+			b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 422, Times: 1})
+
+			r, err := relay.New(pool, b.cfg)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(b.ctx)
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx) }()
+			defer func() { cancel(); require.NoError(t, <-done) }()
+
+			b.waitMessages(t, len(committed)-1, 10*time.Second)
+			b.waitSettled(t, 10*time.Second)
+			st := r.Stats()
+			require.EqualValues(t, len(committed)-1, st.Delivered)
+			require.EqualValues(t, 1, st.DeadLettered)
+			n, err := r.DeadLetters().Requeue(b.ctx, relay.DeadLetterFilter{All: true})
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			b.waitMessages(t, len(committed), 10*time.Second)
+			b.waitSettled(t, 10*time.Second)
+			b.requireExactlyOnce(t, committed)
+			require.Len(t, b.deliveries(t), len(committed))
+		})
+	}
 }

@@ -1,4 +1,4 @@
-package svixfake
+package svixtest
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 )
 
 // ErrClosed is returned by WaitForMessages when the server is closed while waiting.
-var ErrClosed = errors.New("svixfake: server closed")
+var ErrClosed = errors.New("svixtest: server closed")
 
 // Request is a recorded HTTP request, as received, with its outcome.
 type Request struct {
@@ -192,7 +192,7 @@ func (s *Server) WaitForMessages(ctx context.Context, n int) error {
 	if have := len(s.st.messages); have >= n {
 		return nil
 	} else if ctx.Err() != nil {
-		return fmt.Errorf("svixfake: waiting for %d messages, have %d: %w", n, have, ctx.Err())
+		return fmt.Errorf("svixtest: waiting for %d messages, have %d: %w", n, have, ctx.Err())
 	}
 	return ErrClosed
 }

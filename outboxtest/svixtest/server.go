@@ -1,4 +1,4 @@
-package svixfake
+package svixtest
 
 import (
 	"context"
@@ -136,7 +136,7 @@ func (s *Server) Client(t testing.TB) *svix.Svix {
 	t.Helper()
 	u, err := url.Parse(s.URL())
 	if err != nil {
-		t.Fatalf("svixfake: parse url: %v", err)
+		t.Fatalf("svixtest: parse url: %v", err)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.ForceAttemptHTTP2 = false
@@ -148,7 +148,7 @@ func (s *Server) Client(t testing.TB) *svix.Svix {
 		RetrySchedule: &[]time.Duration{},
 	})
 	if err != nil {
-		t.Fatalf("svixfake: new client: %v", err)
+		t.Fatalf("svixtest: new client: %v", err)
 	}
 	return c
 }

@@ -1,7 +1,14 @@
-// Package svixfake is an in-process test double of the Svix HTTP API, used by
-// the relay's tests and benchmarks. It serves real HTTP (net/http/httptest), so
-// the relay talks to it through the real Svix Go SDK
-// (github.com/svix/svix-webhooks/go) exactly as it would talk to Svix.
+// Package svixtest is an in-process test double of the Svix HTTP API, for
+// tests of code that talks to Svix (the outbox relay, or your own). It
+// serves real HTTP (net/http/httptest), so clients talk to it through the
+// real Svix Go SDK (github.com/svix/svix-webhooks/go) exactly as they would
+// talk to Svix: point relay.Config.SvixServerURL at URL() and use Token().
+//
+//	fake := svixtest.NewT(t, svixtest.Options{})
+//	r, _ := relay.New(pool, relay.Config{SvixToken: fake.Token(), SvixServerURL: fake.URL()})
+//	...
+//	fake.WaitForMessages(ctx, 1)
+//	msgs := fake.MessagesFor("org_42")
 //
 // # Faithful
 //
@@ -54,4 +61,4 @@
 // be invisible to the caller: the transport's silent second attempt succeeds (for a lost
 // response, as an idempotent replay). Use Times: 0 (until removed) or a fresh connection
 // when a test needs the caller to see the failure.
-package svixfake
+package svixtest

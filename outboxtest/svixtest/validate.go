@@ -1,4 +1,4 @@
-package svixfake
+package svixtest
 
 import "strings"
 

@@ -1,4 +1,4 @@
-package svixfake
+package svixtest
 
 import (
 	"math/rand/v2"

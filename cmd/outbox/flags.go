@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxrelay/outbox/migrations"
+)
+
+// dbFlags are the connection flags every database command takes.
+type dbFlags struct {
+	url    string
+	schema string
+}
+
+func (d *dbFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.url, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	fs.StringVar(&d.schema, "schema", "", "schema holding outbox's tables (default: the connection's search_path)")
+}
+
+// newFlagSet returns a flag set whose --help prints the summary, the flags
+// and the examples.
+func newFlagSet(env *environment, name, summary, examples string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fs.SetOutput(env.stdout)
+		fmt.Fprintf(env.stdout, "Usage: outbox %s\n\n%s\n\nFlags:\n", name, summary)
+		fs.PrintDefaults()
+		if examples != "" {
+			fmt.Fprintf(env.stdout, "\nExamples:\n%s\n", examples)
+		}
+	}
+	return fs
+}
+
+// parse parses args, flags and positional arguments in any order (so
+// "migrate down 1 --schema x" works), turning flag errors into usage
+// errors. The positional arguments are left in fs.Args().
+func parse(fs *flag.FlagSet, args []string) error {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				fs.Usage()
+				return err
+			}
+			return usagef("%s: %v (run 'outbox %s --help')", fs.Name(), err, fs.Name())
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, positional...))
+}
+
+// connect opens a pool and checks the server answers, with errors that
+// say which of the URL or the server is wrong.
+func (d *dbFlags) connect(ctx context.Context, env *environment) (*pgxpool.Pool, error) {
+	url := d.url
+	if url == "" {
+		url = env.getenv("DATABASE_URL")
+	}
+	if url == "" {
+		return nil, usagef("no database: set DATABASE_URL or pass --database-url")
+	}
+	if err := migrations.ValidateSchema(d.schema); err != nil {
+		return nil, usagef("--schema: %v", err)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("invalid database URL: %v", redact(err))
+	}
+	if d.schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = d.schema
+	}
+	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("invalid database URL: %v", redact(err))
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot reach the database at %s:%d: %v", cfg.ConnConfig.Host, cfg.ConnConfig.Port, redact(err))
+	}
+	return pool, nil
+}
+
+// redact keeps error text on one line.
+func redact(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}

@@ -1,0 +1,223 @@
+// Package outboxtest helps users test code that appends outbox events, in
+// the manner of River's rivertest: assert inside the test's own transaction
+// that a handler appended (or did not append) the events it should.
+//
+//	tx, _ := pool.Begin(ctx)
+//	defer tx.Rollback(ctx)
+//	handler.CreateAuditLog(ctx, tx, ...)
+//	ev := outboxtest.RequireAppended(t, tx, outboxtest.Match{
+//		OrganizationID: "org_42",
+//		EventType:      outbox.EventTypeAuditLogCreated,
+//		Payload:        map[string]any{"action": "login"}, // a subset of the payload
+//	})
+//
+// Failure messages list what was appended instead. Package svixtest, beside
+// this one, is an in-process fake of the Svix API for tests of the relay.
+package outboxtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/outboxrelay/outbox"
+)
+
+// Match selects appended events. Empty fields match everything.
+type Match struct {
+	// OrganizationID matches the event's organization.
+	OrganizationID string
+	// EventType matches the event's type.
+	EventType outbox.EventType
+	// Payload matches events whose payload contains it (PostgreSQL's jsonb
+	// @>: every key given must be present with an equal value, nested
+	// objects compared the same way). Any value encoding/json marshals to an
+	// object, or json.RawMessage.
+	Payload any
+	// Schema is the schema of outbox's tables. Defaults to "" (the
+	// connection's search_path).
+	Schema string
+}
+
+// Event is an appended event as stored in the outbox.
+type Event struct {
+	ID             int64
+	EventID        uuid.UUID
+	OrganizationID string
+	EventType      outbox.EventType
+	Payload        json.RawMessage
+	CreatedAt      time.Time
+}
+
+// Appended returns the events waiting in the outbox that match m, in the
+// order they were appended. It sees what db sees: inside the test's
+// transaction, that includes uncommitted events.
+func Appended(ctx context.Context, db outbox.DBTX, m Match) ([]Event, error) {
+	table := pgx.Identifier{outbox.EventsTable}
+	if m.Schema != "" {
+		table = pgx.Identifier{m.Schema, outbox.EventsTable}
+	}
+	var payload []byte
+	if m.Payload != nil {
+		var err error
+		if raw, ok := m.Payload.(json.RawMessage); ok {
+			payload = raw
+		} else if payload, err = json.Marshal(m.Payload); err != nil {
+			return nil, fmt.Errorf("outboxtest: Match.Payload does not marshal: %w", err)
+		}
+	}
+	rows, err := db.Query(ctx, `SELECT id, event_id, organization_id, event_type, payload, created_at
+		FROM `+table.Sanitize()+`
+		WHERE ($1 = '' OR organization_id = $1)
+		  AND ($2 = '' OR event_type = $2)
+		  AND ($3::jsonb IS NULL OR payload @> $3::jsonb)
+		ORDER BY id`, m.OrganizationID, string(m.EventType), payload)
+	if err != nil {
+		return nil, fmt.Errorf("outboxtest: read appended events: %w", err)
+	}
+	var (
+		out []Event
+		ev  Event
+		id  pgtype.UUID
+		typ string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&ev.ID, &id, &ev.OrganizationID, &typ, &ev.Payload, &ev.CreatedAt}, func() error {
+		ev.EventID, ev.EventType = id.Bytes, outbox.EventType(typ)
+		out = append(out, ev)
+		ev.Payload = nil
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outboxtest: read appended events: %w", err)
+	}
+	return out, nil
+}
+
+// RequireAppended fails the test unless at least one appended event matches
+// m, and returns the first (oldest) match.
+func RequireAppended(tb testing.TB, db outbox.DBTX, m Match) Event {
+	tb.Helper()
+	got, ok := find(tb, db, m)
+	if !ok {
+		return Event{}
+	}
+	if len(got) == 0 {
+		tb.Fatalf("outboxtest: no appended event matches %s; appended:\n%s", m, listAll(tb, db, m.Schema))
+		return Event{}
+	}
+	return got[0]
+}
+
+// RequireNotAppended fails the test if any appended event matches m.
+func RequireNotAppended(tb testing.TB, db outbox.DBTX, m Match) {
+	tb.Helper()
+	got, ok := find(tb, db, m)
+	if ok && len(got) > 0 {
+		tb.Fatalf("outboxtest: %d appended event(s) match %s, want none:\n%s", len(got), m, describe(got))
+	}
+}
+
+// RequireManyAppended fails the test unless the appended events are
+// exactly want, one match per event, in the order they were appended, and
+// returns them. Only events within want's schema (the first Match's
+// Schema) are considered.
+func RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Match) []Event {
+	tb.Helper()
+	var schema string
+	if len(want) > 0 {
+		schema = want[0].Schema
+	}
+	all, ok := find(tb, db, Match{Schema: schema})
+	if !ok {
+		return nil
+	}
+	if len(all) != len(want) {
+		tb.Fatalf("outboxtest: %d events appended, want %d; appended:\n%s", len(all), len(want), describe(all))
+		return nil
+	}
+	for i, w := range want {
+		w.Schema = schema
+		matches, ok := find(tb, db, w)
+		if !ok {
+			return nil
+		}
+		if !containsID(matches, all[i].ID) {
+			tb.Fatalf("outboxtest: appended event %d does not match %s; appended:\n%s", i, w, describe(all))
+			return nil
+		}
+	}
+	return all
+}
+
+func find(tb testing.TB, db outbox.DBTX, m Match) ([]Event, bool) {
+	tb.Helper()
+	got, err := Appended(context.Background(), db, m)
+	if err != nil {
+		tb.Fatalf("%v", err)
+		return nil, false
+	}
+	return got, true
+}
+
+func listAll(tb testing.TB, db outbox.DBTX, schema string) string {
+	tb.Helper()
+	all, err := Appended(context.Background(), db, Match{Schema: schema})
+	if err != nil {
+		return "  (could not read: " + err.Error() + ")"
+	}
+	return describe(all)
+}
+
+func containsID(events []Event, id int64) bool {
+	for _, e := range events {
+		if e.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// describe lists events, one a line, at most 20.
+func describe(events []Event) string {
+	if len(events) == 0 {
+		return "  (none)"
+	}
+	var b strings.Builder
+	for i, e := range events {
+		if i == 20 {
+			fmt.Fprintf(&b, "  ... and %d more\n", len(events)-20)
+			break
+		}
+		fmt.Fprintf(&b, "  #%d org=%s type=%s payload=%s\n", e.ID, e.OrganizationID, e.EventType, e.Payload)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// String describes the match for failure messages.
+func (m Match) String() string {
+	var parts []string
+	if m.OrganizationID != "" {
+		parts = append(parts, "org="+m.OrganizationID)
+	}
+	if m.EventType != "" {
+		parts = append(parts, "type="+string(m.EventType))
+	}
+	if m.Payload != nil {
+		b, _ := json.Marshal(m.Payload)
+		if raw, ok := m.Payload.(json.RawMessage); ok {
+			b = raw
+		}
+		parts = append(parts, "payload⊇"+string(b))
+	}
+	if len(parts) == 0 {
+		return "{any event}"
+	}
+	return "{" + strings.Join(parts, " ") + "}"
+}
