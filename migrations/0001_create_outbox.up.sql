@@ -22,7 +22,14 @@ CREATE TABLE outbox_events (
     next_attempt_at timestamptz,
     last_attempt_at timestamptz,
     last_error      text
-) WITH (fillfactor = 85);
+) WITH (
+    fillfactor = 85,
+    -- A queue table: every row is deleted soon after it is inserted. Vacuum
+    -- it after a fixed number of dead rows, not a fraction of a table that
+    -- is near-empty by design.
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000
+);
 
 -- One lane per organization, read in id order.
 CREATE INDEX outbox_events_organization_id_id_idx ON outbox_events (organization_id, id);

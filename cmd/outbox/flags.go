@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxrelay/outbox/migrations"
@@ -80,7 +81,8 @@ func (d *dbFlags) connect(ctx context.Context, env *environment) (*pgxpool.Pool,
 		return nil, fmt.Errorf("invalid database URL: %v", redact(err))
 	}
 	if d.schema != "" {
-		cfg.ConnConfig.RuntimeParams["search_path"] = d.schema
+		// Quoted: a schema name may hold any character.
+		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{d.schema}.Sanitize()
 	}
 	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"expvar"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/outboxrelay/outbox/relay"
@@ -36,6 +39,8 @@ func runRelay(ctx context.Context, env *environment, args []string) error {
 	fs.StringVar(&cfg.Channel, "channel", "outbox_relay", "NOTIFY channel to listen on")
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", 25, "attempts before an event is dead-lettered")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "most Svix messages per second from this process (0 = no limit)")
+	fs.DurationVar(&cfg.RetryBaseDelay, "retry-base-delay", time.Second, "first retry's backoff ceiling (doubles per attempt, full jitter)")
+	fs.DurationVar(&cfg.RetryMaxDelay, "retry-max-delay", 10*time.Minute, "backoff cap")
 	fs.DurationVar(&cfg.LeaseDuration, "lease", 30*time.Second, "lane lease; a crashed relay's lanes are taken over after it")
 	fs.DurationVar(&cfg.SendTimeout, "send-timeout", 10*time.Second, "deadline of each Svix call")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight calls on shutdown")
@@ -43,7 +48,7 @@ func runRelay(ctx context.Context, env *environment, args []string) error {
 	fs.StringVar(&cfg.ID, "id", "", "name of this relay in the lease table (default host-pid)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error (debug logs payloads)")
-	fs.StringVar(&httpAddr, "http-addr", "", "serve /healthz and /readyz on this address (e.g. :8080)")
+	fs.StringVar(&httpAddr, "http-addr", "", "serve /healthz, /readyz and /debug/vars (expvar: memory, goroutines, relay counters) on this address (e.g. :8080)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -93,8 +98,19 @@ func newLogger(env *environment, format, level string) (*slog.Logger, error) {
 	return nil, usagef("--log-format must be text or json, got %q", format)
 }
 
-// serveHealth serves /healthz (the process is up) and /readyz (the relay is
-// running and its wake-up path works).
+var publishOnce sync.Once
+
+// publishVars adds the relay's counters and the goroutine count to expvar,
+// beside the memstats and cmdline it always has.
+func publishVars(r *relay.Relay) {
+	publishOnce.Do(func() {
+		expvar.Publish("goroutines", expvar.Func(func() any { return runtime.NumGoroutine() }))
+		expvar.Publish("relay", expvar.Func(func() any { return r.Stats() }))
+	})
+}
+
+// serveHealth serves /healthz (the process is up), /readyz (the relay is
+// running and its wake-up path works) and /debug/vars.
 func serveHealth(ctx context.Context, addr string, r *relay.Relay, log *slog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -109,6 +125,8 @@ func serveHealth(ctx context.Context, addr string, r *relay.Relay, log *slog.Log
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	publishVars(r)
+	mux.Handle("GET /debug/vars", expvar.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

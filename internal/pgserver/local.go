@@ -63,8 +63,15 @@ func startLocal(ctx context.Context, logf func(string, ...any)) (*Server, error)
 		cleanup()
 		return err
 	}
+	restart := func(ctx context.Context, mode string) error {
+		if mode != "fast" && mode != "immediate" && mode != "smart" {
+			return fmt.Errorf("pgserver: restart mode must be smart, fast or immediate, got %q", mode)
+		}
+		return run(ctx, cred, filepath.Join(bin, "pg_ctl"), "-D", data, "-l", filepath.Join(dir, "log"),
+			"-m", mode, "-w", "-t", "60", "restart")
+	}
 	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-	return &Server{URL: url, Source: "local", stop: stop}, nil
+	return &Server{URL: url, Source: "local", stop: stop, restart: restart}, nil
 }
 
 // findBinDir returns the folder holding initdb and pg_ctl: PATH first, then

@@ -28,7 +28,31 @@ type Server struct {
 	// or "local".
 	Source string
 
-	stop func() error
+	stop    func() error
+	restart func(ctx context.Context, mode string) error
+}
+
+// ErrCannotRestart is returned by Restart for servers this package did not
+// start from local binaries.
+var ErrCannotRestart = errors.New("pgserver: only a local cluster started by this package can be restarted")
+
+// Restart restarts a local cluster with pg_ctl's shutdown mode "fast" or
+// "immediate" (a crash: no checkpoint, recovery on start), waiting until it
+// accepts connections again on the same port.
+func (s *Server) Restart(ctx context.Context, mode string) error {
+	if s == nil || s.restart == nil {
+		return ErrCannotRestart
+	}
+	return s.restart(ctx, mode)
+}
+
+// StartLocal starts a throwaway cluster from the local PostgreSQL binaries,
+// whatever the environment says: for tests that must control the server.
+func StartLocal(ctx context.Context, logf func(format string, args ...any)) (*Server, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	return startLocal(ctx, logf)
 }
 
 // Stop shuts the server down and removes its files when this package started

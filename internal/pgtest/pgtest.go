@@ -107,8 +107,8 @@ func NewEmpty(tb testing.TB) *DB {
 }
 
 // ForExample returns a migrated schema for an Example function, which has no
-// testing.TB; it is dropped when the process exits through Main... or not at
-// all: example schemas are small and the server is throwaway in CI.
+// testing.TB to clean up after it. The schema is left in place: it is small,
+// and goes with the server when Main stops a server it started.
 func ForExample() *DB {
 	db, _, err := create(context.Background())
 	if err == nil {
