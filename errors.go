@@ -15,9 +15,13 @@ var (
 	// characters of [a-zA-Z0-9-_.]).
 	ErrInvalidEventType = errors.New("invalid event type")
 	// ErrInvalidPayload: the payload does not marshal, is not a JSON object,
-	// or is invalid JSON or UTF-8.
+	// is invalid JSON or UTF-8, or holds what PostgreSQL's jsonb cannot
+	// store or Go cannot read back: the escape \u0000, an unpaired UTF-16
+	// surrogate escape, a number outside numeric's range, nesting deeper
+	// than 10000.
 	ErrInvalidPayload = errors.New("invalid payload")
-	// ErrPayloadTooLarge: the encoded payload is over the size limit.
+	// ErrPayloadTooLarge: the encoded payload is over the size limit, as
+	// sent or as jsonb writes it back (numbers in full, with no exponent).
 	ErrPayloadTooLarge = errors.New("payload too large")
 	// ErrInvalidConfig: a Config or signaler setting is out of range.
 	ErrInvalidConfig = errors.New("invalid config")
