@@ -109,7 +109,7 @@ func TestPermanentRejectionDeadLettersAndLaneGoesOn(t *testing.T) {
 			require.NotEmpty(t, dead[0].ResponseBody)
 			require.Contains(t, dead[0].LastError, fmt.Sprint(status))
 			require.JSONEq(t, `{"seq":2,"org":"org-p"}`, string(dead[0].Payload))
-			require.EqualValues(t, 1, r.Stats().DeadLettered)
+			waitStats(t, func(st relay.Stats) bool { return st.DeadLettered == 1 }, r)
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgtest"
+	"github.com/outboxrelay/outbox/internal/syncbuf"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
 )
@@ -29,24 +29,7 @@ type bundle struct {
 	db   *pgtest.DB
 	fake *svixtest.Server
 	cfg  relay.Config
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
+	logs *syncbuf.Buffer
 }
 
 // setup returns a bundle whose relay config has test-sized timings.
@@ -54,7 +37,7 @@ func setup(t *testing.T) *bundle {
 	t.Helper()
 	db := pgtest.New(t)
 	fake := svixtest.NewT(t, svixtest.Options{})
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	return &bundle{
 		ctx: context.Background(), db: db, fake: fake, logs: logs,
 		cfg: relay.Config{
@@ -160,6 +143,25 @@ func (b *bundle) requireExactlyOnce(t *testing.T, want []outbox.AppendResult) {
 	require.Empty(t, got, "messages created for events that were not expected")
 }
 
+// waitStats waits until the relays' counters, summed, satisfy ok. Counters
+// are updated just after a settlement commits, so a test that saw the rows
+// settled may read them a moment early.
+func waitStats(t *testing.T, ok func(relay.Stats) bool, rs ...*relay.Relay) {
+	t.Helper()
+	var sum relay.Stats
+	require.Eventually(t, func() bool {
+		sum = relay.Stats{}
+		for _, r := range rs {
+			st := r.Stats()
+			sum.Delivered += st.Delivered
+			sum.DeadLettered += st.DeadLettered
+			sum.Retried += st.Retried
+			sum.Skipped += st.Skipped
+		}
+		return ok(sum)
+	}, 10*time.Second, 5*time.Millisecond, "relay counters: %+v", sum)
+}
+
 // deliveries reads the delivery history: event id -> (outcome, message id, attempts).
 type delivery struct {
 	outcome, messageID string
@@ -214,7 +216,7 @@ func TestDeliversEveryCommittedEventOnce(t *testing.T) {
 		require.Equal(t, byEvent[c.EventID.String()], d.messageID, "history records the Svix message id")
 		require.Equal(t, 1, d.attempts)
 	}
-	require.EqualValues(t, len(committed), r.Stats().Delivered)
+	waitStats(t, func(st relay.Stats) bool { return st.Delivered == uint64(len(committed)) }, r)
 	for _, req := range b.fake.Requests() {
 		if req.Method == "POST" {
 			require.Equal(t, "outbox-"+req.EventID, req.IdempotencyKey, "a stable idempotency key per event")
@@ -266,11 +268,7 @@ func TestSeveralRelaysShareTheWork(t *testing.T) {
 
 			b.requireExactlyOnce(t, committed)
 			require.Zero(t, b.fake.Conflicts(), "two relays sent the same event: the lease failed")
-			var total uint64
-			for _, r := range rs {
-				total += r.Stats().Delivered
-			}
-			require.EqualValues(t, len(committed), total)
+			waitStats(t, func(st relay.Stats) bool { return st.Delivered == uint64(len(committed)) }, rs...)
 		})
 	}
 }

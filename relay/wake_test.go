@@ -265,9 +265,9 @@ func TestPollOnlyWithoutPreparedStatements(t *testing.T) {
 
 			b.waitMessages(t, len(committed)-1, 10*time.Second)
 			b.waitSettled(t, 10*time.Second)
-			st := r.Stats()
-			require.EqualValues(t, len(committed)-1, st.Delivered)
-			require.EqualValues(t, 1, st.DeadLettered)
+			waitStats(t, func(st relay.Stats) bool {
+				return st.Delivered == uint64(len(committed)-1) && st.DeadLettered == 1
+			}, r)
 			n, err := r.DeadLetters().Requeue(b.ctx, relay.DeadLetterFilter{All: true})
 			require.NoError(t, err)
 			require.Equal(t, 1, n)

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgtest"
+	"github.com/outboxrelay/outbox/internal/syncbuf"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 )
 
@@ -238,11 +238,11 @@ func TestDeadLetters(t *testing.T) {
 
 // startRelay starts `outbox relay` and returns a function that stops it
 // with SIGTERM, checks it exited 0, and returns its stderr.
-func startRelay(t *testing.T, env []string, args ...string) (stop func() string, stderr *syncBuffer) {
+func startRelay(t *testing.T, env []string, args ...string) (stop func() string, stderr *syncbuf.Buffer) {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"relay"}, args...)...)
 	cmd.Env = env
-	stderr = &syncBuffer{}
+	stderr = &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
 	// It handles SIGTERM once it has logged its start.
@@ -308,23 +308,6 @@ func TestRelayDeliversAndStopsGracefully(t *testing.T) {
 		require.Equal(t, 1, got[id], "event %s", id)
 	}
 	require.Len(t, got, len(want))
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 func TestDemo(t *testing.T) {

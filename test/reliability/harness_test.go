@@ -10,7 +10,6 @@
 package reliability
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgserver"
+	"github.com/outboxrelay/outbox/internal/syncbuf"
 	"github.com/outboxrelay/outbox/migrations"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 )
@@ -122,7 +122,7 @@ func newEnv(t *testing.T, fakeOpts svixtest.Options) *env {
 type relayProc struct {
 	name   string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 	exit   error
 	http   string // base URL of /healthz, /readyz, /debug/vars, if served
@@ -153,7 +153,7 @@ func (e *env) startRelayWith(name, token, svixURL string, extra ...string) *rela
 	e.t.Helper()
 	cmd := exec.Command(binary, e.relayArgs(append([]string{"--id", name}, extra...)...)...)
 	cmd.Env = []string{"DATABASE_URL=" + e.url, "SVIX_AUTH_TOKEN=" + token, "SVIX_SERVER_URL=" + svixURL, "PATH=" + os.Getenv("PATH")}
-	p := &relayProc{name: name, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &relayProc{name: name, cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	require.NoError(e.t, cmd.Start())
 	go func() { p.exit = cmd.Wait(); close(p.done) }()
@@ -491,23 +491,6 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 // getJSON fetches a JSON document (relay /debug/vars).

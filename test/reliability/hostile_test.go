@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/internal/syncbuf"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 )
 
@@ -38,7 +39,7 @@ func TestHostileIdentifiers(t *testing.T) {
 
 	cmd = exec.Command(binary, "relay", "--schema", schema, "--channel", channel, "--poll-interval", "1h", "--log-format", "json")
 	cmd.Env = []string{"DATABASE_URL=" + e.url, "SVIX_AUTH_TOKEN=" + e.token, "SVIX_SERVER_URL=" + e.fake.URL(), "PATH=" + os.Getenv("PATH")}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())
 	p := &relayProc{name: "hostile", cmd: cmd, stderr: logs, done: make(chan struct{})}
