@@ -16,7 +16,6 @@ import (
 // turnReport says what one lane turn did.
 type turnReport struct {
 	leased      bool // the lease was ours; false when another holder has it or the lane is paused
-	claimed     int  // events claimed
 	more        bool // the lane may have more due events right now
 	rateLimited bool
 	authFailed  bool
@@ -35,11 +34,10 @@ type counts struct {
 // lane (a retry with one event in flight, 429, 401/403); calls in flight
 // run on under sendCtx.
 func (r *Relay) turn(ctx, sendCtx context.Context, org string, stopAt time.Time) (turnReport, error) {
-	token := uuid.New()
-	pgToken := pgtype.UUID{Bytes: token, Valid: true}
 	if err := ctx.Err(); err != nil {
 		return turnReport{}, err
 	}
+	pgToken := pgtype.UUID{Bytes: uuid.New(), Valid: true}
 	claimedAt := time.Now()
 	// The claim is not interrupted once sent: a claim the server committed
 	// while the client gave up would hold the lane until its lease expired.
@@ -53,7 +51,7 @@ func (r *Relay) turn(ctx, sendCtx context.Context, org string, stopAt time.Time)
 		stopAt = leaseStop
 	}
 	results, held := r.sendAll(ctx, sendCtx, org, events, stopAt)
-	rep := turnReport{leased: true, claimed: len(events), more: !held && (len(events) == r.cfg.BatchSize || !lastSent(results))}
+	rep := turnReport{leased: true, more: !held && (len(events) == r.cfg.BatchSize || !lastSent(results))}
 	if err := r.settle(org, pgToken, events, results, &rep); err != nil {
 		return rep, err
 	}
