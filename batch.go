@@ -72,6 +72,7 @@ func (p *Producer) validateAll(ps []AppendParams) ([][]byte, *ValidationError) {
 		return payloads, p.validateRange(ps, payloads, 0, len(ps))
 	}
 	errs := make([]*ValidationError, workers)
+	panics := make([]any, workers)
 	var wg sync.WaitGroup
 	chunk := (len(ps) + workers - 1) / workers
 	for w := range workers {
@@ -79,10 +80,18 @@ func (p *Producer) validateAll(ps []AppendParams) ([][]byte, *ValidationError) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// A panicking MarshalJSON must reach the caller, as it would
+			// without the parallelism, not crash the process.
+			defer func() { panics[w] = recover() }()
 			errs[w] = p.validateRange(ps, payloads, lo, hi)
 		}()
 	}
 	wg.Wait()
+	for _, v := range panics {
+		if v != nil {
+			panic(v)
+		}
+	}
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

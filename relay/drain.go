@@ -42,7 +42,8 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 		}
 		res.add(rep.counts)
 		if !rep.leased {
-			res.Busy = true
+			res.AuthFailed = rep.authFailed
+			res.Busy = !rep.authFailed
 			break
 		}
 		res.RateLimited = res.RateLimited || rep.rateLimited

@@ -321,3 +321,58 @@ func TestPayloadNumbersStayExact(t *testing.T) {
 	require.JSONEq(t, `{"big": 9007199254740993, "f": 1.5e300, "nested": {"a": [1, "x", null]}}`, string(b.fake.Messages()[0].Payload))
 	require.Contains(t, string(b.fake.Messages()[0].Payload), "9007199254740993")
 }
+
+func TestDrainDuringAuthPauseReturnsAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.AuthPause = time.Minute
+	b.fake.SetToken("rotated-elsewhere")
+	b.appendCommitted(t, []string{"org-auth"}, 3)
+	r := b.newRelay(t)
+
+	res, err := r.DrainOrganization(b.ctx, "org-auth", 5*time.Second)
+	require.NoError(t, err)
+	require.True(t, res.AuthFailed)
+	turns := r.Stats().Turns
+
+	start := time.Now()
+	res, err = r.DrainOrganization(b.ctx, "org-auth", 5*time.Second)
+	require.NoError(t, err)
+	require.True(t, res.AuthFailed, "the pause is reported")
+	require.False(t, res.Busy)
+	require.Less(t, time.Since(start), 2*time.Second, "a drain during the pause must not spin until its budget ends")
+	require.Equal(t, turns, r.Stats().Turns, "no lane is claimed while the token is refused")
+	require.Equal(t, 3, res.Remaining)
+	var attempts int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT max(attempts) FROM outbox_events").Scan(&attempts))
+	require.Zero(t, attempts)
+}
+
+func TestShutdownDuringResolveCostsNoAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.ShutdownTimeout = 100 * time.Millisecond
+	resolving := make(chan struct{}, 1)
+	b.cfg.Resolver = relay.ResolverFunc(func(ctx context.Context, org string) (relay.Destination, error) {
+		select {
+		case resolving <- struct{}{}:
+		default:
+		}
+		<-ctx.Done() // a directory lookup that only ends when cancelled
+		return relay.Destination{}, ctx.Err()
+	})
+	b.appendCommitted(t, []string{"org-r"}, 1)
+
+	_, stop := b.start(t)
+	select {
+	case <-resolving:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the resolver was never called")
+	}
+	stop()
+	var attempts int
+	var lastErr *string
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT attempts, last_error FROM outbox_events").Scan(&attempts, &lastErr))
+	require.Zero(t, attempts, "an interrupted resolve is not an attempt")
+	require.Nil(t, lastErr)
+}

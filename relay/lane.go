@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,9 @@ func (r *Relay) turn(ctx, sendCtx context.Context, org string, stopAt time.Time)
 	if err := ctx.Err(); err != nil {
 		return turnReport{}, err
 	}
+	if r.authPaused() {
+		return turnReport{authFailed: true}, nil // nothing can be sent until the pause ends
+	}
 	pgToken := pgtype.UUID{Bytes: uuid.New(), Valid: true}
 	claimedAt := time.Now()
 	// The claim is not interrupted once sent: a claim the server committed
@@ -50,12 +54,20 @@ func (r *Relay) turn(ctx, sendCtx context.Context, org string, stopAt time.Time)
 	if leaseStop := claimedAt.Add(r.cfg.LeaseDuration / 2); stopAt.IsZero() || leaseStop.Before(stopAt) {
 		stopAt = leaseStop
 	}
+	// No call may outlive the lease: whatever is still in flight at three
+	// quarters of it is cut off and settled as unsent, leaving the last
+	// quarter for the settlement.
+	sendCtx, cancel = context.WithDeadline(sendCtx, claimedAt.Add(r.cfg.LeaseDuration*3/4))
 	results, held := r.sendAll(ctx, sendCtx, org, events, stopAt)
+	cancel()
 	rep := turnReport{leased: true, more: !held && (len(events) == r.cfg.BatchSize || !lastSent(results))}
 	if err := r.settle(org, pgToken, events, results, &rep); err != nil {
 		return rep, err
 	}
 	r.stats.add(rep.counts)
+	if rep.rateLimited {
+		r.stats.rateLimited.Add(1)
+	}
 	return rep, nil
 }
 
@@ -116,7 +128,10 @@ func (r *Relay) sendAll(ctx, sendCtx context.Context, org string, events []event
 	if len(events) == 0 {
 		return results, false
 	}
-	dest, err := r.cfg.Resolver.Resolve(ctx, org)
+	dest, err := r.cfg.Resolver.Resolve(sendCtx, org)
+	if ctx.Err() != nil || sendCtx.Err() != nil {
+		return results, true // shutting down or out of lease: all unsent, no attempt counted
+	}
 	if err != nil {
 		results[0] = result{outcome: outcomeRetry, err: "resolve destination: " + err.Error()}
 		return results, true
@@ -213,12 +228,14 @@ func (r *Relay) sendWithSlot(ctx context.Context, dest Destination, ev *event) r
 // round trip, retrying briefly if the database is unreachable. It runs
 // even while the relay shuts down. Every statement checks the lease token.
 func (r *Relay) settle(org string, token pgtype.UUID, events []event, results []result, rep *turnReport) error {
-	s := r.settlement(org, token, events, results, rep)
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseDuration/2)
+	plan := r.planSettlement(events, results, rep)
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseDuration/4)
 	defer cancel()
 	var err error
 	for attempt, wait := 0, 50*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
-		if err = r.pool.SendBatch(ctx, s).Close(); err == nil {
+		// A fresh batch each try: pgx caches statement descriptions on the
+		// batch, which a new connection (after a reconnect) does not have.
+		if err = r.pool.SendBatch(ctx, plan.batch(r, org, token)).Close(); err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -229,25 +246,28 @@ func (r *Relay) settle(org string, token pgtype.UUID, events []event, results []
 	return fmt.Errorf("relay: settle lane %s (its lease will expire and the events be sent again, deduplicated by eventId): %w", org, err)
 }
 
-// settlement builds the settling batch and tallies the outcomes into rep.
-func (r *Relay) settlement(org string, token pgtype.UUID, events []event, results []result, rep *turnReport) *pgx.Batch {
-	var (
-		doneIDs, retryIDs, deadIDs, unsentIDs []int64
-		doneMsgs, retryErrs, deadErrs, bodies []string
-		retryDelays                           []int64
-		statuses                              []int32
-		pause                                 time.Duration
-	)
+// settlementPlan is what a turn's settlement writes.
+type settlementPlan struct {
+	doneIDs, retryIDs, deadIDs, unsentIDs []int64
+	doneMsgs, retryErrs, deadErrs, bodies []string
+	retryDelays                           []int64
+	statuses                              []int32
+	pause                                 time.Duration
+}
+
+// planSettlement sorts the outcomes into a plan and tallies them into rep.
+func (r *Relay) planSettlement(events []event, results []result, rep *turnReport) *settlementPlan {
+	p := &settlementPlan{}
 	bury := func(ev *event, res result) {
-		deadIDs, deadErrs = append(deadIDs, ev.id), append(deadErrs, res.err)
-		statuses, bodies = append(statuses, int32(res.status)), append(bodies, res.body)
+		p.deadIDs, p.deadErrs = append(p.deadIDs, ev.id), append(p.deadErrs, cleanText(res.err, maxErrorText))
+		p.statuses, p.bodies = append(p.statuses, int32(res.status)), append(p.bodies, cleanText(res.body, maxBodyText))
 		rep.counts.DeadLettered++
 	}
 	for i := range events {
 		ev, res := &events[i], results[i]
 		switch res.outcome {
 		case outcomeDelivered, outcomeSkipped:
-			doneIDs, doneMsgs = append(doneIDs, ev.id), append(doneMsgs, res.messageID)
+			p.doneIDs, p.doneMsgs = append(p.doneIDs, ev.id), append(p.doneMsgs, cleanText(res.messageID, maxErrorText))
 			if res.outcome == outcomeDelivered {
 				rep.counts.Delivered++
 			} else {
@@ -259,49 +279,73 @@ func (r *Relay) settlement(org string, token pgtype.UUID, events []event, result
 				bury(ev, res)
 				continue
 			}
-			retryIDs, retryErrs = append(retryIDs, ev.id), append(retryErrs, res.err)
-			retryDelays = append(retryDelays, r.backoff(ev.attempts).Milliseconds())
+			p.retryIDs, p.retryErrs = append(p.retryIDs, ev.id), append(p.retryErrs, cleanText(res.err, maxErrorText))
+			p.retryDelays = append(p.retryDelays, r.backoff(ev.attempts).Milliseconds())
 			rep.counts.Retried++
 		case outcomeDead:
 			bury(ev, res)
 		case outcomeRateLimited:
 			rep.rateLimited = true
-			pause = max(pause, res.retryAfter, r.cfg.RateLimitPause)
-			unsentIDs = append(unsentIDs, ev.id)
+			p.pause = max(p.pause, min(res.retryAfter, maxRetryAfter), r.cfg.RateLimitPause)
+			p.unsentIDs = append(p.unsentIDs, ev.id)
 		case outcomeAuth:
 			rep.authFailed = true
-			unsentIDs = append(unsentIDs, ev.id)
+			p.unsentIDs = append(p.unsentIDs, ev.id)
 		default:
-			unsentIDs = append(unsentIDs, ev.id)
+			p.unsentIDs = append(p.unsentIDs, ev.id)
 			rep.counts.Unsent++
 		}
 	}
+	return p
+}
+
+// batch builds the settling statements.
+func (p *settlementPlan) batch(r *Relay, org string, token pgtype.UUID) *pgx.Batch {
 	b := &pgx.Batch{}
-	if len(doneIDs) > 0 {
+	if len(p.doneIDs) > 0 {
 		if r.cfg.DeliveredRetention < 0 {
-			b.Queue(r.q.deliverNoHistory, doneIDs, org, token)
+			b.Queue(r.q.deliverNoHistory, p.doneIDs, org, token)
 		} else {
-			b.Queue(r.q.deliver, doneIDs, org, token, doneMsgs)
+			b.Queue(r.q.deliver, p.doneIDs, org, token, p.doneMsgs)
 		}
 	}
-	if len(retryIDs) > 0 {
-		b.Queue(r.q.retry, retryIDs, org, token, retryDelays, retryErrs)
+	if len(p.retryIDs) > 0 {
+		b.Queue(r.q.retry, p.retryIDs, org, token, p.retryDelays, p.retryErrs)
 	}
-	if len(deadIDs) > 0 {
-		b.Queue(r.q.bury, deadIDs, org, token, deadErrs, statuses, bodies)
+	if len(p.deadIDs) > 0 {
+		b.Queue(r.q.bury, p.deadIDs, org, token, p.deadErrs, p.statuses, p.bodies)
 	}
-	if len(unsentIDs) > 0 {
-		b.Queue(r.q.unsend, unsentIDs, org, token)
+	if len(p.unsentIDs) > 0 {
+		b.Queue(r.q.unsend, p.unsentIDs, org, token)
 	}
-	if pause > 0 {
-		b.Queue(r.q.pauseLane, org, token, pause.Milliseconds())
+	if p.pause > 0 {
+		b.Queue(r.q.pauseLane, org, token, p.pause.Milliseconds())
 	} else {
 		b.Queue(r.q.releaseLane, org, token)
 	}
-	if rep.rateLimited {
-		r.stats.rateLimited.Add(1)
-	}
 	return b
+}
+
+// maxRetryAfter caps how long a 429's Retry-After may pause a lane, so a
+// wild value cannot hold an organization back for days.
+const maxRetryAfter = 10 * time.Minute
+
+const (
+	// maxErrorText and maxBodyText bound what is stored of an error and of
+	// Svix's response body.
+	maxErrorText = 2048
+	maxBodyText  = 8192
+)
+
+// cleanText makes s storable in a text column whatever Svix or a proxy
+// answered: valid UTF-8, no NUL (PostgreSQL refuses both, which would fail
+// the settlement every time), at most n bytes.
+func cleanText(s string, n int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "")
+	}
+	return s
 }
 
 // backoff is the delay before the retry that follows attempt n: full

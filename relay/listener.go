@@ -21,10 +21,14 @@ const listenPing = 30 * time.Second
 func (r *Relay) listen(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		connected := time.Now()
 		err := r.listenOnce(ctx)
-		r.ready.Store(false)
+		r.listening.Store(false)
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(connected) > time.Minute {
+			backoff = 100 * time.Millisecond // it was healthy: start over
 		}
 		r.log.WarnContext(ctx, "relay: LISTEN connection lost, reconnecting", "error", err, "backoff", backoff)
 		select {
@@ -49,7 +53,7 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.cfg.Channel}.Sanitize()); err != nil {
 		return err
 	}
-	r.ready.Store(true)
+	r.listening.Store(true)
 	r.log.DebugContext(ctx, "relay: listening", "channel", r.cfg.Channel)
 	r.sweep(ctx)
 	for {
@@ -64,7 +68,10 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
-			if err := conn.Ping(ctx); err != nil {
+			pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := conn.Ping(pingCtx)
+			cancel()
+			if err != nil {
 				return err
 			}
 		default:

@@ -63,7 +63,8 @@ type Relay struct {
 	running atomic.Bool
 
 	authPausedUntil atomic.Int64 // unix nanoseconds
-	ready           atomic.Bool
+	listening       atomic.Bool  // the LISTEN connection is up
+	sweepOK         atomic.Bool  // the last sweep reached the database
 	stats           stats
 }
 
@@ -151,8 +152,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	if !r.cfg.PollOnly {
 		bg.Add(1)
 		go func() { defer bg.Done(); r.listen(ctx) }()
-	} else {
-		r.ready.Store(true)
 	}
 	bg.Add(1)
 	go func() { defer bg.Done(); r.sweepLoop(ctx) }()
@@ -167,7 +166,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		lanes.Wait()
 	}
 	bg.Wait()
-	r.ready.Store(false)
+	r.sweepOK.Store(false)
 	r.log.InfoContext(ctx, "relay: stopped", "stats", r.Stats())
 	return nil
 }
@@ -246,7 +245,9 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 // Ready reports whether the relay is running and its wake-up path works:
 // the LISTEN connection is up (or PollOnly is set) and the last sweep
 // reached the database.
-func (r *Relay) Ready() bool { return r.running.Load() && r.ready.Load() }
+func (r *Relay) Ready() bool {
+	return r.running.Load() && r.sweepOK.Load() && (r.cfg.PollOnly || r.listening.Load())
+}
 
 func (r *Relay) authPaused() bool {
 	return time.Now().UnixNano() < r.authPausedUntil.Load()

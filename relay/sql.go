@@ -83,7 +83,12 @@ RETURNING e.id, e.event_id, e.event_type, e.payload, e.attempts, e.created_at`
 
 // holds is the lease check every settlement statement carries: $2 org,
 // $3 token. A holder whose lease was taken over settles nothing.
-const holds = `EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = $2 AND l.lease_token = $3)`
+//
+// FOR SHARE makes the check wait for, and then see, a takeover committing
+// meanwhile: without it the subquery is evaluated once on the statement's
+// snapshot, and a holder whose lease was just taken over could still
+// settle rows the new holder has claimed.
+const holds = `EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = $2 AND l.lease_token = $3 FOR SHARE)`
 
 // sqlReleaseLane gives the lease back. $1 org, $2 token.
 const sqlReleaseLane = `
@@ -143,7 +148,9 @@ INSERT INTO {dead} (id, event_id, organization_id, event_type, payload, created_
 SELECT d.id, d.event_id, d.organization_id, d.event_type, d.payload, d.created_at, d.attempts,
        u.err, NULLIF(u.status, 0), NULLIF(u.body, '')
 FROM dead d JOIN unnest($1::bigint[], $4::text[], $5::int[], $6::text[]) AS u(id, err, status, body) ON u.id = d.id
-ON CONFLICT (id) DO NOTHING`
+ON CONFLICT (id) DO UPDATE SET
+    payload = EXCLUDED.payload, attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
+    status_code = EXCLUDED.status_code, response_body = EXCLUDED.response_body, dead_at = now()`
 
 // sqlDueLanes lists organizations whose head event is due and whose lane is
 // free, oldest head first. It reads only pending rows: O(pending events).

@@ -48,15 +48,11 @@ func (r *Relay) sweep(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.WarnContext(ctx, "relay: sweep failed", "error", err)
-			if r.cfg.PollOnly {
-				r.ready.Store(false)
-			}
+			r.sweepOK.Store(false)
 		}
 		return
 	}
-	if r.cfg.PollOnly {
-		r.ready.Store(true)
-	}
+	r.sweepOK.Store(true)
 	if len(orgs) > 0 {
 		r.enqueue(orgs...)
 	}
