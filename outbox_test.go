@@ -356,3 +356,21 @@ func TestAppendBatchLargeReportsLowestBadIndex(t *testing.T) {
 	require.EqualValues(t, 6000, res.Count)
 	require.Equal(t, 6000, b.countEvents(t, "org"))
 }
+
+type panicky struct{}
+
+func (panicky) MarshalJSON() ([]byte, error) { panic("MarshalJSON panicked") }
+
+// A panic in a payload's MarshalJSON reaches the caller, as it would with
+// sequential validation, instead of crashing the process from a worker.
+func TestAppendBatchParallelValidationPanicReachesCaller(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ps := make([]outbox.AppendParams, 5000)
+	for i := range ps {
+		ps[i] = params("org", map[string]any{"i": i})
+	}
+	ps[4000] = params("org", panicky{})
+	require.PanicsWithValue(t, "MarshalJSON panicked", func() { _, _ = outbox.AppendBatch(b.ctx, b.pool, ps) })
+	require.Equal(t, 0, b.countEvents(t, ""))
+}
