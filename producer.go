@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxrelay/outbox/migrations"
 )
 
 // Config tunes a Producer. The zero value is ready to use.
@@ -28,13 +30,8 @@ func (c Config) validate() error {
 	if c.MaxPayloadBytes < 0 {
 		return fmt.Errorf("%w: MaxPayloadBytes must not be negative, got %d", ErrInvalidConfig, c.MaxPayloadBytes)
 	}
-	if len(c.Schema) > 63 {
-		return fmt.Errorf("%w: Schema must be at most 63 bytes, has %d", ErrInvalidConfig, len(c.Schema))
-	}
-	for i := 0; i < len(c.Schema); i++ {
-		if c.Schema[i] == 0 {
-			return fmt.Errorf("%w: Schema must not contain NUL", ErrInvalidConfig)
-		}
+	if err := migrations.ValidateSchema(c.Schema); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/migrations"
 )
 
 // ErrInvalidConfig is wrapped by every Config validation error.
@@ -148,18 +149,22 @@ func (c Config) validate() error {
 			bad("SvixServerURL must be an absolute URL, got %q", c.SvixServerURL)
 		}
 	}
-	positive := map[string]int{"Concurrency": c.Concurrency, "PerOrgInFlight": c.PerOrgInFlight, "BatchSize": c.BatchSize, "MaxAttempts": c.MaxAttempts}
-	for _, name := range []string{"Concurrency", "PerOrgInFlight", "BatchSize", "MaxAttempts"} {
-		if positive[name] < 1 {
-			bad("%s must be at least 1, got %d", name, positive[name])
+	for _, f := range []struct {
+		name  string
+		value int
+	}{{"Concurrency", c.Concurrency}, {"PerOrgInFlight", c.PerOrgInFlight}, {"BatchSize", c.BatchSize}, {"MaxAttempts", c.MaxAttempts}} {
+		if f.value < 1 {
+			bad("%s must be at least 1, got %d", f.name, f.value)
 		}
 	}
-	durations := map[string]time.Duration{"LeaseDuration": c.LeaseDuration, "SendTimeout": c.SendTimeout,
-		"RetryBaseDelay": c.RetryBaseDelay, "RetryMaxDelay": c.RetryMaxDelay, "RateLimitPause": c.RateLimitPause,
-		"AuthPause": c.AuthPause, "PollInterval": c.PollInterval, "ShutdownTimeout": c.ShutdownTimeout}
-	for _, name := range []string{"LeaseDuration", "SendTimeout", "RetryBaseDelay", "RetryMaxDelay", "RateLimitPause", "AuthPause", "PollInterval", "ShutdownTimeout"} {
-		if durations[name] <= 0 {
-			bad("%s must be positive, got %s", name, durations[name])
+	for _, f := range []struct {
+		name  string
+		value time.Duration
+	}{{"LeaseDuration", c.LeaseDuration}, {"SendTimeout", c.SendTimeout}, {"RetryBaseDelay", c.RetryBaseDelay},
+		{"RetryMaxDelay", c.RetryMaxDelay}, {"RateLimitPause", c.RateLimitPause}, {"AuthPause", c.AuthPause},
+		{"PollInterval", c.PollInterval}, {"ShutdownTimeout", c.ShutdownTimeout}} {
+		if f.value <= 0 {
+			bad("%s must be positive, got %s", f.name, f.value)
 		}
 	}
 	if c.LeaseDuration > 0 && c.SendTimeout >= c.LeaseDuration/2 {
@@ -174,8 +179,8 @@ func (c Config) validate() error {
 	if err := outbox.ValidateChannel(c.Channel); err != nil {
 		bad("Channel: %v", err)
 	}
-	if len(c.Schema) > 63 {
-		bad("Schema must be at most 63 bytes, has %d", len(c.Schema))
+	if err := migrations.ValidateSchema(c.Schema); err != nil {
+		bad("%v", err)
 	}
 	return errors.Join(errs...)
 }

@@ -303,6 +303,9 @@ func TestConfigValidation(t *testing.T) {
 	for _, field := range []string{"Concurrency", "SendTimeout", "SvixServerURL", "RateLimit"} {
 		require.ErrorContains(t, err, field)
 	}
+	_, err = relay.New(b.db.Pool, relay.Config{SvixToken: "t", Schema: "a\x00b"})
+	require.ErrorIs(t, err, relay.ErrInvalidConfig)
+	require.ErrorContains(t, err, "Schema must not contain NUL")
 	_, err = relay.New(nil, relay.Config{SvixToken: "t"})
 	require.ErrorIs(t, err, relay.ErrInvalidConfig)
 	r, err := relay.New(b.db.Pool, relay.Config{SvixToken: "t"})
