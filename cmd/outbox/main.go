@@ -5,7 +5,10 @@
 //	outbox relay                      deliver events to Svix until SIGINT/SIGTERM
 //	outbox status                     pending events, retries and dead letters per organization
 //	outbox dead-letters list|requeue|purge
-//	outbox demo                       the whole flow on embedded defaults, no setup
+//
+// The demo (the whole flow on embedded defaults) is a command of its own,
+// github.com/outboxrelay/outbox/cmd/outbox-demo, so that this binary, which
+// operators deploy, links no test infrastructure.
 //
 // The database comes from DATABASE_URL or --database-url, the schema from
 // --schema, Svix from SVIX_AUTH_TOKEN and SVIX_SERVER_URL. Run any command
@@ -34,11 +37,10 @@ var commands = []command{
 	{"relay", "deliver outbox events to Svix until stopped", runRelay},
 	{"status", "pending events, retries and dead letters per organization", runStatus},
 	{"dead-letters", "list, requeue or purge dead letters", runDeadLetters},
-	{"demo", "run the whole flow on embedded defaults, no setup needed", runDemo},
 }
 
-// environment is what a command reads from and writes to, so tests can
-// run commands in-process as well as through the binary.
+// environment is what a command reads from and writes to: the process's
+// standard streams and environment, passed down rather than read globally.
 type environment struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -75,6 +77,10 @@ func run(ctx context.Context, env *environment, args []string) int {
 			return exitCode(env, c.run(ctx, env, args[1:]))
 		}
 	}
+	if args[0] == "demo" {
+		fmt.Fprintln(env.stderr, "outbox: the demo is its own command now: go run github.com/outboxrelay/outbox/cmd/outbox-demo@latest (in a clone: go run ./cmd/outbox-demo)")
+		return 2
+	}
 	fmt.Fprintf(env.stderr, "outbox: unknown command %q (run 'outbox --help' for the list)\n", args[0])
 	return 2
 }
@@ -107,11 +113,10 @@ Commands:
 	fmt.Fprint(w, `
 Environment:
   DATABASE_URL      PostgreSQL URL (or --database-url)
-  SVIX_AUTH_TOKEN   Svix API token (relay; demo uses Svix for real when set)
+  SVIX_AUTH_TOKEN   Svix API token (relay)
   SVIX_SERVER_URL   Svix API base URL (optional)
 
 Examples:
-  outbox demo
   DATABASE_URL=postgres://localhost/app outbox migrate up --schema outbox
   outbox relay --concurrency 64 --http-addr :8080
   outbox status --json

@@ -3,13 +3,15 @@
 //
 //  1. a URL from the environment (the variables the caller names, such as
 //     OUTBOX_TEST_DATABASE_URL or DATABASE_URL);
-//  2. a throwaway container through testcontainers-go, when a Docker daemon
-//     answers;
+//  2. each of the caller's Starters, in order; the demo adds one that runs a
+//     container through testcontainers-go, so only the demo's module pays
+//     for Docker's client;
 //  3. a throwaway cluster made with the local PostgreSQL binaries (initdb and
 //     pg_ctl on PATH or in /usr/lib/postgresql/*/bin), run as the postgres
 //     user when the process is root.
 //
-// When none works, the error names all three ways.
+// When none works, the error names every way tried. The package uses only
+// the standard library.
 package pgserver
 
 import (
@@ -20,7 +22,8 @@ import (
 	"strings"
 )
 
-// Server is a PostgreSQL server the caller can connect to.
+// Server is a PostgreSQL server the caller can connect to. Make one with
+// Start, StartLocal or NewServer.
 type Server struct {
 	// URL connects to the server as a superuser (or the environment's user).
 	URL string
@@ -30,6 +33,12 @@ type Server struct {
 
 	stop    func() error
 	restart func(ctx context.Context, mode string) error
+}
+
+// NewServer returns a Server at url, for a Starter: source says where it
+// came from and stop, which may be nil, shuts it down.
+func NewServer(url, source string, stop func() error) *Server {
+	return &Server{URL: url, Source: source, stop: stop}
 }
 
 // ErrCannotRestart is returned by Restart for servers this package did not
@@ -67,10 +76,22 @@ func (s *Server) Stop() error {
 // Options tunes Start.
 type Options struct {
 	// EnvVars are the environment variables to read a URL from, first set
-	// wins. Defaults to OUTBOX_TEST_DATABASE_URL, DATABASE_URL.
+	// wins. Defaults (when nil) to OUTBOX_TEST_DATABASE_URL, DATABASE_URL;
+	// an empty, non-nil slice reads none.
 	EnvVars []string
 	// Logf reports progress (which way was taken). Defaults to discarding.
 	Logf func(format string, args ...any)
+	// Starters are tried, in order, after the environment and before the
+	// local binaries. Defaults to none.
+	Starters []Starter
+}
+
+// Starter is one more way to a server, such as a container.
+type Starter struct {
+	// Name says what the starter tries, for the error when nothing worked.
+	Name string
+	// Start returns a running server, or an error saying why not.
+	Start func(ctx context.Context, logf func(format string, args ...any)) (*Server, error)
 }
 
 // ErrNoServer is returned when no way to a PostgreSQL server worked.
@@ -78,7 +99,7 @@ var ErrNoServer = errors.New("no PostgreSQL server available")
 
 // Start returns a server found or started in the documented order.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	if len(opts.EnvVars) == 0 {
+	if opts.EnvVars == nil {
 		opts.EnvVars = []string{"OUTBOX_TEST_DATABASE_URL", "DATABASE_URL"}
 	}
 	if opts.Logf == nil {
@@ -90,17 +111,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 	}
 	var tried []string
-	srv, err := startContainer(ctx, opts.Logf)
-	if err == nil {
-		return srv, nil
+	for _, s := range append(opts.Starters, Starter{Name: "local binaries", Start: startLocal}) {
+		srv, err := s.Start(ctx, opts.Logf)
+		if err == nil {
+			return srv, nil
+		}
+		tried = append(tried, s.Name+": "+err.Error())
 	}
-	tried = append(tried, "testcontainers: "+err.Error())
-	srv, err = startLocal(ctx, opts.Logf)
-	if err == nil {
-		return srv, nil
-	}
-	tried = append(tried, "local binaries: "+err.Error())
-	return nil, fmt.Errorf("%w: set %s to a server's URL, run a Docker daemon for testcontainers, "+
-		"or install PostgreSQL's server binaries (Debian: apt-get install postgresql); tried: %s",
-		ErrNoServer, strings.Join(opts.EnvVars, " or "), strings.Join(tried, "; "))
+	return nil, fmt.Errorf("%w: set %s to a server's URL or install PostgreSQL's server binaries "+
+		"(Debian: apt-get install postgresql); tried: %s",
+		ErrNoServer, strings.Join(append(opts.EnvVars, "DATABASE_URL")[:max(1, len(opts.EnvVars))], " or "), strings.Join(tried, "; "))
 }

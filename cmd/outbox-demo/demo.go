@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgserver"
+	"github.com/outboxrelay/outbox/internal/sqlname"
 	"github.com/outboxrelay/outbox/migrations"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
@@ -38,16 +40,12 @@ type demoConfig struct {
 	keep         bool
 }
 
-func runDemo(ctx context.Context, env *environment, args []string) error {
+// parseFlags reads the demo's flags, with errors that say what is wrong.
+func parseFlags(stdout io.Writer, args []string) (demoConfig, error) {
 	var c demoConfig
-	fs := newFlagSet(env, "demo", "outbox demo [flags]\n\n"+
-		"The whole flow with no setup: finds a PostgreSQL (DATABASE_URL, else a Docker container through\n"+
-		"testcontainers, else a temporary cluster from the local PostgreSQL binaries, removed afterwards),\n"+
-		"migrates a fresh schema, serves a Svix-compatible API in-process (unless SVIX_AUTH_TOKEN is set:\n"+
-		"then Svix for real), runs concurrent handlers that write a business row and an event in one\n"+
-		"transaction (some roll back) and signal after commit, runs the relay, and audits the result.\n"+
-		"Exits 0 only if every committed event was delivered exactly once and no rolled-back one was.",
-		"  outbox demo\n  outbox demo --events 20000 --orgs 100 --svix-latency 20ms --fault-rate 0.1")
+	fs := flag.NewFlagSet("outbox-demo", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported once, by run
+	fs.Usage = func() {}
 	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL, else one is started)")
 	fs.IntVar(&c.events, "events", 2000, "events the handlers try to commit")
 	fs.IntVar(&c.orgs, "orgs", 20, "organizations the events are spread over")
@@ -57,17 +55,40 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	fs.Float64Var(&c.faultRate, "fault-rate", 0.05, "fraction of in-process Svix calls answered 503")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "give up after this long")
 	fs.BoolVar(&c.keep, "keep", false, "keep the demo schema afterwards (only with an external database)")
-	if err := parse(fs, args); err != nil {
-		return err
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fmt.Fprint(stdout, usageText)
+			fs.PrintDefaults()
+			fmt.Fprint(stdout, "\nExamples:\n  outbox-demo\n  outbox-demo --events 20000 --orgs 100 --svix-latency 20ms --fault-rate 0.1\n")
+		}
+		return c, err
 	}
 	switch {
 	case fs.NArg() > 0:
-		return usagef("demo takes no arguments, got %q", fs.Args())
+		return c, fmt.Errorf("outbox-demo takes no arguments, got %q", fs.Args())
 	case c.events < 1 || c.orgs < 1 || c.handlers < 1:
-		return usagef("--events, --orgs and --handlers must be at least 1")
+		return c, errors.New("--events, --orgs and --handlers must be at least 1")
 	case c.rollbackRate < 0 || c.rollbackRate >= 1 || c.faultRate < 0 || c.faultRate >= 1:
-		return usagef("--rollback-rate and --fault-rate must be in [0, 1)")
+		return c, errors.New("--rollback-rate and --fault-rate must be in [0, 1)")
 	}
+	return c, nil
+}
+
+const usageText = `Usage: outbox-demo [flags]
+
+The whole flow with no setup: finds a PostgreSQL (DATABASE_URL, else a Docker container through
+testcontainers, else a temporary cluster from the local PostgreSQL binaries, removed afterwards),
+migrates a fresh schema, serves a Svix-compatible API in-process, runs concurrent handlers that
+write a business row and an event in one transaction (some roll back) and signal after commit,
+runs the relay, and audits the result. Exits 0 only if every committed event was delivered
+exactly once and no rolled-back one was.
+
+Flags:
+`
+
+// runDemo runs one demo.
+func runDemo(ctx context.Context, env *environment, c demoConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	d := &demo{cfg: c, env: env}
@@ -78,7 +99,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	return d.run(ctx)
 }
 
-// demo is one run of `outbox demo`.
+// demo is one run of outbox-demo.
 type demo struct {
 	cfg     demoConfig
 	env     *environment
@@ -114,10 +135,14 @@ func (d *demo) setUp(ctx context.Context) error {
 		url = d.env.getenv("DATABASE_URL")
 	}
 	if url != "" {
-		d.server = &pgserver.Server{URL: url, Source: "DATABASE_URL"}
+		d.server = pgserver.NewServer(url, "DATABASE_URL", nil)
 	} else {
 		d.logf("demo: no DATABASE_URL; starting a throwaway PostgreSQL...")
-		srv, err := pgserver.Start(ctx, pgserver.Options{EnvVars: []string{"DATABASE_URL"}, Logf: func(f string, a ...any) { d.logf(f, a...) }})
+		srv, err := pgserver.Start(ctx, pgserver.Options{
+			EnvVars:  []string{}, // DATABASE_URL was read above, through env
+			Logf:     func(f string, a ...any) { d.logf(f, a...) },
+			Starters: []pgserver.Starter{containerStarter},
+		})
 		if err != nil {
 			return err
 		}
@@ -129,7 +154,7 @@ func (d *demo) setUp(ctx context.Context) error {
 		err = admin.Ping(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("cannot reach the database: %v", redact(err))
+		return fmt.Errorf("cannot reach the database: %w", err)
 	}
 	d.admin = admin
 	d.cleanup = append(d.cleanup, admin.Close)
@@ -142,7 +167,7 @@ func (d *demo) setUp(ctx context.Context) error {
 		d.cleanup = append(d.cleanup, func() {
 			dropCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			_, _ = admin.Exec(dropCtx, "DROP SCHEMA "+pgx.Identifier{d.schema}.Sanitize()+" CASCADE")
+			_, _ = admin.Exec(dropCtx, "DROP SCHEMA "+sqlname.Quote(d.schema)+" CASCADE")
 		})
 	}
 	cfg, err := pgxpool.ParseConfig(d.server.URL)
@@ -195,7 +220,12 @@ func (d *demo) startRelay(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()
-	d.cleanup = append(d.cleanup, func() { stop(); <-done })
+	d.cleanup = append(d.cleanup, func() {
+		stop()
+		if err := <-done; err != nil {
+			d.logf("demo: relay: %v", err)
+		}
+	})
 	return nil
 }
 
@@ -334,7 +364,7 @@ func (d *demo) waitDelivered(ctx context.Context) error {
 		st := d.relay.Stats()
 		if int(st.Delivered+st.DeadLettered) >= committed {
 			var pending int
-			if err := d.pool.QueryRow(ctx, "SELECT count(*) FROM outbox_events").Scan(&pending); err != nil {
+			if err := d.pool.QueryRow(ctx, "SELECT count(*) FROM "+sqlname.Events).Scan(&pending); err != nil {
 				return err
 			}
 			if pending == 0 {
@@ -476,7 +506,7 @@ func (d *demo) createdMessages(ctx context.Context) (map[string][]time.Time, err
 		return created, nil
 	}
 	// Real Svix: eventIds are unique per application, so look each up.
-	rows, err := d.pool.Query(ctx, "SELECT event_id::text, settled_at FROM outbox_deliveries WHERE outcome = 'delivered'")
+	rows, err := d.pool.Query(ctx, "SELECT event_id::text, settled_at FROM "+sqlname.Deliveries+" WHERE outcome = 'delivered'")
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package pgserver
+package main
 
 import (
 	"context"
@@ -7,16 +7,22 @@ import (
 
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/modules/postgres"
+
+	"github.com/outboxrelay/outbox/internal/pgserver"
 )
 
 // containerImage is the image started when a Docker daemon answers.
 const containerImage = "postgres:16-alpine"
 
-func startContainer(ctx context.Context, logf func(string, ...any)) (*Server, error) {
+// containerStarter starts PostgreSQL in a container through testcontainers
+// when a Docker daemon answers; pgserver tries it before the local binaries.
+var containerStarter = pgserver.Starter{Name: "testcontainers", Start: startContainer}
+
+func startContainer(ctx context.Context, logf func(string, ...any)) (*pgserver.Server, error) {
 	if err := dockerAnswers(ctx); err != nil {
 		return nil, err
 	}
-	logf("pgserver: starting %s with testcontainers", containerImage)
+	logf("demo: starting %s with testcontainers", containerImage)
 	ctr, err := postgres.Run(ctx, containerImage,
 		postgres.WithDatabase("outbox"),
 		postgres.WithUsername("postgres"),
@@ -31,9 +37,9 @@ func startContainer(ctx context.Context, logf func(string, ...any)) (*Server, er
 		_ = testcontainers.TerminateContainer(ctr)
 		return nil, fmt.Errorf("container connection string: %w", err)
 	}
-	return &Server{URL: url, Source: "testcontainers", stop: func() error {
+	return pgserver.NewServer(url, "testcontainers", func() error {
 		return testcontainers.TerminateContainer(ctr)
-	}}, nil
+	}), nil
 }
 
 // dockerAnswers asks the Docker daemon for its info with a short deadline.
