@@ -23,9 +23,33 @@ var (
 	// ErrPayloadTooLarge: the encoded payload is over the size limit, as
 	// sent or as jsonb writes it back (numbers in full, with no exponent).
 	ErrPayloadTooLarge = errors.New("payload too large")
-	// ErrInvalidConfig: a Config or signaler setting is out of range.
+	// ErrInvalidConfig: a Config or signaler setting is out of range. It is
+	// the one sentinel for a bad setting in every package of this module
+	// (relay.ErrInvalidConfig is the same value), wrapped by *ConfigError.
 	ErrInvalidConfig = errors.New("invalid config")
 )
+
+// ConfigError reports a setting out of range: which field and which rule. It
+// unwraps to ErrInvalidConfig and, when set, to Err, a more specific
+// sentinel (migrations.ErrInvalidSchema for a bad schema name).
+type ConfigError struct {
+	// Field is the setting at fault, such as "MaxPayloadBytes".
+	Field string
+	// Rule says what the setting must be, and what it was.
+	Rule string
+	// Err is a more specific sentinel, or nil.
+	Err error
+}
+
+func (e *ConfigError) Error() string { return "invalid config: " + e.Field + ": " + e.Rule }
+
+// Unwrap returns ErrInvalidConfig and Err.
+func (e *ConfigError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrInvalidConfig}
+	}
+	return []error{ErrInvalidConfig, e.Err}
+}
 
 // ValidationError reports bad input: which field, which rule, and for
 // AppendBatch which element. It unwraps to one of the sentinels above.

@@ -171,7 +171,7 @@ func checkValidationError(t *testing.T, err error, index int) *outbox.Validation
 	if verr.Field == "Payload" && errors.Is(err, outbox.ErrPayloadTooLarge) {
 		want = outbox.ErrPayloadTooLarge
 	}
-	if want == nil || verr.Err != want || !errors.Is(err, want) {
+	if want == nil || verr.Err != want || !errors.Is(err, want) { //nolint:errorlint // the field must hold the sentinel itself
 		t.Fatalf("field %q with sentinel %v: %v", verr.Field, verr.Err, err)
 	}
 	return verr
@@ -207,7 +207,7 @@ func checkStored(t *testing.T, ctx context.Context, tx pgx.Tx, id int64, org, ty
 func checkRefusedByPostgres(t *testing.T, ctx context.Context, tx pgx.Tx, payload []byte, verr *outbox.ValidationError) {
 	t.Helper()
 	trimmed := bytes.TrimLeft(payload, " \t\r\n")
-	if verr.Err != outbox.ErrInvalidPayload || !utf8.Valid(payload) || !json.Valid(payload) || len(trimmed) == 0 || trimmed[0] != '{' {
+	if !errors.Is(verr, outbox.ErrInvalidPayload) || !utf8.Valid(payload) || !json.Valid(payload) || len(trimmed) == 0 || trimmed[0] != '{' {
 		return
 	}
 	sp, err := tx.Begin(ctx)

@@ -59,6 +59,3 @@ type CopyDBTX interface {
 	DBTX
 	CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error)
 }
-
-// EventsTable is the name of the table events are appended to.
-const EventsTable = "outbox_events"

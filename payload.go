@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/outboxrelay/outbox/internal/svixid"
 )
 
 // DefaultMaxPayloadBytes is the default limit on an encoded payload: 1 MiB,
@@ -14,10 +16,10 @@ const DefaultMaxPayloadBytes = 1 << 20
 
 // encodePayload returns the JSON to store for v: v itself when it is
 // json.RawMessage or []byte (validated, not re-encoded), json.Marshal(v)
-// otherwise. The result is always a JSON object of at most max bytes that
-// PostgreSQL's jsonb accepts and writes back out within max bytes (bar the
+// otherwise. The result is always a JSON object of at most limit bytes that
+// PostgreSQL's jsonb accepts and writes back out within limit bytes (bar the
 // spaces jsonb adds), and that encoding/json decodes again.
-func encodePayload(v any, max int) ([]byte, *ValidationError) {
+func encodePayload(v any, limit int) ([]byte, *ValidationError) {
 	var (
 		b   []byte
 		raw bool
@@ -35,8 +37,8 @@ func encodePayload(v any, max int) ([]byte, *ValidationError) {
 			return nil, payloadError("does not marshal to JSON: "+err.Error(), ErrInvalidPayload)
 		}
 	}
-	if len(b) > max {
-		return nil, payloadError("is "+strconv.Itoa(len(b))+" bytes encoded, over the limit of "+strconv.Itoa(max), ErrPayloadTooLarge)
+	if len(b) > limit {
+		return nil, payloadError("is "+strconv.Itoa(len(b))+" bytes encoded, over the limit of "+strconv.Itoa(limit), ErrPayloadTooLarge)
 	}
 	if raw {
 		if !utf8.Valid(b) {
@@ -57,7 +59,7 @@ func encodePayload(v any, max int) ([]byte, *ValidationError) {
 	if !raw && !utf8.Valid(b) {
 		return nil, payloadError("is not valid UTF-8 once marshalled (json.Marshal copies a json.RawMessage or MarshalJSON output in it as is)", ErrInvalidPayload)
 	}
-	if verr := checkJSONB(b, max); verr != nil {
+	if verr := checkJSONB(b, limit); verr != nil {
 		return nil, verr
 	}
 	return b, nil
@@ -118,10 +120,10 @@ const (
 // PostgreSQL's jsonb would refuse: the escape \u0000, a UTF-16 surrogate
 // escape other than a high one directly followed by a low one, a number
 // numeric cannot hold, nesting deeper than maxPayloadDepth. It also keeps
-// the payload within max as jsonb writes it back: jsonb keeps no exponent,
+// the payload within limit as jsonb writes it back: jsonb keeps no exponent,
 // so 1e400 comes back as 401 digits and a few bytes of input could come back
 // as gigabytes, more than PostgreSQL can return or Svix accepts.
-func checkJSONB(b []byte, max int) *ValidationError {
+func checkJSONB(b []byte, limit int) *ValidationError {
 	var (
 		depth  int
 		growth int64 // bytes numbers gain when jsonb writes them out
@@ -155,7 +157,7 @@ func checkJSONB(b []byte, max int) *ValidationError {
 			}
 			end, gain, rule := scanNumber(b, i)
 			if rule != "" {
-				return payloadError(rule+" (got "+quote(string(b[i:end]))+" at byte "+strconv.Itoa(i)+")", ErrInvalidPayload)
+				return payloadError(rule+" (got "+svixid.Quote(string(b[i:end]))+" at byte "+strconv.Itoa(i)+")", ErrInvalidPayload)
 			}
 			growth += gain
 			i = end
@@ -163,9 +165,9 @@ func checkJSONB(b []byte, max int) *ValidationError {
 			i++
 		}
 	}
-	if n := int64(len(b)) + growth; n > int64(max) {
+	if n := int64(len(b)) + growth; n > int64(limit) {
 		return payloadError("is "+strconv.FormatInt(n, 10)+" bytes once PostgreSQL's jsonb writes its numbers out in full, over the limit of "+
-			strconv.Itoa(max)+" (jsonb keeps no exponent: 1e400 comes back as 401 digits)", ErrPayloadTooLarge)
+			strconv.Itoa(limit)+" (jsonb keeps no exponent: 1e400 comes back as 401 digits)", ErrPayloadTooLarge)
 	}
 	return nil
 }

@@ -1,11 +1,12 @@
 package outbox
 
 import (
-	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/outboxrelay/outbox/migrations"
+	"github.com/outboxrelay/outbox/internal/config"
+	"github.com/outboxrelay/outbox/internal/sqlname"
 )
 
 // Config tunes a Producer. The zero value is ready to use.
@@ -20,20 +21,19 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.MaxPayloadBytes == 0 {
-		c.MaxPayloadBytes = DefaultMaxPayloadBytes
-	}
+	config.Default(&c.MaxPayloadBytes, DefaultMaxPayloadBytes)
 	return c
 }
 
 func (c Config) validate() error {
+	var errs []error
 	if c.MaxPayloadBytes < 0 {
-		return fmt.Errorf("%w: MaxPayloadBytes must not be negative, got %d", ErrInvalidConfig, c.MaxPayloadBytes)
+		errs = append(errs, &ConfigError{Field: "MaxPayloadBytes", Rule: "must not be negative, got " + strconv.Itoa(c.MaxPayloadBytes)})
 	}
-	if err := migrations.ValidateSchema(c.Schema); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	if rule := sqlname.SchemaRule(c.Schema); rule != "" {
+		errs = append(errs, &ConfigError{Field: "Schema", Rule: rule, Err: sqlname.ErrInvalidSchema})
 	}
-	return nil
+	return config.Join("outbox", errs)
 }
 
 // Producer appends events with a Config. The package-level Append and
@@ -45,21 +45,18 @@ type Producer struct {
 	insertSQL string
 }
 
-// NewProducer returns a Producer, or an error wrapping ErrInvalidConfig that
-// names the bad field.
+// NewProducer returns a Producer, or an error wrapping ErrInvalidConfig
+// (a *ConfigError) that names each bad field.
 func NewProducer(cfg Config) (*Producer, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	table := pgx.Identifier{EventsTable}
-	if cfg.Schema != "" {
-		table = pgx.Identifier{cfg.Schema, EventsTable}
-	}
+	schema := sqlname.Schema(cfg.Schema)
 	return &Producer{
 		cfg:   cfg,
-		table: table,
-		insertSQL: "INSERT INTO " + table.Sanitize() +
+		table: schema.Identifier(sqlname.Events),
+		insertSQL: "INSERT INTO " + schema.Table(sqlname.Events) +
 			" (event_id, organization_id, event_type, payload) VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
 	}, nil
 }

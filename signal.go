@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/outboxrelay/outbox/internal/sqlname"
 )
 
 // Signaler wakes the relay for an organization after events were committed
@@ -56,30 +58,17 @@ type NotifySignaler struct {
 
 // NewNotifySignaler returns a NotifySignaler that notifies through db on
 // channel. channel defaults to DefaultNotifyChannel when empty and must be
-// at most 63 bytes (PostgreSQL's identifier limit); it is passed as a
-// parameter, never spliced into SQL.
+// at most 63 bytes without NUL (PostgreSQL's identifier limit), else the
+// error is a *ConfigError; it is passed as a parameter, never spliced into
+// SQL.
 func NewNotifySignaler(db DBTX, channel string) (*NotifySignaler, error) {
 	if channel == "" {
 		channel = DefaultNotifyChannel
 	}
-	if err := ValidateChannel(channel); err != nil {
-		return nil, err
+	if rule := sqlname.ChannelRule(channel); rule != "" {
+		return nil, fmt.Errorf("outbox: %w", &ConfigError{Field: "channel", Rule: rule})
 	}
 	return &NotifySignaler{db: db, channel: channel}, nil
-}
-
-// ValidateChannel reports whether name can be a NOTIFY channel: 1 to 63
-// bytes without NUL. The error wraps ErrInvalidConfig.
-func ValidateChannel(name string) error {
-	if name == "" || len(name) > 63 {
-		return fmt.Errorf("%w: channel must be 1 to 63 bytes, has %d", ErrInvalidConfig, len(name))
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] == 0 {
-			return fmt.Errorf("%w: channel must not contain NUL", ErrInvalidConfig)
-		}
-	}
-	return nil
 }
 
 // Channel returns the channel notified.

@@ -3,7 +3,6 @@ package outbox_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,17 +82,6 @@ func TestNotifySignalerChannel(t *testing.T) {
 	sig, err := outbox.NewNotifySignaler(nil, "")
 	require.NoError(t, err)
 	require.Equal(t, outbox.DefaultNotifyChannel, sig.Channel())
-	_, err = outbox.NewNotifySignaler(nil, string(make([]byte, 64)))
-	require.ErrorIs(t, err, outbox.ErrInvalidConfig)
-	_, err = outbox.NewNotifySignaler(nil, "a\x00b")
-	require.ErrorIs(t, err, outbox.ErrInvalidConfig)
-}
-
-// recorder is a Signaler that remembers what it was asked to signal.
-type recorder struct {
-	mu   sync.Mutex
-	orgs []string
-	err  error
 }
 
 func (r *recorder) SignalRelay(_ context.Context, org string) error {
@@ -119,85 +107,4 @@ func TestMultiSignalerFansOut(t *testing.T) {
 	require.Equal(t, []string{"org-1"}, a.signalled())
 	require.Equal(t, []string{"org-1"}, c.signalled(), "an earlier failure must not stop the fan-out")
 	require.Equal(t, 1, calls)
-}
-
-func TestWithTxSignalsOncePerOrganizationAfterCommit(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	rec := &recorder{}
-
-	err := outbox.WithTx(b.ctx, b.pool, rec, func(tx *outbox.Tx) error {
-		for _, org := range []string{"org-b", "org-a", "org-b"} {
-			if _, err := outbox.Append(b.ctx, tx, params(org, map[string]any{})); err != nil {
-				return err
-			}
-		}
-		if _, err := outbox.AppendBatch(b.ctx, tx, []outbox.AppendParams{params("org-c", map[string]any{}), params("org-a", map[string]any{})}); err != nil {
-			return err
-		}
-		require.Empty(t, rec.signalled(), "signalled before commit")
-		require.Equal(t, []string{"org-b", "org-a", "org-c"}, tx.Organizations())
-		return nil
-	})
-	require.NoError(t, err)
-	require.Equal(t, []string{"org-b", "org-a", "org-c"}, rec.signalled())
-	require.Equal(t, 5, b.countEvents(t, ""))
-}
-
-func TestWithTxSignalsNothingOnError(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	rec := &recorder{}
-	boom := errors.New("handler failed")
-
-	err := outbox.WithTx(b.ctx, b.pool, rec, func(tx *outbox.Tx) error {
-		_, err := outbox.Append(b.ctx, tx, params("org-1", map[string]any{}))
-		require.NoError(t, err)
-		return boom
-	})
-	require.ErrorIs(t, err, boom)
-	require.Empty(t, rec.signalled())
-	require.Equal(t, 0, b.countEvents(t, ""))
-
-	require.Panics(t, func() {
-		_ = outbox.WithTx(b.ctx, b.pool, rec, func(tx *outbox.Tx) error {
-			_, err := outbox.Append(b.ctx, tx, params("org-1", map[string]any{}))
-			require.NoError(t, err)
-			panic("handler panicked")
-		})
-	})
-	require.Empty(t, rec.signalled())
-	require.Equal(t, 0, b.countEvents(t, ""))
-}
-
-func TestWithTxSignalFailureDoesNotFailCommittedWork(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	rec := &recorder{err: errors.New("signal down")}
-
-	err := outbox.WithTx(b.ctx, b.pool, rec, func(tx *outbox.Tx) error {
-		_, err := outbox.Append(b.ctx, tx, params("org-1", map[string]any{}))
-		return err
-	})
-	require.NoError(t, err)
-	require.Equal(t, []string{"org-1"}, rec.signalled())
-	require.Equal(t, 1, b.countEvents(t, ""))
-}
-
-func TestWithTxNotifyReachesListener(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	channel := "outbox_" + b.db.Schema
-	conn := b.listen(t, channel)
-	sig, err := outbox.NewNotifySignaler(b.pool, channel)
-	require.NoError(t, err)
-
-	err = outbox.WithTx(b.ctx, b.pool, sig, func(tx *outbox.Tx) error {
-		_, err := outbox.Append(b.ctx, tx, params("org-n", map[string]any{}))
-		return err
-	})
-	require.NoError(t, err)
-	n, err := nextNotification(conn, 5*time.Second)
-	require.NoError(t, err)
-	require.Equal(t, "org-n", n.Payload)
 }

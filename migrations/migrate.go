@@ -6,10 +6,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/outboxrelay/outbox/internal/sqlname"
 )
 
 // versionTable records the applied migrations in the target schema.
-const versionTable = "outbox_schema_migrations"
+const versionTable = sqlname.Migrations
 
 // Beginner starts transactions: *pgxpool.Pool, *pgx.Conn and pgx.Tx (as a
 // savepoint) satisfy it.
@@ -105,8 +107,8 @@ func Status(ctx context.Context, db Beginner, opts Options) ([]State, error) {
 // lock, has search_path set to the schema, and has read the applied versions.
 // With write false it creates nothing and fn must not write.
 func withLockedSchema(ctx context.Context, db Beginner, opts Options, write bool, fn func(pgx.Tx, map[int]time.Time) error) error {
-	if err := ValidateSchema(opts.Schema); err != nil {
-		return err
+	if err := sqlname.ValidateSchema(opts.Schema); err != nil {
+		return fmt.Errorf("migrations: Options.Schema: %w", err)
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -118,7 +120,7 @@ func withLockedSchema(ctx context.Context, db Beginner, opts Options, write bool
 		return fmt.Errorf("take migration lock: %w", err)
 	}
 	if opts.Schema != "" {
-		quoted := pgx.Identifier{opts.Schema}.Sanitize()
+		quoted := sqlname.Quote(opts.Schema)
 		if write {
 			if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoted); err != nil {
 				return fmt.Errorf("create schema %s: %w", quoted, err)
@@ -178,19 +180,4 @@ func appliedVersions(ctx context.Context, tx pgx.Tx, create bool) (map[int]time.
 		return nil, fmt.Errorf("read %s: %w", versionTable, err)
 	}
 	return done, nil
-}
-
-// ValidateSchema reports whether name can be used as a schema: "" (the
-// search_path default) or 1 to 63 bytes without NUL. Any other character is
-// allowed because the name is always quoted as an identifier.
-func ValidateSchema(name string) error {
-	if len(name) > 63 {
-		return fmt.Errorf("%w: Schema %q is longer than 63 bytes", ErrInvalidSchema, name)
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] == 0 {
-			return fmt.Errorf("%w: Schema must not contain NUL", ErrInvalidSchema)
-		}
-	}
-	return nil
 }

@@ -15,12 +15,13 @@ package migrations
 
 import (
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/outboxrelay/outbox/internal/sqlname"
 )
 
 // FS holds the embedded SQL files, for migration tools that read an fs.FS
@@ -29,8 +30,9 @@ import (
 //go:embed *.sql
 var FS embed.FS
 
-// ErrInvalidSchema is wrapped by errors about an unusable schema name.
-var ErrInvalidSchema = errors.New("invalid schema name")
+// ErrInvalidSchema is wrapped by every error about an unusable schema name,
+// from this package and from the Config of outbox.NewProducer and relay.New.
+var ErrInvalidSchema = sqlname.ErrInvalidSchema
 
 // Migration is one numbered step of the schema.
 type Migration struct {

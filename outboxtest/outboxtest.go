@@ -11,8 +11,11 @@
 //		Payload:        map[string]any{"action": "login"}, // a subset of the payload
 //	})
 //
-// Failure messages list what was appended instead. Package svixtest, beside
-// this one, is an in-process fake of the Svix API for tests of the relay.
+// Failure messages list what was appended instead. The package-level
+// functions read the tables the connection's search_path finds; a [Checker]
+// made with [Config.Schema] names the schema, as outbox.Config does for the
+// producer. Package svixtest, beside this one, is an in-process fake of the
+// Svix API for tests of the relay.
 package outboxtest
 
 import (
@@ -28,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/internal/sqlname"
 )
 
 // Match selects appended events. Empty fields match everything.
@@ -41,10 +45,38 @@ type Match struct {
 	// objects compared the same way). Any value encoding/json marshals to an
 	// object, or json.RawMessage.
 	Payload any
-	// Schema is the schema of outbox's tables. Defaults to "" (the
-	// connection's search_path).
+}
+
+// Config tunes a Checker. The zero value is ready to use.
+type Config struct {
+	// Schema is the PostgreSQL schema holding outbox's tables. Defaults to
+	// "", which leaves the table name unqualified so the connection's
+	// search_path decides.
 	Schema string
 }
+
+// Checker asserts on the events appended to one schema's outbox. It is safe
+// for concurrent use.
+type Checker struct {
+	selectSQL string
+}
+
+// New returns a Checker, or an error wrapping outbox.ErrInvalidConfig (and
+// migrations.ErrInvalidSchema) when cfg.Schema cannot be a schema name.
+func New(cfg Config) (*Checker, error) {
+	if rule := sqlname.SchemaRule(cfg.Schema); rule != "" {
+		return nil, fmt.Errorf("outboxtest: %w", &outbox.ConfigError{Field: "Schema", Rule: rule, Err: sqlname.ErrInvalidSchema})
+	}
+	return &Checker{selectSQL: `SELECT id, event_id, organization_id, event_type, payload, created_at
+		FROM ` + sqlname.Schema(cfg.Schema).Table(sqlname.Events) + `
+		WHERE ($1 = '' OR organization_id = $1)
+		  AND ($2 = '' OR event_type = $2)
+		  AND ($3::jsonb IS NULL OR payload @> $3::jsonb)
+		ORDER BY id`}, nil
+}
+
+// defaultChecker serves the package-level functions.
+var defaultChecker, _ = New(Config{})
 
 // Event is an appended event as stored in the outbox.
 type Event struct {
@@ -60,10 +92,32 @@ type Event struct {
 // order they were appended. It sees what db sees: inside the test's
 // transaction, that includes uncommitted events.
 func Appended(ctx context.Context, db outbox.DBTX, m Match) ([]Event, error) {
-	table := pgx.Identifier{outbox.EventsTable}
-	if m.Schema != "" {
-		table = pgx.Identifier{m.Schema, outbox.EventsTable}
-	}
+	return defaultChecker.Appended(ctx, db, m)
+}
+
+// RequireAppended fails the test unless at least one appended event matches
+// m, and returns the first (oldest) match.
+func RequireAppended(tb testing.TB, db outbox.DBTX, m Match) Event {
+	tb.Helper()
+	return defaultChecker.RequireAppended(tb, db, m)
+}
+
+// RequireNotAppended fails the test if any appended event matches m.
+func RequireNotAppended(tb testing.TB, db outbox.DBTX, m Match) {
+	tb.Helper()
+	defaultChecker.RequireNotAppended(tb, db, m)
+}
+
+// RequireManyAppended fails the test unless the appended events are
+// exactly want, one match per event, in the order they were appended, and
+// returns them.
+func RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Match) []Event {
+	tb.Helper()
+	return defaultChecker.RequireManyAppended(tb, db, want)
+}
+
+// Appended is the package-level Appended on c's schema.
+func (c *Checker) Appended(ctx context.Context, db outbox.DBTX, m Match) ([]Event, error) {
 	var payload []byte
 	if m.Payload != nil {
 		var err error
@@ -73,12 +127,7 @@ func Appended(ctx context.Context, db outbox.DBTX, m Match) ([]Event, error) {
 			return nil, fmt.Errorf("outboxtest: Match.Payload does not marshal: %w", err)
 		}
 	}
-	rows, err := db.Query(ctx, `SELECT id, event_id, organization_id, event_type, payload, created_at
-		FROM `+table.Sanitize()+`
-		WHERE ($1 = '' OR organization_id = $1)
-		  AND ($2 = '' OR event_type = $2)
-		  AND ($3::jsonb IS NULL OR payload @> $3::jsonb)
-		ORDER BY id`, m.OrganizationID, string(m.EventType), payload)
+	rows, err := db.Query(ctx, c.selectSQL, m.OrganizationID, string(m.EventType), payload)
 	if err != nil {
 		return nil, fmt.Errorf("outboxtest: read appended events: %w", err)
 	}
@@ -100,41 +149,34 @@ func Appended(ctx context.Context, db outbox.DBTX, m Match) ([]Event, error) {
 	return out, nil
 }
 
-// RequireAppended fails the test unless at least one appended event matches
-// m, and returns the first (oldest) match.
-func RequireAppended(tb testing.TB, db outbox.DBTX, m Match) Event {
+// RequireAppended is the package-level RequireAppended on c's schema.
+func (c *Checker) RequireAppended(tb testing.TB, db outbox.DBTX, m Match) Event {
 	tb.Helper()
-	got, ok := find(tb, db, m)
+	got, ok := c.find(tb, db, m)
 	if !ok {
 		return Event{}
 	}
 	if len(got) == 0 {
-		tb.Fatalf("outboxtest: no appended event matches %s; appended:\n%s", m, listAll(tb, db, m.Schema))
+		tb.Fatalf("outboxtest: no appended event matches %s; appended:\n%s", m, c.listAll(tb, db))
 		return Event{}
 	}
 	return got[0]
 }
 
-// RequireNotAppended fails the test if any appended event matches m.
-func RequireNotAppended(tb testing.TB, db outbox.DBTX, m Match) {
+// RequireNotAppended is the package-level RequireNotAppended on c's schema.
+func (c *Checker) RequireNotAppended(tb testing.TB, db outbox.DBTX, m Match) {
 	tb.Helper()
-	got, ok := find(tb, db, m)
+	got, ok := c.find(tb, db, m)
 	if ok && len(got) > 0 {
 		tb.Fatalf("outboxtest: %d appended event(s) match %s, want none:\n%s", len(got), m, describe(got))
 	}
 }
 
-// RequireManyAppended fails the test unless the appended events are
-// exactly want, one match per event, in the order they were appended, and
-// returns them. Only events within want's schema (the first Match's
-// Schema) are considered.
-func RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Match) []Event {
+// RequireManyAppended is the package-level RequireManyAppended on c's
+// schema.
+func (c *Checker) RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Match) []Event {
 	tb.Helper()
-	var schema string
-	if len(want) > 0 {
-		schema = want[0].Schema
-	}
-	all, ok := find(tb, db, Match{Schema: schema})
+	all, ok := c.find(tb, db, Match{})
 	if !ok {
 		return nil
 	}
@@ -143,8 +185,7 @@ func RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Match) []Event {
 		return nil
 	}
 	for i, w := range want {
-		w.Schema = schema
-		matches, ok := find(tb, db, w)
+		matches, ok := c.find(tb, db, w)
 		if !ok {
 			return nil
 		}
@@ -156,9 +197,9 @@ func RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Match) []Event {
 	return all
 }
 
-func find(tb testing.TB, db outbox.DBTX, m Match) ([]Event, bool) {
+func (c *Checker) find(tb testing.TB, db outbox.DBTX, m Match) ([]Event, bool) {
 	tb.Helper()
-	got, err := Appended(context.Background(), db, m)
+	got, err := c.Appended(context.Background(), db, m)
 	if err != nil {
 		tb.Fatalf("%v", err)
 		return nil, false
@@ -166,9 +207,9 @@ func find(tb testing.TB, db outbox.DBTX, m Match) ([]Event, bool) {
 	return got, true
 }
 
-func listAll(tb testing.TB, db outbox.DBTX, schema string) string {
+func (c *Checker) listAll(tb testing.TB, db outbox.DBTX) string {
 	tb.Helper()
-	all, err := Appended(context.Background(), db, Match{Schema: schema})
+	all, err := c.Appended(context.Background(), db, Match{})
 	if err != nil {
 		return "  (could not read: " + err.Error() + ")"
 	}

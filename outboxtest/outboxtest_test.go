@@ -139,7 +139,9 @@ func TestAppendedSeesOnlyTheTransaction(t *testing.T) {
 	inside, err := outboxtest.Appended(ctx, tx, outboxtest.Match{})
 	require.NoError(t, err)
 	require.Len(t, inside, 1)
-	outside, err := outboxtest.Appended(ctx, db.Pool, outboxtest.Match{Schema: db.Schema})
+	checker, err := outboxtest.New(outboxtest.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	outside, err := checker.Appended(ctx, db.Pool, outboxtest.Match{})
 	require.NoError(t, err)
 	require.Empty(t, outside, "uncommitted events are invisible outside the transaction")
 

@@ -169,7 +169,7 @@ func BenchmarkCommitToCreateLatency(b *testing.B) {
 			for !r.Ready() {
 				time.Sleep(5 * time.Millisecond)
 			}
-			var signaler outbox.Signaler = outbox.NopSignaler
+			signaler := outbox.NopSignaler
 			if mode == "notify" {
 				if signaler, err = outbox.NewNotifySignaler(db.Pool, cfg.Channel); err != nil {
 					b.Fatal(err)

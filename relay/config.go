@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,16 +10,41 @@ import (
 	"time"
 
 	"github.com/outboxrelay/outbox"
-	"github.com/outboxrelay/outbox/migrations"
+	"github.com/outboxrelay/outbox/internal/config"
+	"github.com/outboxrelay/outbox/internal/sqlname"
 )
 
-// ErrInvalidConfig is wrapped by every Config validation error.
-var ErrInvalidConfig = errors.New("relay: invalid config")
+// ErrInvalidConfig is wrapped by every Config validation error. It is
+// outbox.ErrInvalidConfig, re-exported: the two are the same sentinel.
+var ErrInvalidConfig = outbox.ErrInvalidConfig
+
+// ConfigError is outbox.ConfigError: the field at fault and its rule.
+type ConfigError = outbox.ConfigError
+
+// The defaults New applies to a zero Config field. The outbox command's flags
+// and the documentation read them from here.
+const (
+	DefaultConcurrency        = 64
+	DefaultPerOrgInFlight     = 1
+	DefaultBatchSize          = 100
+	DefaultLeaseDuration      = 30 * time.Second
+	DefaultSendTimeout        = 10 * time.Second
+	DefaultMaxAttempts        = 25
+	DefaultRetryBaseDelay     = time.Second
+	DefaultRetryMaxDelay      = 10 * time.Minute
+	DefaultRateLimitPause     = time.Second
+	DefaultAuthPause          = 30 * time.Second
+	DefaultPollInterval       = time.Second
+	DefaultChannel            = outbox.DefaultNotifyChannel
+	DefaultDeliveredRetention = 24 * time.Hour
+	DefaultShutdownTimeout    = 10 * time.Second
+)
 
 // Config tunes a Relay. Only SvixToken is required; every other field has a
 // documented default, applied by New.
 type Config struct {
-	// SvixToken is the Svix API token. Required. It is never logged.
+	// SvixToken is the Svix API token. Required: it has no default. It is
+	// never logged.
 	SvixToken string
 	// SvixServerURL is the Svix API base URL. Defaults to the region the
 	// token names (the Svix SDK's own choice).
@@ -82,8 +106,8 @@ type Config struct {
 	// PollOnly turns off LISTEN, for connections through PgBouncer in
 	// transaction pooling mode; the sweep alone finds work. Defaults to false.
 	PollOnly bool
-	// Channel is the NOTIFY channel listened on. Defaults to
-	// outbox.DefaultNotifyChannel.
+	// Channel is the NOTIFY channel listened on. Defaults to "outbox_relay"
+	// (outbox.DefaultNotifyChannel).
 	Channel string
 	// DeliveredRetention is how long settled events are kept in
 	// outbox_deliveries (no payload: ids, Svix message id, timestamps).
@@ -102,20 +126,20 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	setDefault(&c.Concurrency, 64)
-	setDefault(&c.PerOrgInFlight, 1)
-	setDefault(&c.BatchSize, 100)
-	setDefault(&c.LeaseDuration, 30*time.Second)
-	setDefault(&c.SendTimeout, 10*time.Second)
-	setDefault(&c.MaxAttempts, 25)
-	setDefault(&c.RetryBaseDelay, time.Second)
-	setDefault(&c.RetryMaxDelay, 10*time.Minute)
-	setDefault(&c.RateLimitPause, time.Second)
-	setDefault(&c.AuthPause, 30*time.Second)
-	setDefault(&c.PollInterval, time.Second)
-	setDefault(&c.Channel, outbox.DefaultNotifyChannel)
-	setDefault(&c.DeliveredRetention, 24*time.Hour)
-	setDefault(&c.ShutdownTimeout, 10*time.Second)
+	config.Default(&c.Concurrency, DefaultConcurrency)
+	config.Default(&c.PerOrgInFlight, DefaultPerOrgInFlight)
+	config.Default(&c.BatchSize, DefaultBatchSize)
+	config.Default(&c.LeaseDuration, DefaultLeaseDuration)
+	config.Default(&c.SendTimeout, DefaultSendTimeout)
+	config.Default(&c.MaxAttempts, DefaultMaxAttempts)
+	config.Default(&c.RetryBaseDelay, DefaultRetryBaseDelay)
+	config.Default(&c.RetryMaxDelay, DefaultRetryMaxDelay)
+	config.Default(&c.RateLimitPause, DefaultRateLimitPause)
+	config.Default(&c.AuthPause, DefaultAuthPause)
+	config.Default(&c.PollInterval, DefaultPollInterval)
+	config.Default(&c.Channel, DefaultChannel)
+	config.Default(&c.DeliveredRetention, DefaultDeliveredRetention)
+	config.Default(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	if c.Resolver == nil {
 		c.Resolver = DefaultResolver
 	}
@@ -123,30 +147,29 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	if c.ID == "" {
-		host, _ := os.Hostname()
-		c.ID = host + "-" + strconv.Itoa(os.Getpid())
+		c.ID = defaultID()
 	}
 	return c
 }
 
-func setDefault[T comparable](field *T, value T) {
-	var zero T
-	if *field == zero {
-		*field = value
-	}
+// defaultID is hostname-pid.
+func defaultID() string {
+	host, _ := os.Hostname()
+	return host + "-" + strconv.Itoa(os.Getpid())
 }
 
+// validate returns every bad field at once, each a *ConfigError.
 func (c Config) validate() error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &ConfigError{Field: field, Rule: fmt.Sprintf(format, args...)})
 	}
 	if c.SvixToken == "" {
-		bad("SvixToken is required")
+		bad("SvixToken", "must be set")
 	}
 	if c.SvixServerURL != "" {
 		if u, err := url.Parse(c.SvixServerURL); err != nil || u.Scheme == "" || u.Host == "" {
-			bad("SvixServerURL must be an absolute URL, got %q", c.SvixServerURL)
+			bad("SvixServerURL", "must be an absolute URL, got %q", c.SvixServerURL)
 		}
 	}
 	for _, f := range []struct {
@@ -154,7 +177,7 @@ func (c Config) validate() error {
 		value int
 	}{{"Concurrency", c.Concurrency}, {"PerOrgInFlight", c.PerOrgInFlight}, {"BatchSize", c.BatchSize}, {"MaxAttempts", c.MaxAttempts}} {
 		if f.value < 1 {
-			bad("%s must be at least 1, got %d", f.name, f.value)
+			bad(f.name, "must be at least 1, got %d", f.value)
 		}
 	}
 	for _, f := range []struct {
@@ -164,23 +187,23 @@ func (c Config) validate() error {
 		{"RetryMaxDelay", c.RetryMaxDelay}, {"RateLimitPause", c.RateLimitPause}, {"AuthPause", c.AuthPause},
 		{"PollInterval", c.PollInterval}, {"ShutdownTimeout", c.ShutdownTimeout}} {
 		if f.value <= 0 {
-			bad("%s must be positive, got %s", f.name, f.value)
+			bad(f.name, "must be positive, got %s", f.value)
 		}
 	}
 	if c.LeaseDuration > 0 && c.SendTimeout >= c.LeaseDuration/2 {
-		bad("SendTimeout (%s) must be under half of LeaseDuration (%s)", c.SendTimeout, c.LeaseDuration)
+		bad("SendTimeout", "must be under half of LeaseDuration (%s), got %s", c.LeaseDuration, c.SendTimeout)
 	}
 	if c.RetryMaxDelay < c.RetryBaseDelay {
-		bad("RetryMaxDelay (%s) must be at least RetryBaseDelay (%s)", c.RetryMaxDelay, c.RetryBaseDelay)
+		bad("RetryMaxDelay", "must be at least RetryBaseDelay (%s), got %s", c.RetryBaseDelay, c.RetryMaxDelay)
 	}
 	if c.RateLimit < 0 {
-		bad("RateLimit must not be negative, got %g", c.RateLimit)
+		bad("RateLimit", "must not be negative, got %g", c.RateLimit)
 	}
-	if err := outbox.ValidateChannel(c.Channel); err != nil {
-		bad("Channel: %v", err)
+	if rule := sqlname.ChannelRule(c.Channel); rule != "" {
+		bad("Channel", "%s", rule)
 	}
-	if err := migrations.ValidateSchema(c.Schema); err != nil {
-		bad("%v", err)
+	if rule := sqlname.SchemaRule(c.Schema); rule != "" {
+		errs = append(errs, &ConfigError{Field: "Schema", Rule: rule, Err: sqlname.ErrInvalidSchema})
 	}
-	return errors.Join(errs...)
+	return config.Join("relay", errs)
 }

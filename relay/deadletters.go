@@ -10,46 +10,55 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-
-	"github.com/outboxrelay/outbox"
 )
 
-// ErrNoFilter is returned by Requeue and Purge when the filter matches
-// everything without saying so (DeadLetterFilter.All).
-var ErrNoFilter = errors.New("relay: dead-letter filter is empty; set All to act on every dead letter")
+// ErrNoFilter is returned by RequeueDeadLetters and PurgeDeadLetters when
+// the selection matches everything without saying so (DeadLetterSelection.All).
+var ErrNoFilter = errors.New("relay: dead-letter selection is empty; set All to act on every dead letter")
+
+// DefaultDeadLetterListLimit is how many dead letters DeadLetters returns
+// when DeadLetterListParams.Limit is 0.
+const DefaultDeadLetterListLimit = 100
 
 // DeadLetter is an event Svix refused for good or that ran out of attempts.
 type DeadLetter struct {
-	ID             int64           `json:"id"`
-	EventID        uuid.UUID       `json:"event_id"`
-	OrganizationID string          `json:"organization_id"`
-	EventType      string          `json:"event_type"`
-	Payload        json.RawMessage `json:"payload"`
-	CreatedAt      time.Time       `json:"created_at"`
-	Attempts       int             `json:"attempts"`
+	// ID is the event's row id, kept from the outbox.
+	ID int64 `json:"id"`
+	// EventID is the event's public id (its Svix eventId).
+	EventID uuid.UUID `json:"event_id"`
+	// OrganizationID is the organization the event belongs to.
+	OrganizationID string `json:"organization_id"`
+	// EventType is the event's Svix event type.
+	EventType string `json:"event_type"`
+	// Payload is the event's body, as appended.
+	Payload json.RawMessage `json:"payload"`
+	// CreatedAt is when the event was appended.
+	CreatedAt time.Time `json:"created_at"`
+	// Attempts counts the calls made for it.
+	Attempts int `json:"attempts"`
 	// LastError says why it was dead-lettered.
 	LastError string `json:"last_error"`
 	// StatusCode is Svix's HTTP status, 0 when Svix never answered.
 	StatusCode int `json:"status_code,omitempty"`
 	// ResponseBody is Svix's answer, when it gave one.
-	ResponseBody string    `json:"response_body,omitempty"`
-	DeadAt       time.Time `json:"dead_at"`
+	ResponseBody string `json:"response_body,omitempty"`
+	// DeadAt is when it was dead-lettered.
+	DeadAt time.Time `json:"dead_at"`
 }
 
 // DeadLetterFilter selects dead letters. Empty fields match everything.
 type DeadLetterFilter struct {
+	// OrganizationID matches one organization's dead letters.
 	OrganizationID string
-	EventType      string
+	// EventType matches one event type.
+	EventType string
 	// Since matches dead letters that died at or after it.
 	Since time.Time
 	// IDs matches these outbox ids.
 	IDs []int64
-	// All must be set for Requeue or Purge with no other criterion.
-	All bool
-	// Limit caps List. Defaults to 100.
-	Limit int
 }
 
+// empty reports whether f matches everything.
 func (f DeadLetterFilter) empty() bool {
 	return f.OrganizationID == "" && f.EventType == "" && f.Since.IsZero() && len(f.IDs) == 0
 }
@@ -66,32 +75,38 @@ func (f DeadLetterFilter) args() []any {
 	return []any{f.OrganizationID, f.EventType, since, ids}
 }
 
-// DeadLetters lists, requeues and purges dead letters. It needs no Svix
-// token, so operators' tools can use it alone.
-type DeadLetters struct {
-	db        outbox.DBTX
-	q         queries
-	onRequeue func(orgs ...string)
+// DeadLetterListParams selects the dead letters DeadLetters lists.
+type DeadLetterListParams struct {
+	DeadLetterFilter
+	// Limit caps how many are returned. Defaults to
+	// DefaultDeadLetterListLimit (100).
+	Limit int
 }
 
-// NewDeadLetters returns the dead-letter API for the tables in schema ("" =
-// the connection's search_path).
-func NewDeadLetters(db outbox.DBTX, schema string) *DeadLetters {
-	return &DeadLetters{db: db, q: newQueries(schema)}
+// DeadLetterSelection selects the dead letters a bulk action (requeue,
+// purge) applies to. An empty filter is refused with ErrNoFilter unless All
+// is set, so that "everything" is always said out loud.
+type DeadLetterSelection struct {
+	DeadLetterFilter
+	// All acts on every dead letter the filter matches, even when the
+	// filter is empty. Defaults to false.
+	All bool
 }
 
-// DeadLetters returns the dead-letter API of the relay's tables; what it
-// requeues is queued for delivery at once.
-func (r *Relay) DeadLetters() *DeadLetters {
-	return &DeadLetters{db: r.pool, q: r.q, onRequeue: r.enqueue}
-}
-
-// List returns matching dead letters in id order, at most f.Limit.
-func (d *DeadLetters) List(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
-	if f.Limit <= 0 {
-		f.Limit = 100
+// Validate returns ErrNoFilter when s selects everything without All.
+func (s DeadLetterSelection) Validate() error {
+	if s.empty() && !s.All {
+		return ErrNoFilter
 	}
-	rows, err := d.db.Query(ctx, d.q.listDead, append(f.args(), f.Limit)...)
+	return nil
+}
+
+// DeadLetters returns matching dead letters in id order, at most p.Limit.
+func (a *Admin) DeadLetters(ctx context.Context, p DeadLetterListParams) ([]DeadLetter, error) {
+	if p.Limit <= 0 {
+		p.Limit = DefaultDeadLetterListLimit
+	}
+	rows, err := a.db.Query(ctx, a.q.listDeadLetters, append(p.args(), p.Limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("relay: list dead letters: %w", err)
 	}
@@ -104,7 +119,7 @@ func (d *DeadLetters) List(ctx context.Context, f DeadLetterFilter) ([]DeadLette
 		&dl.CreatedAt, &dl.Attempts, &dl.LastError, &dl.StatusCode, &dl.ResponseBody, &dl.DeadAt}, func() error {
 		dl.EventID = id.Bytes
 		out = append(out, dl)
-		dl.Payload = nil
+		dl.Payload = nil // ForEachRow reuses the scan targets
 		return nil
 	})
 	if err != nil {
@@ -113,14 +128,14 @@ func (d *DeadLetters) List(ctx context.Context, f DeadLetterFilter) ([]DeadLette
 	return out, nil
 }
 
-// Requeue moves matching dead letters back into the outbox with a fresh
-// attempt count, keeping their id and event id (so Svix still deduplicates
-// them), and returns how many it moved.
-func (d *DeadLetters) Requeue(ctx context.Context, f DeadLetterFilter) (int, error) {
-	if f.empty() && !f.All {
-		return 0, ErrNoFilter
+// RequeueDeadLetters moves the selected dead letters back into the outbox
+// with a fresh attempt count, keeping their id and event id (so Svix still
+// deduplicates them), and returns how many it moved.
+func (a *Admin) RequeueDeadLetters(ctx context.Context, s DeadLetterSelection) (int, error) {
+	if err := s.Validate(); err != nil {
+		return 0, err
 	}
-	rows, err := d.db.Query(ctx, d.q.requeueDead, f.args()...)
+	rows, err := a.db.Query(ctx, a.q.requeueDeadLetters, s.args()...)
 	if err != nil {
 		return 0, fmt.Errorf("relay: requeue dead letters: %w", err)
 	}
@@ -128,18 +143,19 @@ func (d *DeadLetters) Requeue(ctx context.Context, f DeadLetterFilter) (int, err
 	if err != nil {
 		return 0, fmt.Errorf("relay: requeue dead letters: %w", err)
 	}
-	if d.onRequeue != nil && len(orgs) > 0 {
-		d.onRequeue(orgs...)
+	if a.onRequeue != nil && len(orgs) > 0 {
+		a.onRequeue(orgs...)
 	}
 	return len(orgs), nil
 }
 
-// Purge deletes matching dead letters for good and returns how many.
-func (d *DeadLetters) Purge(ctx context.Context, f DeadLetterFilter) (int, error) {
-	if f.empty() && !f.All {
-		return 0, ErrNoFilter
+// PurgeDeadLetters deletes the selected dead letters for good and returns
+// how many.
+func (a *Admin) PurgeDeadLetters(ctx context.Context, s DeadLetterSelection) (int, error) {
+	if err := s.Validate(); err != nil {
+		return 0, err
 	}
-	tag, err := d.db.Exec(ctx, d.q.purgeDead, f.args()...)
+	tag, err := a.db.Exec(ctx, a.q.purgeDeadLetters, s.args()...)
 	if err != nil {
 		return 0, fmt.Errorf("relay: purge dead letters: %w", err)
 	}

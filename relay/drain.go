@@ -2,9 +2,14 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
+
+// ErrInvalidBudget is returned by DrainOrganization for a budget that is not
+// positive.
+var ErrInvalidBudget = errors.New("relay: drain budget must be positive")
 
 // DrainResult reports one DrainOrganization call.
 type DrainResult struct {
@@ -32,7 +37,7 @@ type DrainResult struct {
 func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, budget time.Duration) (DrainResult, error) {
 	var res DrainResult
 	if budget <= 0 {
-		return res, fmt.Errorf("%w: budget must be positive, got %s", ErrInvalidConfig, budget)
+		return res, fmt.Errorf("%w, got %s", ErrInvalidBudget, budget)
 	}
 	stopAt := time.Now().Add(budget)
 	for time.Now().Before(stopAt) && ctx.Err() == nil {

@@ -57,9 +57,9 @@ type Relay struct {
 	wake      chan struct{}
 
 	mu      sync.Mutex
-	queue   []string            // organizations waiting for a turn, FIFO
-	queued  map[string]struct{} // members of queue
-	active  map[string]bool     // lanes being worked; true = signalled again meanwhile
+	queue   []string             // organizations waiting for a turn, FIFO
+	queued  map[string]struct{}  // members of queue
+	working map[string]*laneWork // lanes in a turn now
 	running atomic.Bool
 
 	authPausedUntil atomic.Int64 // unix nanoseconds
@@ -69,6 +69,13 @@ type Relay struct {
 }
 
 var _ outbox.Signaler = (*Relay)(nil)
+
+// laneWork is a lane in a turn.
+type laneWork struct {
+	// signalledAgain: a signal arrived during the turn, so the lane runs
+	// again when the turn ends (unless a pause holds it).
+	signalledAgain bool
+}
 
 // New returns a Relay reading outbox tables through pool. It checks cfg
 // and returns an error wrapping ErrInvalidConfig naming every bad field.
@@ -93,7 +100,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		sendSlots: make(chan struct{}, cfg.Concurrency),
 		wake:      make(chan struct{}, 1),
 		queued:    map[string]struct{}{},
-		active:    map[string]bool{},
+		working:   map[string]*laneWork{},
 	}
 	if cfg.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
@@ -111,8 +118,8 @@ func (r *Relay) SignalRelay(_ context.Context, organizationID string) error {
 func (r *Relay) enqueue(orgs ...string) {
 	r.mu.Lock()
 	for _, org := range orgs {
-		if _, busy := r.active[org]; busy {
-			r.active[org] = true // run it again when the current turn ends
+		if w, busy := r.working[org]; busy {
+			w.signalledAgain = true
 			continue
 		}
 		if _, ok := r.queued[org]; ok {
@@ -144,9 +151,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.log.InfoContext(ctx, "relay: starting", "id", r.cfg.ID, "concurrency", r.cfg.Concurrency,
 		"per_org_in_flight", r.cfg.PerOrgInFlight, "poll_interval", r.cfg.PollInterval, "poll_only", r.cfg.PollOnly)
 
-	// Sends and settlements outlive ctx by up to ShutdownTimeout.
-	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
+	// Svix calls and settlements outlive ctx by up to ShutdownTimeout.
+	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCalls()
 
 	var bg sync.WaitGroup
 	if !r.cfg.PollOnly {
@@ -158,11 +165,11 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	var lanes sync.WaitGroup
 	laneDone := make(chan struct{}, 1)
-	r.dispatch(ctx, workCtx, &lanes, laneDone)
+	r.dispatch(ctx, callCtx, &lanes, laneDone)
 
 	r.log.InfoContext(ctx, "relay: stopping, settling in-flight work", "timeout", r.cfg.ShutdownTimeout)
 	if !waitTimeout(&lanes, r.cfg.ShutdownTimeout) {
-		cancelWork() // interrupt in-flight calls; their events are settled as unsent
+		cancelCalls() // interrupt in-flight calls; their events are settled as unsent
 		lanes.Wait()
 	}
 	bg.Wait()
@@ -172,7 +179,7 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // dispatch starts lane turns from the queue until ctx ends.
-func (r *Relay) dispatch(ctx, workCtx context.Context, lanes *sync.WaitGroup, laneDone chan struct{}) {
+func (r *Relay) dispatch(ctx, callCtx context.Context, lanes *sync.WaitGroup, laneDone chan struct{}) {
 	for {
 		for {
 			org, ok := r.nextLane()
@@ -182,7 +189,7 @@ func (r *Relay) dispatch(ctx, workCtx context.Context, lanes *sync.WaitGroup, la
 			lanes.Add(1)
 			go func() {
 				defer lanes.Done()
-				r.runLane(ctx, workCtx, org)
+				r.runLane(ctx, callCtx, org)
 				select {
 				case laneDone <- struct{}{}:
 				default:
@@ -202,27 +209,27 @@ func (r *Relay) dispatch(ctx, workCtx context.Context, lanes *sync.WaitGroup, la
 func (r *Relay) nextLane() (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.queue) == 0 || len(r.active) >= r.cfg.Concurrency || r.authPaused() {
+	if len(r.queue) == 0 || len(r.working) >= r.cfg.Concurrency || r.authPaused() {
 		return "", false
 	}
 	org := r.queue[0]
 	r.queue[0] = ""
 	r.queue = r.queue[1:]
 	delete(r.queued, org)
-	r.active[org] = false
+	r.working[org] = &laneWork{}
 	return org, true
 }
 
 // runLane works one turn and puts the organization back in the queue when
 // it has more to do now or was signalled meanwhile.
-func (r *Relay) runLane(ctx, workCtx context.Context, org string) {
-	rep, err := r.turn(ctx, workCtx, org, time.Time{})
+func (r *Relay) runLane(ctx, callCtx context.Context, org string) {
+	rep, err := r.turn(ctx, callCtx, org, time.Time{})
 	if err != nil && ctx.Err() == nil {
-		r.log.WarnContext(workCtx, "relay: lane turn failed", "organization_id", org, "error", err)
+		r.log.WarnContext(callCtx, "relay: lane turn failed", "organization_id", org, "error", err)
 	}
 	r.mu.Lock()
-	signalled := r.active[org]
-	delete(r.active, org)
+	signalled := r.working[org].signalledAgain
+	delete(r.working, org)
 	r.mu.Unlock()
 	if ctx.Err() == nil && err == nil && (rep.more || (signalled && !rep.rateLimited && !rep.authFailed)) {
 		r.enqueue(org)

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox"
@@ -273,48 +273,150 @@ func TestSeveralRelaysShareTheWork(t *testing.T) {
 	}
 }
 
-func TestAbandonedLeaseIsTakenOverAfterExpiry(t *testing.T) {
+func TestInProcessSignalWakesDelivery(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	committed := b.appendCommitted(t, []string{"org-held"}, 5)
-	// A holder that died mid-lane: its lease runs for another second.
-	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_lanes (organization_id, lease_token, leased_until, leased_by)
-		VALUES ('org-held', $1, now() + interval '1 second', 'dead-process')`, uuid.New())
-	require.NoError(t, err)
-
+	b.cfg.PollInterval = time.Hour
+	b.cfg.PollOnly = true // no LISTEN, no NOTIFY: the relay is the signaler
 	r, _ := b.start(t)
-	require.NoError(t, r.SignalRelay(b.ctx, "org-held"))
-	time.Sleep(500 * time.Millisecond)
-	require.Zero(t, b.fake.MessageCount(), "the lane was worked while another holder's lease was live")
 
-	b.waitMessages(t, len(committed), 10*time.Second)
+	committed := []outbox.AppendResult{b.appendWithSignal(t, r, "org-in-process")}
+	b.waitMessages(t, 1, 10*time.Second)
 	b.requireExactlyOnce(t, committed)
-	var holder *string
-	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT leased_by FROM outbox_lanes WHERE organization_id = 'org-held'").Scan(&holder))
-	require.NotEqual(t, "dead-process", *holder)
 }
 
-func TestStaleHolderCannotSettle(t *testing.T) {
+func TestBurstOfSignalsIsCoalesced(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.PollInterval = time.Hour
+	b.cfg.PollOnly = true
+	b.fake.SetLatency(20 * time.Millisecond)
+	r, _ := b.start(t)
+
+	committed := b.appendCommitted(t, []string{"org-burst"}, 10)
+	for range 1000 {
+		require.NoError(t, r.SignalRelay(b.ctx, "org-burst"))
+	}
+	b.waitMessages(t, len(committed), 10*time.Second)
+	b.waitSettled(t, 10*time.Second)
+	// 1000 signals for one lane: a turn or a few, not a thousand.
+	require.Less(t, r.Stats().Turns, uint64(10))
+}
+
+func TestGracefulShutdownLosesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.fake.SetLatency(5 * time.Millisecond)
+	b.cfg.Concurrency = 4
+	committed := b.appendCommitted(t, []string{"org-g1", "org-g2", "org-g3", "org-g4"}, 50)
+
+	_, stop := b.start(t)
+	b.waitMessages(t, 20, 10*time.Second)
+	stop() // mid-backlog
+	delivered := b.fake.MessageCount()
+	require.Less(t, delivered, len(committed), "stopped before the end, as the test intends")
+	var held int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_lanes WHERE lease_token IS NOT NULL").Scan(&held))
+	require.Zero(t, held, "leases are released on shutdown")
+	var history int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_deliveries").Scan(&history))
+	require.Equal(t, delivered, history, "everything Svix created was settled before Run returned")
+	require.Equal(t, len(committed)-delivered, b.pending(t))
+
+	b.start(t)
+	b.waitMessages(t, len(committed), 20*time.Second)
+	b.waitSettled(t, 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+}
+
+func TestShutdownInterruptsHangingCalls(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.SendTimeout = 2 * time.Second
-	committed := b.appendCommitted(t, []string{"org-stale"}, 1)
-	r := b.newRelay(t)
+	b.cfg.LeaseDuration = 10 * time.Second
+	b.cfg.ShutdownTimeout = 100 * time.Millisecond
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultHang})
+	b.appendCommitted(t, []string{"org-h"}, 1)
 
-	// While the drain's call hangs in Svix, another holder takes the lane
-	// over (as if our lease had expired).
-	remove := b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultHang, Match: func(req *svixtest.Request) bool {
-		_, err := b.db.Pool.Exec(context.Background(), "UPDATE outbox_lanes SET lease_token = gen_random_uuid(), leased_until = now() + interval '1 minute' WHERE organization_id = 'org-stale'")
-		return err == nil
-	}, Times: 1})
-	defer remove()
-	res, err := r.DrainOrganization(b.ctx, "org-stale", 5*time.Second)
+	_, stop := b.start(t)
+	require.Eventually(t, func() bool { return b.fake.CreateAttempts() == 1 }, 10*time.Second, 5*time.Millisecond)
+	stopped := time.Now()
+	stop()
+	require.Less(t, time.Since(stopped), 1500*time.Millisecond, "Run waited for the call instead of ShutdownTimeout")
+	var attempts, held int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT attempts FROM outbox_events").Scan(&attempts))
+	require.Zero(t, attempts, "an interrupted call is taken back, not counted")
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_lanes WHERE lease_token IS NOT NULL").Scan(&held))
+	require.Zero(t, held)
+}
+
+func TestExplicitSchemaWithoutSearchPath(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	plain, err := pgxpool.New(b.ctx, pgtest.ServerURL(t))
 	require.NoError(t, err)
-	require.Equal(t, 1, res.Remaining, "the stale holder must not settle the event")
-	var attempts int
-	var lastErr *string
-	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT attempts, last_error FROM outbox_events").Scan(&attempts, &lastErr))
-	require.Equal(t, 1, attempts)
-	require.Nil(t, lastErr, "a retry was recorded by a holder that lost its lease")
-	_ = committed
+	t.Cleanup(plain.Close)
+	b.cfg.Schema = b.db.Schema
+	committed := b.appendCommitted(t, []string{"org-schema"}, 3)
+
+	r, err := relay.New(plain, b.cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(b.ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = r.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	b.waitMessages(t, len(committed), 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+}
+
+func TestRunTwiceIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r, _ := b.start(t)
+	require.Eventually(t, r.Ready, 10*time.Second, 5*time.Millisecond)
+	require.ErrorIs(t, r.Run(b.ctx), relay.ErrAlreadyRunning)
+}
+
+func TestBusyOrganizationCannotStarveOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.Concurrency = 1 // one lane at a time: turns are all there is
+	b.cfg.BatchSize = 10
+	b.fake.SetLatency(time.Millisecond)
+	busy := b.appendCommitted(t, []string{"org-busy"}, 300)
+	quiet := b.appendCommitted(t, []string{"org-q1", "org-q2", "org-q3"}, 1)
+
+	b.start(t)
+	b.waitMessages(t, len(busy)+len(quiet), 30*time.Second)
+	position := map[string]int{}
+	for i, m := range b.fake.Messages() {
+		position[m.EventID] = i
+	}
+	for _, q := range quiet {
+		// Each organization waits at most a few turns of the busy one.
+		require.Less(t, position[q.EventID.String()], 60, "org %s starved behind org-busy", q.OrganizationID)
+	}
+}
+
+// appendWithSignal commits one event and signals after the commit.
+func (b *bundle) appendWithSignal(t *testing.T, s outbox.Signaler, org string) outbox.AppendResult {
+	t.Helper()
+	var res outbox.AppendResult
+	err := outbox.WithTx(b.ctx, b.db.Pool, s, func(tx *outbox.Tx) error {
+		var err error
+		res, err = outbox.Append(b.ctx, tx, outbox.AppendParams{OrganizationID: org, EventType: "test.event", Payload: map[string]any{}})
+		return err
+	})
+	require.NoError(t, err)
+	return res
+}
+
+// insertDeadLetter writes a dead letter as the relay would have.
+func (b *bundle) insertDeadLetter(t *testing.T, id int64, org string) {
+	t.Helper()
+	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_dead_letters
+		(id, event_id, organization_id, event_type, payload, created_at, attempts, last_error, status_code, response_body)
+		VALUES ($1, gen_random_uuid(), $2, 'x.y', '{"k": 1}', now(), 1, 'svix refused the message: 422', 422, '{"detail": []}')`, id, org)
+	require.NoError(t, err)
 }

@@ -31,7 +31,7 @@ const (
 	outcomeDelivered                  // created in Svix (or confirmed after a 409)
 	outcomeSkipped                    // the organization has no webhooks
 	outcomeRetry                      // transient failure: try again after a backoff
-	outcomeDead                       // permanent failure: dead-letter it
+	outcomeDeadLetter                 // permanent failure: dead-letter it
 	outcomeRateLimited                // 429: pause the lane, not the event's fault
 	outcomeAuth                       // 401/403: the token is bad, not the event's fault
 )
@@ -52,7 +52,7 @@ type result struct {
 func (r *Relay) send(sendCtx context.Context, dest Destination, ev *event) result {
 	payload, err := decodePayload(ev.payload)
 	if err != nil {
-		return result{outcome: outcomeDead, err: "payload is not a JSON object: " + err.Error()}
+		return result{outcome: outcomeDeadLetter, err: "payload is not a JSON object: " + err.Error()}
 	}
 	eventID := ev.eventID.String()
 	in := models.MessageIn{EventType: ev.eventType, EventId: &eventID, Payload: payload}
@@ -91,7 +91,7 @@ func (r *Relay) send(sendCtx context.Context, dest Destination, ev *event) resul
 	case status == http.StatusRequestTimeout || status >= 500:
 		return result{outcome: outcomeRetry, status: status, err: fmt.Sprintf("%d %s", status, body)}
 	default: // 400, 404, 413, 422 and the other 4xx: the event itself is refused
-		return result{outcome: outcomeDead, status: status, body: body, err: fmt.Sprintf("svix refused the message: %d", status)}
+		return result{outcome: outcomeDeadLetter, status: status, body: body, err: fmt.Sprintf("svix refused the message: %d", status)}
 	}
 }
 
@@ -107,7 +107,7 @@ func (r *Relay) confirm(sendCtx context.Context, dest Destination, eventID, conf
 	}
 	var serr *svix.Error
 	if errors.As(err, &serr) && serr.Status() == http.StatusNotFound {
-		return result{outcome: outcomeDead, status: http.StatusConflict, body: conflictBody,
+		return result{outcome: outcomeDeadLetter, status: http.StatusConflict, body: conflictBody,
 			err: "svix answered 409 on eventId but has no message with it"}
 	}
 	if sendCtx.Err() != nil {

@@ -1,48 +1,34 @@
 package relay
 
-import (
-	"strings"
-
-	"github.com/jackc/pgx/v5"
-)
+import "github.com/outboxrelay/outbox/internal/sqlname"
 
 // queries holds the relay's SQL with table names qualified by the schema.
 type queries struct {
-	claimLane, claimEvents, releaseLane, pauseLane string
-	deliver, deliverNoHistory, retry, unsend, bury string
-	dueLanes, remaining, pruneDeliveries           string
-	listDead, requeueDead, purgeDead               string
+	claimLane, claimEvents, releaseLane, pauseLane                string
+	deliver, deliverNoHistory, retry, unsend, deadLetter          string
+	dueLanes, remaining, pruneDeliveries                          string
+	status, listDeadLetters, requeueDeadLetters, purgeDeadLetters string
 }
 
 func newQueries(schema string) queries {
-	table := func(name string) string {
-		if schema == "" {
-			return pgx.Identifier{name}.Sanitize()
-		}
-		return pgx.Identifier{schema, name}.Sanitize()
-	}
-	r := strings.NewReplacer(
-		"{events}", table("outbox_events"),
-		"{lanes}", table("outbox_lanes"),
-		"{dead}", table("outbox_dead_letters"),
-		"{deliveries}", table("outbox_deliveries"),
-	)
+	s := sqlname.Schema(schema)
 	return queries{
-		claimLane:        r.Replace(sqlClaimLane),
-		claimEvents:      r.Replace(sqlClaimEvents),
-		releaseLane:      r.Replace(sqlReleaseLane),
-		pauseLane:        r.Replace(sqlPauseLane),
-		deliver:          r.Replace(sqlDeliver),
-		deliverNoHistory: r.Replace(sqlDeliverNoHistory),
-		retry:            r.Replace(sqlRetry),
-		unsend:           r.Replace(sqlUnsend),
-		bury:             r.Replace(sqlBury),
-		dueLanes:         r.Replace(sqlDueLanes),
-		remaining:        r.Replace(sqlRemaining),
-		pruneDeliveries:  r.Replace(sqlPruneDeliveries),
-		listDead:         r.Replace(sqlListDead),
-		requeueDead:      r.Replace(sqlRequeueDead),
-		purgeDead:        r.Replace(sqlPurgeDead),
+		claimLane:          s.Expand(sqlClaimLane),
+		claimEvents:        s.Expand(sqlClaimEvents),
+		releaseLane:        s.Expand(sqlReleaseLane),
+		pauseLane:          s.Expand(sqlPauseLane),
+		deliver:            s.Expand(sqlDeliver),
+		deliverNoHistory:   s.Expand(sqlDeliverNoHistory),
+		retry:              s.Expand(sqlRetry),
+		unsend:             s.Expand(sqlUnsend),
+		deadLetter:         s.Expand(sqlDeadLetter),
+		dueLanes:           s.Expand(sqlDueLanes),
+		remaining:          s.Expand(sqlRemaining),
+		pruneDeliveries:    s.Expand(sqlPruneDeliveries),
+		status:             s.Expand(sqlStatus),
+		listDeadLetters:    s.Expand(sqlListDeadLetters),
+		requeueDeadLetters: s.Expand(sqlRequeueDeadLetters),
+		purgeDeadLetters:   s.Expand(sqlPurgeDeadLetters),
 	}
 }
 
@@ -134,16 +120,16 @@ const sqlUnsend = `
 UPDATE {events} e SET attempts = greatest(e.attempts - 1, 0)
 WHERE e.id = ANY($1) AND ` + holds
 
-// sqlBury moves events Svix rejected for good, or out of attempts, to the
+// sqlDeadLetter moves events Svix rejected for good, or out of attempts, to the
 // dead letters. $1 ids, $2 org, $3 token, $4 errors, $5 statuses (0 = none),
 // $6 response bodies.
-const sqlBury = `
+const sqlDeadLetter = `
 WITH dead AS (
     DELETE FROM {events} e
     WHERE e.id = ANY($1) AND ` + holds + `
     RETURNING e.id, e.event_id, e.organization_id, e.event_type, e.payload, e.created_at, e.attempts
 )
-INSERT INTO {dead} (id, event_id, organization_id, event_type, payload, created_at, attempts,
+INSERT INTO {dead_letters} (id, event_id, organization_id, event_type, payload, created_at, attempts,
                     last_error, status_code, response_body)
 SELECT d.id, d.event_id, d.organization_id, d.event_type, d.payload, d.created_at, d.attempts,
        u.err, NULLIF(u.status, 0), NULLIF(u.body, '')
@@ -183,6 +169,18 @@ DELETE FROM {deliveries} WHERE ctid = ANY (ARRAY(
     WHERE settled_at < now() - $1 * interval '1 millisecond'
     LIMIT $2))`
 
+// sqlStatus reports, per organization, pending events, the age of the
+// oldest, those waiting for a retry, and dead letters.
+const sqlStatus = `
+SELECT organization_id, sum(pending)::int, max(oldest_age)::float8, sum(retrying)::int, sum(dead)::int FROM (
+    SELECT organization_id, count(*) AS pending,
+           extract(epoch FROM now() - min(created_at)) AS oldest_age,
+           count(*) FILTER (WHERE next_attempt_at > now()) AS retrying, 0 AS dead
+    FROM {events} GROUP BY organization_id
+    UNION ALL
+    SELECT organization_id, 0, 0, 0, count(*) FROM {dead_letters} GROUP BY organization_id
+) s GROUP BY organization_id ORDER BY sum(pending) DESC, organization_id`
+
 // deadFilter is the WHERE clause shared by the dead-letter statements.
 // $1 org, $2 event type, $3 since, $4 ids; empty/NULL matches all.
 const deadFilter = `
@@ -191,18 +189,19 @@ AND ($2 = '' OR event_type = $2)
 AND ($3::timestamptz IS NULL OR dead_at >= $3)
 AND (cardinality($4::bigint[]) = 0 OR id = ANY($4))`
 
-const sqlListDead = `
+// sqlListDeadLetters lists matching dead letters in id order. $5 limit.
+const sqlListDeadLetters = `
 SELECT id, event_id, organization_id, event_type, payload, created_at, attempts,
        last_error, coalesce(status_code, 0), coalesce(response_body, ''), dead_at
-FROM {dead} WHERE ` + deadFilter + `
+FROM {dead_letters} WHERE ` + deadFilter + `
 ORDER BY id LIMIT $5`
 
-// sqlRequeueDead moves dead letters back into the hot table with their
+// sqlRequeueDeadLetters moves dead letters back into the hot table with their
 // original id and event id (so Svix still sees the same eventId) and a
 // fresh attempt count.
-const sqlRequeueDead = `
+const sqlRequeueDeadLetters = `
 WITH back AS (
-    DELETE FROM {dead} WHERE ` + deadFilter + `
+    DELETE FROM {dead_letters} WHERE ` + deadFilter + `
     RETURNING id, event_id, organization_id, event_type, payload, created_at
 )
 INSERT INTO {events} (id, event_id, organization_id, event_type, payload, created_at)
@@ -210,4 +209,5 @@ OVERRIDING SYSTEM VALUE
 SELECT id, event_id, organization_id, event_type, payload, created_at FROM back
 RETURNING organization_id`
 
-const sqlPurgeDead = `DELETE FROM {dead} WHERE ` + deadFilter
+// sqlPurgeDeadLetters deletes matching dead letters.
+const sqlPurgeDeadLetters = `DELETE FROM {dead_letters} WHERE ` + deadFilter

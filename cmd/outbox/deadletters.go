@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -56,6 +56,8 @@ func runDeadLetters(ctx context.Context, env *environment, args []string) error 
 	var (
 		db     dbFlags
 		filter relay.DeadLetterFilter
+		all    bool
+		limit  int
 		ids    idList
 		since  sinceFlag
 		asJSON bool
@@ -74,8 +76,8 @@ func runDeadLetters(ctx context.Context, env *environment, args []string) error 
 	fs.StringVar(&filter.EventType, "event-type", "", "only this event type")
 	fs.Var(&since, "since", "only dead letters since this time (RFC 3339) or duration ago (2h)")
 	fs.Var(&ids, "id", "only these outbox ids (repeatable, or comma-separated)")
-	fs.BoolVar(&filter.All, "all", false, "requeue or purge every dead letter")
-	fs.IntVar(&filter.Limit, "limit", 100, "list at most this many")
+	fs.BoolVar(&all, "all", false, "requeue or purge every dead letter")
+	fs.IntVar(&limit, "limit", relay.DefaultDeadLetterListLimit, "list at most this many")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&yes, "yes", false, "purge without asking")
 	action, rest := "", args
@@ -92,43 +94,48 @@ func runDeadLetters(ctx context.Context, env *environment, args []string) error 
 		return usagef("dead-letters %s takes no arguments, got %q", action, fs.Args())
 	}
 	filter.IDs, filter.Since = ids, since.t
-	pool, err := db.connect(ctx, env)
+	selection := relay.DeadLetterSelection{DeadLetterFilter: filter, All: all}
+	if action != "list" {
+		// Refuse an empty selection before connecting or asking anything.
+		if err := noFilterHint(selection.Validate()); err != nil {
+			return err
+		}
+	}
+	admin, done, err := db.admin(ctx, env)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	dl := relay.NewDeadLetters(pool, db.schema)
+	defer done()
 
 	switch action {
 	case "list":
-		letters, err := dl.List(ctx, filter)
+		letters, err := admin.DeadLetters(ctx, relay.DeadLetterListParams{DeadLetterFilter: filter, Limit: limit})
 		if err != nil {
 			return err
 		}
 		return printDeadLetters(env, letters, asJSON)
 	case "requeue":
-		n, err := dl.Requeue(ctx, filter)
+		n, err := admin.RequeueDeadLetters(ctx, selection)
 		if err != nil {
-			return noFilterHint(err)
+			return err
 		}
 		return report(env, asJSON, "requeued", n)
 	default:
 		if !yes {
-			ok, err := confirm(env, fs, filter)
-			if err != nil || !ok {
+			if err := confirm(env); err != nil {
 				return err
 			}
 		}
-		n, err := dl.Purge(ctx, filter)
+		n, err := admin.PurgeDeadLetters(ctx, selection)
 		if err != nil {
-			return noFilterHint(err)
+			return err
 		}
 		return report(env, asJSON, "purged", n)
 	}
 }
 
 func noFilterHint(err error) error {
-	if err == relay.ErrNoFilter {
+	if errors.Is(err, relay.ErrNoFilter) {
 		return usagef("give a filter (--org, --event-type, --since, --id) or --all")
 	}
 	return err
@@ -143,16 +150,13 @@ func report(env *environment, asJSON bool, verb string, n int) error {
 }
 
 // confirm asks on stdin before a purge.
-func confirm(env *environment, fs *flag.FlagSet, f relay.DeadLetterFilter) (bool, error) {
-	if f.OrganizationID == "" && f.EventType == "" && f.Since.IsZero() && len(f.IDs) == 0 && !f.All {
-		return false, noFilterHint(relay.ErrNoFilter)
-	}
+func confirm(env *environment) error {
 	fmt.Fprintf(env.stderr, "Purge the matching dead letters for good? Type 'yes' to confirm: ")
 	line, _ := bufio.NewReader(env.stdin).ReadString('\n')
 	if strings.TrimSpace(line) != "yes" {
-		return false, fmt.Errorf("purge not confirmed; nothing deleted (pass --yes to skip the question)")
+		return errors.New("purge not confirmed; nothing deleted (pass --yes to skip the question)")
 	}
-	return true, nil
+	return nil
 }
 
 func printDeadLetters(env *environment, letters []relay.DeadLetter, asJSON bool) error {
@@ -175,10 +179,10 @@ func printDeadLetters(env *environment, letters []relay.DeadLetter, asJSON bool)
 	return tw.Flush()
 }
 
-func oneLine(s string, max int) string {
+func oneLine(s string, width int) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		s = s[:max-3] + "..."
+	if len(s) > width {
+		s = s[:width-3] + "..."
 	}
 	return s
 }

@@ -2,16 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/outboxrelay/outbox/migrations"
+	"github.com/outboxrelay/outbox/internal/sqlname"
+	"github.com/outboxrelay/outbox/relay"
 )
 
 // dbFlags are the connection flags every database command takes.
@@ -20,36 +21,45 @@ type dbFlags struct {
 	schema string
 }
 
-func (d *dbFlags) register(fs *flag.FlagSet) {
+func (d *dbFlags) register(fs *flagSet) {
 	fs.StringVar(&d.url, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
 	fs.StringVar(&d.schema, "schema", "", "schema holding outbox's tables (default: the connection's search_path)")
 }
 
+// flagSet is a command's flags and its --help text.
+type flagSet struct {
+	*flag.FlagSet
+	help func()
+}
+
 // newFlagSet returns a flag set whose --help prints the summary, the flags
-// and the examples.
-func newFlagSet(env *environment, name, summary, examples string) *flag.FlagSet {
+// and the examples to stdout. A flag error prints nothing here: parse
+// returns it as one usage line.
+func newFlagSet(env *environment, name, summary, examples string) *flagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
+	fs.Usage = func() {} // flag calls it on every error; help is printed by parse
+	help := func() {
 		fs.SetOutput(env.stdout)
 		fmt.Fprintf(env.stdout, "Usage: outbox %s\n\n%s\n\nFlags:\n", name, summary)
 		fs.PrintDefaults()
 		if examples != "" {
 			fmt.Fprintf(env.stdout, "\nExamples:\n%s\n", examples)
 		}
+		fs.SetOutput(io.Discard)
 	}
-	return fs
+	return &flagSet{FlagSet: fs, help: help}
 }
 
 // parse parses args, flags and positional arguments in any order (so
 // "migrate down 1 --schema x" works), turning flag errors into usage
 // errors. The positional arguments are left in fs.Args().
-func parse(fs *flag.FlagSet, args []string) error {
+func parse(fs *flagSet, args []string) error {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if err == flag.ErrHelp {
-				fs.Usage()
+			if errors.Is(err, flag.ErrHelp) {
+				fs.help()
 				return err
 			}
 			return usagef("%s: %v (run 'outbox %s --help')", fs.Name(), err, fs.Name())
@@ -73,8 +83,8 @@ func (d *dbFlags) connect(ctx context.Context, env *environment) (*pgxpool.Pool,
 	if url == "" {
 		return nil, usagef("no database: set DATABASE_URL or pass --database-url")
 	}
-	if err := migrations.ValidateSchema(d.schema); err != nil {
-		return nil, usagef("--schema: %v", err)
+	if rule := sqlname.SchemaRule(d.schema); rule != "" {
+		return nil, usagef("--schema %s", rule)
 	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -82,7 +92,7 @@ func (d *dbFlags) connect(ctx context.Context, env *environment) (*pgxpool.Pool,
 	}
 	if d.schema != "" {
 		// Quoted: a schema name may hold any character.
-		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{d.schema}.Sanitize()
+		cfg.ConnConfig.RuntimeParams["search_path"] = sqlname.Quote(d.schema)
 	}
 	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -96,6 +106,21 @@ func (d *dbFlags) connect(ctx context.Context, env *environment) (*pgxpool.Pool,
 		return nil, fmt.Errorf("cannot reach the database at %s:%d: %v", cfg.ConnConfig.Host, cfg.ConnConfig.Port, redact(err))
 	}
 	return pool, nil
+}
+
+// admin connects and returns the library's Admin on the schema, and a
+// function that closes the connection.
+func (d *dbFlags) admin(ctx context.Context, env *environment) (*relay.Admin, func(), error) {
+	pool, err := d.connect(ctx, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	admin, err := relay.NewAdmin(pool, relay.AdminConfig{Schema: d.schema})
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return admin, pool.Close, nil
 }
 
 // redact keeps error text on one line.

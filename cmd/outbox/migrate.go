@@ -29,12 +29,12 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	steps := 0
-	switch {
-	case action == "up" || action == "status":
+	switch action {
+	case "up", "status":
 		if fs.NArg() > 0 {
 			return usagef("migrate %s takes no arguments, got %q", action, fs.Args())
 		}
-	case action == "down":
+	case "down":
 		if fs.NArg() > 1 {
 			return usagef("migrate down takes at most one argument (N)")
 		}

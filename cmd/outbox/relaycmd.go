@@ -15,14 +15,18 @@ import (
 	"github.com/outboxrelay/outbox/relay"
 )
 
-func runRelay(ctx context.Context, env *environment, args []string) error {
-	var (
-		db        dbFlags
-		cfg       relay.Config
-		logFormat string
-		logLevel  string
-		httpAddr  string
-	)
+// relayOptions are what `outbox relay` takes from its flags.
+type relayOptions struct {
+	db        dbFlags
+	cfg       relay.Config
+	logFormat string
+	logLevel  string
+	httpAddr  string
+}
+
+// newRelayFlagSet returns the flags of `outbox relay`, each defaulting to
+// the relay's own default constant.
+func newRelayFlagSet(env *environment, o *relayOptions) *flagSet {
 	fs := newFlagSet(env, "relay", "outbox relay [flags]\n\n"+
 		"Deliver outbox events to Svix until SIGINT or SIGTERM, then settle in-flight work and release\n"+
 		"leases. Run as many replicas as you like against one database: organizations are shared out\n"+
@@ -30,31 +34,41 @@ func runRelay(ctx context.Context, env *environment, args []string) error {
 		"  SVIX_AUTH_TOKEN=sk_... outbox relay --schema outbox --http-addr :8080\n"+
 			"  outbox relay --poll-only --poll-interval 500ms   # behind PgBouncer (transaction pooling)\n"+
 			"  outbox relay --rate-limit 180 --log-format json")
-	db.register(fs)
-	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "Svix calls in flight at once, across organizations")
-	fs.IntVar(&cfg.PerOrgInFlight, "per-org-in-flight", 1, "Svix calls in flight per organization (1 = strict order)")
-	fs.IntVar(&cfg.BatchSize, "batch-size", 100, "events per lane turn")
-	fs.DurationVar(&cfg.PollInterval, "poll-interval", time.Second, "how often to sweep for unsignalled events and due retries")
-	fs.BoolVar(&cfg.PollOnly, "poll-only", false, "no LISTEN: find work by sweeping only (for PgBouncer transaction pooling)")
-	fs.StringVar(&cfg.Channel, "channel", "outbox_relay", "NOTIFY channel to listen on")
-	fs.IntVar(&cfg.MaxAttempts, "max-attempts", 25, "attempts before an event is dead-lettered")
-	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "most Svix messages per second from this process (0 = no limit)")
-	fs.DurationVar(&cfg.RetryBaseDelay, "retry-base-delay", time.Second, "first retry's backoff ceiling (doubles per attempt, full jitter)")
-	fs.DurationVar(&cfg.RetryMaxDelay, "retry-max-delay", 10*time.Minute, "backoff cap")
-	fs.DurationVar(&cfg.LeaseDuration, "lease", 30*time.Second, "lane lease; a crashed relay's lanes are taken over after it")
-	fs.DurationVar(&cfg.SendTimeout, "send-timeout", 10*time.Second, "deadline of each Svix call")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight calls on shutdown")
-	fs.DurationVar(&cfg.DeliveredRetention, "retention", 24*time.Hour, "how long delivery history is kept (negative: none)")
-	fs.StringVar(&cfg.ID, "id", "", "name of this relay in the lease table (default host-pid)")
-	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error (debug logs payloads)")
-	fs.StringVar(&httpAddr, "http-addr", "", "serve /healthz, /readyz and /debug/vars (expvar: memory, goroutines, relay counters) on this address (e.g. :8080)")
+	o.db.register(fs)
+	c := &o.cfg
+	fs.IntVar(&c.Concurrency, "concurrency", relay.DefaultConcurrency, "Svix calls in flight at once, across organizations")
+	fs.IntVar(&c.PerOrgInFlight, "per-org-in-flight", relay.DefaultPerOrgInFlight, "Svix calls in flight per organization (1 = strict order)")
+	fs.IntVar(&c.BatchSize, "batch-size", relay.DefaultBatchSize, "events per lane turn")
+	fs.DurationVar(&c.PollInterval, "poll-interval", relay.DefaultPollInterval, "how often to sweep for unsignalled events and due retries")
+	fs.BoolVar(&c.PollOnly, "poll-only", false, "no LISTEN: find work by sweeping only (for PgBouncer transaction pooling)")
+	fs.StringVar(&c.Channel, "channel", relay.DefaultChannel, "NOTIFY channel to listen on")
+	fs.IntVar(&c.MaxAttempts, "max-attempts", relay.DefaultMaxAttempts, "attempts before an event is dead-lettered")
+	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "most Svix messages per second from this process (0 = no limit)")
+	fs.DurationVar(&c.RetryBaseDelay, "retry-base-delay", relay.DefaultRetryBaseDelay, "first retry's backoff ceiling (doubles per attempt, full jitter)")
+	fs.DurationVar(&c.RetryMaxDelay, "retry-max-delay", relay.DefaultRetryMaxDelay, "backoff cap")
+	fs.DurationVar(&c.RateLimitPause, "rate-limit-pause", relay.DefaultRateLimitPause, "lane pause after a 429 without Retry-After")
+	fs.DurationVar(&c.AuthPause, "auth-pause", relay.DefaultAuthPause, "pause of all delivery after Svix refused the token (401/403)")
+	fs.DurationVar(&c.LeaseDuration, "lease", relay.DefaultLeaseDuration, "lane lease; a crashed relay's lanes are taken over after it")
+	fs.DurationVar(&c.SendTimeout, "send-timeout", relay.DefaultSendTimeout, "deadline of each Svix call")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", relay.DefaultShutdownTimeout, "how long to wait for in-flight calls on shutdown")
+	fs.DurationVar(&c.DeliveredRetention, "retention", relay.DefaultDeliveredRetention, "how long delivery history is kept (negative: none)")
+	fs.StringVar(&c.ID, "id", "", "name of this relay in the lease table (default host-pid)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (debug logs payloads)")
+	fs.StringVar(&o.httpAddr, "http-addr", "", "serve /healthz, /readyz and /debug/vars (expvar: memory, goroutines, relay counters) on this address (e.g. :8080)")
+	return fs
+}
+
+func runRelay(ctx context.Context, env *environment, args []string) error {
+	var o relayOptions
+	fs := newRelayFlagSet(env, &o)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("relay takes no arguments, got %q", fs.Args())
 	}
+	db, cfg, logFormat, logLevel, httpAddr := o.db, o.cfg, o.logFormat, o.logLevel, o.httpAddr
 	logger, err := newLogger(env, logFormat, logLevel)
 	if err != nil {
 		return err

@@ -18,10 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
 	"github.com/outboxrelay/outbox/internal/pgserver"
+	"github.com/outboxrelay/outbox/internal/sqlname"
 	"github.com/outboxrelay/outbox/migrations"
 )
 
@@ -32,16 +33,27 @@ var (
 	admin      *pgxpool.Pool
 )
 
-// Main runs the tests and stops a server pgtest started. Use it as
+// Main runs the tests, stops a server pgtest started, and fails the run if
+// goroutines outlive the tests (goleak), so a leak in the code under test
+// shows up as a failure. Use it as
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
+	for _, drop := range exampleCleanups {
+		drop()
+	}
 	if admin != nil {
 		admin.Close()
 	}
 	if err := server.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest: stop server:", err)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest: goroutines outlived the tests:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
@@ -106,12 +118,20 @@ func NewEmpty(tb testing.TB) *DB {
 	return db
 }
 
+// exampleCleanups drop what ForExample made, once the tests are done.
+var (
+	exampleMu       sync.Mutex
+	exampleCleanups []func()
+)
+
 // ForExample returns a migrated schema for an Example function, which has no
-// testing.TB to clean up after it. The schema is left in place: it is small,
-// and goes with the server when Main stops a server it started.
+// testing.TB to clean up after it: Main drops it after the run.
 func ForExample() *DB {
-	db, _, err := create(context.Background())
+	db, drop, err := create(context.Background())
 	if err == nil {
+		exampleMu.Lock()
+		exampleCleanups = append(exampleCleanups, drop)
+		exampleMu.Unlock()
 		_, err = migrations.Up(context.Background(), db.Pool, migrations.Options{Schema: db.Schema})
 	}
 	if err != nil {
@@ -126,7 +146,7 @@ func create(ctx context.Context) (*DB, func(), error) {
 		return nil, nil, err
 	}
 	schema := "t_" + randomHex(8)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+sqlname.Quote(schema)); err != nil {
 		return nil, nil, fmt.Errorf("create schema: %w", err)
 	}
 	u, err := WithSearchPath(base, schema)
@@ -146,7 +166,7 @@ func create(ctx context.Context) (*DB, func(), error) {
 		pool.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, _ = admin.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		_, _ = admin.Exec(ctx, "DROP SCHEMA "+sqlname.Quote(schema)+" CASCADE")
 	}
 	return &DB{Pool: pool, Schema: schema, URL: u}, drop, nil
 }

@@ -126,7 +126,7 @@ func (s *Server) MessagesFor(app string) []Message {
 func cloneMessages(ms []*storedMessage) []Message {
 	out := make([]Message, len(ms))
 	for i, m := range ms {
-		out[i] = m.Message.clone()
+		out[i] = m.clone()
 	}
 	return out
 }

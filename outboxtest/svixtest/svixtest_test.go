@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -326,51 +327,76 @@ func TestIdempotencyValidationErrorIsNotCached(t *testing.T) {
 	require.Equal(t, 1, s.MessageCount())
 }
 
+// The cache's waits are pure channel and timer work, so they run in a
+// synctest bubble: time is virtual and synctest.Wait says when every
+// goroutine is blocked, with no sleeping.
 func TestIdempotencyConcurrentDuplicateWaitsForFirst(t *testing.T) {
 	t.Parallel()
-	c := newIdempotencyCache(10)
-	ctx := context.Background()
-	stop := make(chan struct{})
+	synctest.Test(t, func(t *testing.T) {
+		c := newIdempotencyCache(10)
+		ctx := context.Background()
+		stop := make(chan struct{})
 
-	cached, owner, ok := c.begin(ctx, stop, "k")
-	require.True(t, ok)
-	require.Nil(t, cached)
-	require.NotNil(t, owner)
+		cached, owner, ok := c.begin(ctx, stop, "k")
+		require.True(t, ok)
+		require.Nil(t, cached)
+		require.NotNil(t, owner)
 
-	type result struct {
-		cached *response
-		owned  *idemEntry
-	}
-	got := make(chan result, 1)
-	go func() {
-		cached, owned, _ := c.begin(ctx, stop, "k")
-		got <- result{cached, owned}
-	}()
-	select {
-	case <-got:
-		t.Fatal("the duplicate did not wait for the request in flight")
-	case <-time.After(50 * time.Millisecond):
-	}
-	want := response{status: http.StatusAccepted, body: []byte(`{"id":"msg_1"}`)}
-	c.end("k", owner, want)
-	r := <-got
-	require.Nil(t, r.owned)
-	require.Equal(t, want, *r.cached)
+		type result struct {
+			cached *response
+			owned  *idemEntry
+		}
+		got := make(chan result, 1)
+		go func() {
+			cached, owned, _ := c.begin(ctx, stop, "k")
+			got <- result{cached, owned}
+		}()
+		synctest.Wait()
+		select {
+		case <-got:
+			t.Fatal("the duplicate did not wait for the request in flight")
+		default:
+		}
+		want := response{status: http.StatusAccepted, body: []byte(`{"id":"msg_1"}`)}
+		c.end("k", owner, want)
+		r := <-got
+		require.Nil(t, r.owned)
+		require.Equal(t, want, *r.cached)
+	})
 }
 
 func TestIdempotencyConcurrentDuplicateRunsAfterFailure(t *testing.T) {
 	t.Parallel()
-	c := newIdempotencyCache(10)
-	ctx := context.Background()
-	_, owner, _ := c.begin(ctx, nil, "k")
-	got := make(chan *idemEntry, 1)
-	go func() {
-		_, owned, _ := c.begin(ctx, nil, "k")
-		got <- owned
-	}()
-	time.Sleep(20 * time.Millisecond)
-	c.end("k", owner, response{status: http.StatusServiceUnavailable, body: []byte("{}")})
-	require.NotNil(t, <-got, "after a non-2xx the waiter runs the request itself")
+	synctest.Test(t, func(t *testing.T) {
+		c := newIdempotencyCache(10)
+		ctx := context.Background()
+		_, owner, _ := c.begin(ctx, nil, "k")
+		got := make(chan *idemEntry, 1)
+		go func() {
+			_, owned, _ := c.begin(ctx, nil, "k")
+			got <- owned
+		}()
+		synctest.Wait() // the duplicate is waiting
+		c.end("k", owner, response{status: http.StatusServiceUnavailable, body: []byte("{}")})
+		require.NotNil(t, <-got, "after a non-2xx the waiter runs the request itself")
+	})
+}
+
+// A duplicate waits for the first request at most idempotencyWait, as Svix
+// does, then runs unowned.
+func TestIdempotencyConcurrentDuplicateWaitIsBounded(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := newIdempotencyCache(10)
+		_, owner, _ := c.begin(context.Background(), nil, "k")
+		require.NotNil(t, owner)
+		start := time.Now()
+		cached, owned, ok := c.begin(context.Background(), nil, "k")
+		require.True(t, ok)
+		require.Nil(t, cached)
+		require.Nil(t, owned, "after the wait the duplicate runs without owning the key")
+		require.Equal(t, idempotencyWait, time.Since(start))
+	})
 }
 
 func TestIdempotencyCacheIsBounded(t *testing.T) {
@@ -899,7 +925,11 @@ func TestWaitForMessagesReturnsOnClose(t *testing.T) {
 	s := New(Options{})
 	done := make(chan error, 1)
 	go func() { done <- s.WaitForMessages(context.Background(), 1) }()
-	time.Sleep(10 * time.Millisecond)
+	require.Eventually(t, func() bool { // the waiter is registered
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.st.waiters) == 1
+	}, 5*time.Second, time.Millisecond)
 	s.Close()
 	require.ErrorIs(t, <-done, ErrClosed)
 }

@@ -12,9 +12,10 @@ package reliability
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -47,6 +48,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("reliability: skipped in -short mode (multi-minute suite of real processes)")
+		os.Exit(0)
+	}
 	code, err := run(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "reliability:", err)
@@ -64,7 +70,7 @@ func run(m *testing.M) (int, error) {
 	binary = filepath.Join(dir, "outbox")
 	build := exec.Command("go", "build", "-o", binary, "../../cmd/outbox")
 	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build outbox: %v\n%s", err, out)
+		return 0, fmt.Errorf("build outbox (from the repository's go.work): %w\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -296,7 +302,7 @@ func (e *env) appendOne(ctx context.Context, notify outbox.Signaler, p producer,
 		commitAt = time.Now()
 		return notify.SignalRelay(ctx, org)
 	})
-	errRollback := fmt.Errorf("roll back")
+	errRollback := errors.New("roll back")
 	err := outbox.WithTx(ctx, e.pool, timed, func(tx *outbox.Tx) error {
 		var err error
 		if res, err = outbox.Append(ctx, tx, outbox.AppendParams{OrganizationID: org, EventType: "order.created", Payload: payload}); err != nil {
@@ -313,7 +319,7 @@ func (e *env) appendOne(ctx context.Context, notify outbox.Signaler, p producer,
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
-	case err == errRollback:
+	case errors.Is(err, errRollback):
 		e.rolledBack[res.EventID.String()] = true
 	case err != nil:
 		e.producerErrs.Add(1)
@@ -501,12 +507,4 @@ func getJSON(url string, v any) error {
 	}
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -2,6 +2,8 @@ package reliability
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/syncbuf"
+	"github.com/outboxrelay/outbox/internal/testnet"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 )
 
@@ -37,7 +40,8 @@ func TestHostileIdentifiers(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), "applied 0001")
 
-	cmd = exec.Command(binary, "relay", "--schema", schema, "--channel", channel, "--poll-interval", "1h", "--log-format", "json")
+	addr := fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))
+	cmd = exec.Command(binary, "relay", "--schema", schema, "--channel", channel, "--poll-interval", "1h", "--log-format", "json", "--http-addr", addr)
 	cmd.Env = []string{"DATABASE_URL=" + e.url, "SVIX_AUTH_TOKEN=" + e.token, "SVIX_SERVER_URL=" + e.fake.URL(), "PATH=" + os.Getenv("PATH")}
 	logs := &syncbuf.Buffer{}
 	cmd.Stderr = logs
@@ -47,8 +51,9 @@ func TestHostileIdentifiers(t *testing.T) {
 	e.mu.Lock()
 	e.relays = append(e.relays, p)
 	e.mu.Unlock()
-	require.Eventually(t, func() bool { return !p.exited() && logs.String() != "" }, 10*time.Second, 10*time.Millisecond)
-	time.Sleep(500 * time.Millisecond) // LISTEN up (the sweep runs once at start, then hourly)
+	// Ready means LISTEN is up (the sweep runs once at start, then hourly).
+	require.Eventually(t, func() bool { return !p.exited() && testnet.Status("http://"+addr+"/readyz") == http.StatusOK },
+		10*time.Second, 10*time.Millisecond, "relay never ready: %s", logs.String())
 
 	producer, err := outbox.NewProducer(outbox.Config{Schema: schema})
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outboxrelay/outbox/internal/testnet"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 )
 
@@ -43,7 +44,7 @@ func TestSoak(t *testing.T) {
 	e := newEnv(t, svixtest.Options{Latency: 2 * time.Millisecond, DisableRequestLog: true})
 	var relays []*relayProc
 	for i := range 2 {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))
 		relays = append(relays, e.startRelay(fmt.Sprintf("relay-%d", i), e.token, "--http-addr", addr))
 	}
 	ctx, stop := context.WithCancel(e.ctx)

@@ -1,0 +1,92 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/internal/syncbuf"
+	"github.com/outboxrelay/outbox/internal/testnet"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
+)
+
+// startRelay starts `outbox relay` and returns a function that stops it
+// with SIGTERM, checks it exited 0, and returns its stderr.
+func startRelay(t *testing.T, env []string, args ...string) (stop func() string, stderr *syncbuf.Buffer) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"relay"}, args...)...)
+	cmd.Env = env
+	stderr = &syncbuf.Buffer{}
+	cmd.Stderr = stderr
+	require.NoError(t, cmd.Start())
+	// It handles SIGTERM once it has logged its start.
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), "relay: starting") }, 20*time.Second, 5*time.Millisecond,
+		"relay did not start: %s", stderr)
+	stopped := false
+	stop = func() string {
+		if !stopped {
+			stopped = true
+			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+			require.NoError(t, cmd.Wait(), stderr.String())
+		}
+		return stderr.String()
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return stop, stderr
+}
+
+func TestRelayDeliversAndStopsGracefully(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	fake := svixtest.NewT(t, svixtest.Options{Latency: 2 * time.Millisecond})
+	env := append(b.env, "SVIX_AUTH_TOKEN="+fake.Token(), "SVIX_SERVER_URL="+fake.URL())
+	port := testnet.FreePort(t)
+	stop, stderr := startRelay(t, env, "--schema", b.schema, "--channel", "outbox_"+b.schema,
+		"--poll-interval", "100ms", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json")
+
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool { return testnet.Status(base+"/readyz") == 200 }, 20*time.Second, 20*time.Millisecond, "relay not ready: %s", stderr)
+	require.Equal(t, 200, testnet.Status(base+"/healthz"))
+
+	sig, err := outbox.NewNotifySignaler(b.db.Pool, "outbox_"+b.schema)
+	require.NoError(t, err)
+	var want []string
+	for i := range 200 {
+		err := outbox.WithTx(b.ctx, b.db.Pool, sig, func(tx *outbox.Tx) error {
+			res, err := outbox.Append(b.ctx, tx, outbox.AppendParams{OrganizationID: fmt.Sprintf("org_%d", i%5), EventType: "x.y", Payload: map[string]any{"i": i}})
+			want = append(want, res.EventID.String())
+			return err
+		})
+		require.NoError(t, err)
+	}
+	// Stop it, possibly mid-flow, then let a second relay process finish.
+	logs := stop()
+	require.Contains(t, logs, `"msg":"relay: stopped"`)
+	require.NotContains(t, logs, fake.Token(), "the token must never be logged")
+
+	stop2, _ := startRelay(t, env, "--schema", b.schema, "--poll-only", "--poll-interval", "50ms")
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	require.NoError(t, fake.WaitForMessages(ctx, len(want)))
+	stop2()
+	got := map[string]int{}
+	for _, m := range fake.Messages() {
+		got[m.EventID]++
+	}
+	for _, id := range want {
+		require.Equal(t, 1, got[id], "event %s", id)
+	}
+	require.Len(t, got, len(want))
+}

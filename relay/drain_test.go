@@ -1,0 +1,64 @@
+package relay_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
+	"github.com/outboxrelay/outbox/relay"
+)
+
+func TestDrainDuringAuthPauseReturnsAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.AuthPause = time.Minute
+	b.fake.SetToken("rotated-elsewhere")
+	b.appendCommitted(t, []string{"org-auth"}, 3)
+	r := b.newRelay(t)
+
+	res, err := r.DrainOrganization(b.ctx, "org-auth", 5*time.Second)
+	require.NoError(t, err)
+	require.True(t, res.AuthFailed)
+	turns := r.Stats().Turns
+
+	start := time.Now()
+	res, err = r.DrainOrganization(b.ctx, "org-auth", 5*time.Second)
+	require.NoError(t, err)
+	require.True(t, res.AuthFailed, "the pause is reported")
+	require.False(t, res.Busy)
+	require.Less(t, time.Since(start), 2*time.Second, "a drain during the pause must not spin until its budget ends")
+	require.Equal(t, turns, r.Stats().Turns, "no lane is claimed while the token is refused")
+	require.Equal(t, 3, res.Remaining)
+	var attempts int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT max(attempts) FROM outbox_events").Scan(&attempts))
+	require.Zero(t, attempts)
+}
+
+func TestDrainOrganization(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.BatchSize = 10
+	committed := b.appendCommitted(t, []string{"org-d", "org-other"}, 25)
+	r := b.newRelay(t)
+
+	res, err := r.DrainOrganization(b.ctx, "org-d", 10*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 25, res.Delivered)
+	require.Zero(t, res.Remaining)
+	require.True(t, res.NextAttemptAt.IsZero())
+	require.Len(t, b.fake.MessagesFor("org-d"), 25)
+	require.Empty(t, b.fake.MessagesFor("org-other"), "a drain works one organization only")
+
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503, Times: 1})
+	res, err = r.DrainOrganization(b.ctx, "org-other", 10*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Retried)
+	require.Equal(t, 25, res.Remaining, "the lane waits for its head event's retry")
+	require.False(t, res.NextAttemptAt.IsZero())
+
+	_, err = r.DrainOrganization(b.ctx, "org-other", 0)
+	require.ErrorIs(t, err, relay.ErrInvalidBudget)
+	_ = committed
+}

@@ -1,0 +1,100 @@
+package outbox_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox"
+)
+
+// recorder is a Signaler that remembers what it was asked to signal.
+type recorder struct {
+	mu   sync.Mutex
+	orgs []string
+	err  error
+}
+
+func TestWithTxSignalsOncePerOrganizationAfterCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rec := &recorder{}
+
+	err := outbox.WithTx(b.ctx, b.pool, rec, func(tx *outbox.Tx) error {
+		for _, org := range []string{"org-b", "org-a", "org-b"} {
+			if _, err := outbox.Append(b.ctx, tx, params(org, map[string]any{})); err != nil {
+				return err
+			}
+		}
+		if _, err := outbox.AppendBatch(b.ctx, tx, []outbox.AppendParams{params("org-c", map[string]any{}), params("org-a", map[string]any{})}); err != nil {
+			return err
+		}
+		require.Empty(t, rec.signalled(), "signalled before commit")
+		require.Equal(t, []string{"org-b", "org-a", "org-c"}, tx.Organizations())
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"org-b", "org-a", "org-c"}, rec.signalled())
+	require.Equal(t, 5, b.countEvents(t, ""))
+}
+
+func TestWithTxSignalsNothingOnError(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rec := &recorder{}
+	boom := errors.New("handler failed")
+
+	err := outbox.WithTx(b.ctx, b.pool, rec, func(tx *outbox.Tx) error {
+		_, err := outbox.Append(b.ctx, tx, params("org-1", map[string]any{}))
+		require.NoError(t, err)
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	require.Empty(t, rec.signalled())
+	require.Equal(t, 0, b.countEvents(t, ""))
+
+	require.Panics(t, func() {
+		_ = outbox.WithTx(b.ctx, b.pool, rec, func(tx *outbox.Tx) error {
+			_, err := outbox.Append(b.ctx, tx, params("org-1", map[string]any{}))
+			require.NoError(t, err)
+			panic("handler panicked")
+		})
+	})
+	require.Empty(t, rec.signalled())
+	require.Equal(t, 0, b.countEvents(t, ""))
+}
+
+func TestWithTxSignalFailureDoesNotFailCommittedWork(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rec := &recorder{err: errors.New("signal down")}
+
+	err := outbox.WithTx(b.ctx, b.pool, rec, func(tx *outbox.Tx) error {
+		_, err := outbox.Append(b.ctx, tx, params("org-1", map[string]any{}))
+		return err
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"org-1"}, rec.signalled())
+	require.Equal(t, 1, b.countEvents(t, ""))
+}
+
+func TestWithTxNotifyReachesListener(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	channel := "outbox_" + b.db.Schema
+	conn := b.listen(t, channel)
+	sig, err := outbox.NewNotifySignaler(b.pool, channel)
+	require.NoError(t, err)
+
+	err = outbox.WithTx(b.ctx, b.pool, sig, func(tx *outbox.Tx) error {
+		_, err := outbox.Append(b.ctx, tx, params("org-n", map[string]any{}))
+		return err
+	})
+	require.NoError(t, err)
+	n, err := nextNotification(conn, 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "org-n", n.Payload)
+}
