@@ -2,9 +2,10 @@
 // applies them.
 //
 // The files are named NNNN_name.up.sql and NNNN_name.down.sql, the layout
-// golang-migrate and goose read, and use unqualified table names, so they
-// land in the first schema of search_path. Applying every .up.sql in lexical
-// order with psql works as-is.
+// golang-migrate reads, and use unqualified table names, so they land in the
+// first schema of search_path. Applying every .up.sql in lexical order with
+// psql works as-is. goose wants one annotated file per version: the goose/
+// directory ([GooseFS]) holds them, generated from the same SQL.
 //
 // [Up], [Down] and [Status] apply them from Go. They record the applied
 // versions in the table outbox_schema_migrations of the target schema and
@@ -25,7 +26,8 @@ import (
 )
 
 // FS holds the embedded SQL files, for migration tools that read an fs.FS
-// (goose.SetBaseFS, golang-migrate's iofs source).
+// in the .up.sql/.down.sql layout (golang-migrate's iofs source). goose
+// reads GooseFS.
 //
 //go:embed *.sql
 var FS embed.FS
