@@ -2,9 +2,11 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -20,6 +22,13 @@ type AppendParams struct {
 	// JSON object, or a json.RawMessage or []byte already holding a JSON
 	// object (validated, stored as is). At most Config.MaxPayloadBytes.
 	Payload any
+	// EventID is the event's public id, sent to Svix as eventId. Defaults to
+	// a new UUIDv7. Pass your own, derived from the operation (a request's
+	// idempotency key, uuid.NewSHA1 of a business key), to make a retry
+	// safe: if a commit's reply was lost and the transaction did commit, the
+	// retry's Append fails with ErrDuplicateEventID while the first event is
+	// pending, and Svix deduplicates it by eventId once it was delivered.
+	EventID uuid.UUID
 }
 
 // AppendResult identifies the appended event.
@@ -50,7 +59,7 @@ func (p *Producer) Append(ctx context.Context, dbtx DBTX, ap AppendParams) (Appe
 	if verr != nil {
 		return AppendResult{}, verr
 	}
-	eventID, err := newEventID()
+	eventID, err := eventIDFor(&ap)
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -60,12 +69,37 @@ func (p *Producer) Append(ctx context.Context, dbtx DBTX, ap AppendParams) (Appe
 	err = dbtx.QueryRow(ctx, p.insertSQL, pgtype.UUID{Bytes: eventID, Valid: true},
 		ap.OrganizationID, string(ap.EventType), string(payload)).Scan(&id)
 	if err != nil {
-		return AppendResult{}, fmt.Errorf("outbox: append event: %w", err)
+		return AppendResult{}, fmt.Errorf("outbox: append event: %w", duplicateEventID(err))
 	}
 	if r, ok := dbtx.(appendRecorder); ok {
 		r.recordAppend(ap.OrganizationID)
 	}
 	return AppendResult{ID: id, OrganizationID: ap.OrganizationID, EventID: eventID}, nil
+}
+
+// eventIDFor returns the caller's event id, or a new one.
+func eventIDFor(ap *AppendParams) (uuid.UUID, error) {
+	if ap.EventID != (uuid.UUID{}) {
+		return ap.EventID, nil
+	}
+	return newEventID()
+}
+
+const (
+	// uniqueEventIDIndex is the index migration 0002 makes.
+	uniqueEventIDIndex = "outbox_events_event_id_key"
+	// uniqueViolation is PostgreSQL's SQLSTATE unique_violation.
+	uniqueViolation = "23505"
+)
+
+// duplicateEventID adds ErrDuplicateEventID to a unique violation of the
+// event id.
+func duplicateEventID(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.ConstraintName == uniqueEventIDIndex {
+		return fmt.Errorf("%w: %w", ErrDuplicateEventID, err)
+	}
+	return err
 }
 
 func newEventID() (uuid.UUID, error) {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -114,6 +116,8 @@ func TestAppendRejectsBadInput(t *testing.T) {
 		{"organization with space", params("org 1", map[string]any{}), outbox.ErrInvalidOrganizationID, "OrganizationID"},
 		{"organization with colon", params("org:1", map[string]any{}), outbox.ErrInvalidOrganizationID, "OrganizationID"},
 		{"organization app_ prefix", params("app_123", map[string]any{}), outbox.ErrInvalidOrganizationID, "OrganizationID"},
+		{"organization dot", params(".", map[string]any{}), outbox.ErrInvalidOrganizationID, "OrganizationID"},
+		{"organization dot dot", params("..", map[string]any{}), outbox.ErrInvalidOrganizationID, "OrganizationID"},
 		{"organization too long", params(strings.Repeat("a", 257), map[string]any{}), outbox.ErrInvalidOrganizationID, "OrganizationID"},
 		{"organization non-ASCII", params("orgé", map[string]any{}), outbox.ErrInvalidOrganizationID, "OrganizationID"},
 		{"empty event type", outbox.AppendParams{OrganizationID: "o", Payload: map[string]any{}}, outbox.ErrInvalidEventType, "EventType"},
@@ -214,4 +218,35 @@ func TestAppendInEveryQueryExecMode(t *testing.T) {
 			require.Equal(t, 2, n)
 		})
 	}
+}
+
+// A caller's own event id is stored and returned; appending it again while
+// it is pending fails with ErrDuplicateEventID and writes nothing.
+func TestAppendWithOwnEventID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := uuid.New()
+	p := outbox.AppendParams{OrganizationID: "org-e", EventType: "x.y", Payload: map[string]any{}, EventID: id}
+	res, err := outbox.Append(b.ctx, b.pool, p)
+	require.NoError(t, err)
+	require.Equal(t, id, res.EventID)
+	_, err = outbox.Append(b.ctx, b.pool, p)
+	require.ErrorIs(t, err, outbox.ErrDuplicateEventID)
+	require.Equal(t, 1, b.countEvents(t, "org-e"))
+
+	_, err = outbox.AppendBatch(b.ctx, b.pool, []outbox.AppendParams{params("org-e", map[string]any{}), p})
+	require.ErrorIs(t, err, outbox.ErrDuplicateEventID, "COPY meets the pending id")
+	require.Equal(t, 1, b.countEvents(t, "org-e"), "nothing of the batch written")
+
+	other := uuid.New()
+	p2 := p
+	p2.EventID = other
+	_, err = outbox.AppendBatch(b.ctx, b.pool, []outbox.AppendParams{p2, params("org-e", map[string]any{}), p2})
+	var verr *outbox.ValidationError
+	require.ErrorAs(t, err, &verr)
+	require.ErrorIs(t, err, outbox.ErrDuplicateEventID)
+	require.Equal(t, 2, verr.Index)
+	require.Equal(t, "EventID", verr.Field)
+	require.Contains(t, err.Error(), "element 0's")
+	require.Equal(t, 1, b.countEvents(t, "org-e"))
 }

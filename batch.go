@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
 	"sync"
 
 	"github.com/google/uuid"
@@ -44,10 +45,13 @@ func (p *Producer) AppendBatch(ctx context.Context, dbtx CopyDBTX, ps []AppendPa
 	if verr != nil {
 		return AppendBatchResult{}, verr
 	}
+	if verr := distinctEventIDs(ps); verr != nil {
+		return AppendBatchResult{}, verr
+	}
 	src.payloads = payloads
 	n, err := dbtx.CopyFrom(ctx, p.table, copyColumns, src)
 	if err != nil {
-		return AppendBatchResult{}, fmt.Errorf("outbox: append batch of %d: %w", len(ps), err)
+		return AppendBatchResult{}, fmt.Errorf("outbox: append batch of %d: %w", len(ps), duplicateEventID(err))
 	}
 	if r, ok := dbtx.(appendRecorder); ok {
 		for i := range ps {
@@ -55,6 +59,27 @@ func (p *Producer) AppendBatch(ctx context.Context, dbtx CopyDBTX, ps []AppendPa
 		}
 	}
 	return AppendBatchResult{Count: n, EventIDs: src.ids}, nil
+}
+
+// distinctEventIDs refuses a batch that gives one event id twice (minted
+// ids are distinct by construction).
+func distinctEventIDs(ps []AppendParams) *ValidationError {
+	var seen map[uuid.UUID]int
+	for i := range ps {
+		id := ps[i].EventID
+		if id == (uuid.UUID{}) {
+			continue
+		}
+		if seen == nil {
+			seen = map[uuid.UUID]int{}
+		}
+		if first, dup := seen[id]; dup {
+			return (&ValidationError{Field: "EventID", Err: ErrDuplicateEventID,
+				Rule: "must be unique in the batch, is also element " + strconv.Itoa(first) + "'s (got " + id.String() + ")"}).at(i)
+		}
+		seen[id] = i
+	}
+	return nil
 }
 
 // parallelValidationMin is the batch size from which validation (mostly
@@ -127,7 +152,7 @@ func (s *batchSource) Next() bool {
 
 func (s *batchSource) Values() ([]any, error) {
 	p := &s.params[s.i]
-	id, err := newEventID() // minted while COPY streams, so it overlaps the server's work
+	id, err := eventIDFor(p) // minted while COPY streams, so it overlaps the server's work
 	if err != nil {
 		return nil, err
 	}

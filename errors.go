@@ -9,7 +9,7 @@ import (
 var (
 	// ErrInvalidOrganizationID: the organization id is empty or cannot be a
 	// Svix application uid (1 to 256 characters of [a-zA-Z0-9-_.], not
-	// starting with "app_").
+	// starting with "app_", not "." or "..").
 	ErrInvalidOrganizationID = errors.New("invalid organization id")
 	// ErrInvalidEventType: the event type breaks Svix's rule (1 to 256
 	// characters of [a-zA-Z0-9-_.]).
@@ -23,6 +23,10 @@ var (
 	// ErrPayloadTooLarge: the encoded payload is over the size limit, as
 	// sent or as jsonb writes it back (numbers in full, with no exponent).
 	ErrPayloadTooLarge = errors.New("payload too large")
+	// ErrDuplicateEventID: an AppendParams.EventID is already pending in the
+	// outbox (the event was appended before: after an ambiguous commit, the
+	// first attempt committed), or appears twice in one AppendBatch.
+	ErrDuplicateEventID = errors.New("duplicate event id")
 	// ErrInvalidConfig: a Config or signaler setting is out of range. It is
 	// the one sentinel for a bad setting in every package of this module
 	// (relay.ErrInvalidConfig is the same value), wrapped by *ConfigError.

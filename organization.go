@@ -4,7 +4,8 @@ import "github.com/outboxrelay/outbox/internal/svixid"
 
 // ValidateOrganizationID reports whether id can be used as a Svix
 // application uid (1 to 256 characters of [a-zA-Z0-9-_.], not starting with
-// "app_"), with an error wrapping ErrInvalidOrganizationID that says why not.
+// "app_", not "." or "..", which would change the route of Svix's URL
+// paths), with an error wrapping ErrInvalidOrganizationID that says why not.
 func ValidateOrganizationID(id string) error {
 	if err := validateOrganizationID(id); err != nil {
 		return err

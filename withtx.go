@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -10,6 +11,7 @@ import (
 )
 
 // TxBeginner starts transactions: *pgxpool.Pool and *pgx.Conn satisfy it.
+// (A pgx.Tx has Begin too, but WithTx refuses one: see ErrNestedTx.)
 type TxBeginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
@@ -46,6 +48,13 @@ func (tx *Tx) Organizations() []string {
 	return append([]string(nil), tx.seq...)
 }
 
+// ErrNestedTx is returned by WithTx given a pgx.Tx: its Begin starts a
+// savepoint, whose "commit" only releases the savepoint, so the signal would
+// precede the real commit (and a later rollback would undo signalled
+// events). Pass the pool or connection, or, inside your own transaction,
+// call Append and signal after your Commit.
+var ErrNestedTx = errors.New("outbox: WithTx needs a pool or connection, not a transaction (its commit would only release a savepoint)")
+
 // signalTimeout bounds the signals WithTx sends after a commit.
 const signalTimeout = 5 * time.Second
 
@@ -61,6 +70,9 @@ const signalTimeout = 5 * time.Second
 // WithTx fail, because the work is committed and the relay's sweep will find
 // the events; it is logged at warning level through slog's default logger.
 func WithTx(ctx context.Context, db TxBeginner, signaler Signaler, fn func(tx *Tx) error) error {
+	if _, nested := db.(pgx.Tx); nested {
+		return ErrNestedTx
+	}
 	ptx, err := db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("outbox: begin: %w", err)

@@ -98,3 +98,21 @@ func TestWithTxNotifyReachesListener(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "org-n", n.Payload)
 }
+
+// Given a transaction, WithTx would commit a savepoint and signal before the
+// real commit: it refuses, running nothing.
+func TestWithTxRefusesATransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	outer, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = outer.Rollback(b.ctx) }()
+	rec := &recorder{}
+	ran := false
+	err = outbox.WithTx(b.ctx, outer, rec, func(tx *outbox.Tx) error { ran = true; return nil })
+	require.ErrorIs(t, err, outbox.ErrNestedTx)
+	require.False(t, ran, "fn must not run")
+	require.Empty(t, rec.signalled())
+	wrapped := &outbox.Tx{Tx: outer}
+	require.ErrorIs(t, outbox.WithTx(b.ctx, wrapped, rec, func(*outbox.Tx) error { return nil }), outbox.ErrNestedTx)
+}

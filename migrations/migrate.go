@@ -116,7 +116,10 @@ func withLockedSchema(ctx context.Context, db Beginner, opts Options, write bool
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('outbox.migrate.' || $1))", opts.Schema); err != nil {
+	// The lock is the schema's, whatever the caller called it: "" is the
+	// first schema of search_path, so Up with "" and Up with "public" on a
+	// default connection take the same lock.
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('outbox.migrate.' || COALESCE(NULLIF($1, ''), current_schema(), '')))", opts.Schema); err != nil {
 		return fmt.Errorf("take migration lock: %w", err)
 	}
 	if opts.Schema != "" {

@@ -190,3 +190,38 @@ func TestHostileSchemaNameIsQuoted(t *testing.T) {
 	require.ErrorIs(t, err, migrations.ErrInvalidSchema)
 	require.ErrorContains(t, err, "Schema")
 }
+
+// Up with "" and with "public" name the same schema on a default
+// connection, so they must take the same lock: concurrent calls must not
+// both try to create the tables.
+func TestConcurrentUpWithEmptyAndExplicitSchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.NewDatabase(t) // a database of its own: this test migrates public
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			opts := migrations.Options{}
+			if i%2 == 1 {
+				opts.Schema = "public"
+			}
+			_, err := migrations.Up(ctx, pool, opts)
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	var n int
+	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM public.outbox_schema_migrations").Scan(&n))
+	require.Equal(t, len(migrations.All()), n, "each migration applied once")
+}

@@ -171,6 +171,38 @@ func create(ctx context.Context) (*DB, func(), error) {
 	return &DB{Pool: pool, Schema: schema, URL: u}, drop, nil
 }
 
+// NewDatabase returns a pool on a database of its own, for tests that must
+// use the public schema (or anything database-wide). It is dropped when the
+// test ends.
+func NewDatabase(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	base, err := serverURL()
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	ctx := context.Background()
+	name := "t_" + randomHex(8)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+sqlname.Quote(name)); err != nil {
+		tb.Fatalf("pgtest: create database: %v", err)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	u.Path = "/" + name
+	pool, err := pgxpool.New(ctx, u.String())
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(func() {
+		pool.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+sqlname.Quote(name)+" WITH (FORCE)")
+	})
+	return pool
+}
+
 // WithSearchPath returns rawURL with search_path set to schema; pgx sends
 // unknown URL parameters as run-time parameters.
 func WithSearchPath(rawURL, schema string) (string, error) {

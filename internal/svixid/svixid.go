@@ -37,14 +37,18 @@ func Rule(s string) string {
 }
 
 // AppUIDRule returns "" when s can be a Svix application uid, and the broken
-// rule otherwise: Rule, and not starting with "app_" (Svix's own application
-// ids).
+// rule otherwise: Rule; not starting with "app_" (Svix's own application
+// ids); and not "." or "..", which the SDK would splice unescaped into the
+// URL path (/api/v1/app/../msg is another route).
 func AppUIDRule(s string) string {
 	if rule := Rule(s); rule != "" {
 		return rule
 	}
 	if strings.HasPrefix(s, "app_") {
 		return `must not start with "app_", which Svix reserves for its own application ids`
+	}
+	if s == "." || s == ".." {
+		return `must not be "." or "..": it goes into Svix's URL paths unescaped`
 	}
 	return ""
 }
