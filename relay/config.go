@@ -21,12 +21,27 @@ var ErrInvalidConfig = outbox.ErrInvalidConfig
 // ConfigError is outbox.ConfigError: the field at fault and its rule.
 type ConfigError = outbox.ConfigError
 
+// MinPoolConns is the fewest connections New accepts in the pool: one for
+// the sweep, one for lane turns.
+const MinPoolConns = 2
+
+// PoolConns returns how many pool connections a relay with cfg uses at most
+// at once: a quarter of Concurrency for lane turns (each holds a connection
+// only for its claim and its settlement, a round trip each, while its Svix
+// calls take far longer), plus the sweep and history pruning. The outbox
+// command sizes its pool with it.
+func PoolConns(cfg Config) int32 {
+	cfg = cfg.withDefaults()
+	return int32((cfg.Concurrency+3)/4 + 2)
+}
+
 // The defaults New applies to a zero Config field. The outbox command's flags
 // and the documentation read them from here.
 const (
 	DefaultConcurrency        = 64
 	DefaultPerOrgInFlight     = 1
 	DefaultBatchSize          = 100
+	DefaultBatchMaxBytes      = 1 << 20
 	DefaultLeaseDuration      = 30 * time.Second
 	DefaultSendTimeout        = 10 * time.Second
 	DefaultMaxAttempts        = 25
@@ -49,9 +64,12 @@ type Config struct {
 	// SvixServerURL is the Svix API base URL. Defaults to the region the
 	// token names (the Svix SDK's own choice).
 	SvixServerURL string
-	// HTTPClient sends the Svix calls. Defaults to a client with keep-alive
-	// connections sized for Concurrency. Its own Timeout should be zero or
-	// above SendTimeout; SendTimeout bounds every call either way.
+	// HTTPClient sends the Svix calls. The relay uses a copy (the SDK
+	// modifies the client it is given), so the caller's stays untouched; a
+	// nil Transport (http.DefaultClient's) is the relay's own. Defaults to a
+	// client with keep-alive connections sized for Concurrency. Its own
+	// Timeout should be zero or above SendTimeout; SendTimeout bounds every
+	// call either way.
 	HTTPClient *http.Client
 
 	// Schema is the PostgreSQL schema holding outbox's tables. Defaults to
@@ -73,6 +91,10 @@ type Config struct {
 	// gets one turn of at most BatchSize events, then goes to the back of the
 	// queue, so it cannot starve the others. Defaults to 100.
 	BatchSize int
+	// BatchMaxBytes bounds the payload bytes one lane turn claims (always at
+	// least one event), so memory stays bounded by Concurrency ×
+	// BatchMaxBytes whatever the payloads. Defaults to 1048576 (1 MiB).
+	BatchMaxBytes int
 	// LeaseDuration is how long a claimed lane stays ours without being
 	// settled. A crashed holder's lane is taken over after it. A turn stops
 	// sending once half of it is gone. Defaults to 30 seconds.
@@ -129,6 +151,7 @@ func (c Config) withDefaults() Config {
 	config.Default(&c.Concurrency, DefaultConcurrency)
 	config.Default(&c.PerOrgInFlight, DefaultPerOrgInFlight)
 	config.Default(&c.BatchSize, DefaultBatchSize)
+	config.Default(&c.BatchMaxBytes, DefaultBatchMaxBytes)
 	config.Default(&c.LeaseDuration, DefaultLeaseDuration)
 	config.Default(&c.SendTimeout, DefaultSendTimeout)
 	config.Default(&c.MaxAttempts, DefaultMaxAttempts)
@@ -175,7 +198,8 @@ func (c Config) validate() error {
 	for _, f := range []struct {
 		name  string
 		value int
-	}{{"Concurrency", c.Concurrency}, {"PerOrgInFlight", c.PerOrgInFlight}, {"BatchSize", c.BatchSize}, {"MaxAttempts", c.MaxAttempts}} {
+	}{{"Concurrency", c.Concurrency}, {"PerOrgInFlight", c.PerOrgInFlight}, {"BatchSize", c.BatchSize},
+		{"BatchMaxBytes", c.BatchMaxBytes}, {"MaxAttempts", c.MaxAttempts}} {
 		if f.value < 1 {
 			bad(f.name, "must be at least 1, got %d", f.value)
 		}

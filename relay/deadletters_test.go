@@ -4,8 +4,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
 )
@@ -68,4 +70,28 @@ func TestPurgeDeadLetters(t *testing.T) {
 	d, err := admin.DeadLetters(b.ctx, relay.DeadLetterListParams{})
 	require.NoError(t, err)
 	require.Empty(t, d)
+}
+
+// A dead letter whose event id is pending again (a producer appended it
+// anew) stays a dead letter on requeue: the pending row is that event, and
+// a requeue must never lose a row to the unique event id.
+func TestRequeueSkipsADeadLetterPendingAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := uuid.New()
+	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_dead_letters
+		(id, event_id, organization_id, event_type, payload, created_at, attempts, last_error)
+		VALUES (1000000, $1, 'org-d', 'x.y', '{}', now(), 1, 'refused')`, id)
+	require.NoError(t, err)
+	_, err = outbox.Append(b.ctx, b.db.Pool, outbox.AppendParams{OrganizationID: "org-d", EventType: "x.y", Payload: map[string]any{}, EventID: id})
+	require.NoError(t, err)
+	admin, err := relay.NewAdmin(b.db.Pool, relay.AdminConfig{})
+	require.NoError(t, err)
+	n, err := admin.RequeueDeadLetters(b.ctx, relay.DeadLetterSelection{All: true})
+	require.NoError(t, err)
+	require.Zero(t, n)
+	dead, err := admin.DeadLetters(b.ctx, relay.DeadLetterListParams{})
+	require.NoError(t, err)
+	require.Len(t, dead, 1, "still a dead letter")
+	require.Equal(t, 1, b.pending(t))
 }

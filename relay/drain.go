@@ -48,7 +48,7 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 		res.add(rep.counts)
 		if !rep.leased {
 			res.AuthFailed = rep.authFailed
-			res.Busy = !rep.authFailed
+			res.Busy = !rep.authFailed && !rep.empty
 			break
 		}
 		res.RateLimited = res.RateLimited || rep.rateLimited
@@ -58,7 +58,9 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 		}
 	}
 	var next *time.Time
-	if err := r.pool.QueryRow(ctx, r.q.remaining, organizationID).Scan(&res.Remaining, &next); err != nil {
+	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
+	defer cancel()
+	if err := r.pool.QueryRow(qctx, r.q.remaining, organizationID).Scan(&res.Remaining, &next); err != nil {
 		return res, fmt.Errorf("relay: count remaining events of %s: %w", organizationID, err)
 	}
 	if next != nil {

@@ -40,8 +40,15 @@ func (r *Relay) listen(ctx context.Context) {
 	}
 }
 
+// listenAppName names the LISTEN connection in pg_stat_activity: it is
+// dialled apart from the pool (one more server connection than the pool's
+// MaxConns), so that it never holds a pool connection for good.
+const listenAppName = "outbox relay LISTEN"
+
 func (r *Relay) listenOnce(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
+	cfg := r.pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["application_name"] = listenAppName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}

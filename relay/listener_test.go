@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox"
@@ -25,4 +26,18 @@ func TestNotifySignalWakesDelivery(t *testing.T) {
 	}
 	b.waitMessages(t, len(committed), 10*time.Second)
 	b.requireExactlyOnce(t, committed)
+}
+
+// The relay LISTENs on a connection of its own, not one of the pool's (the
+// docs count it as one server connection beyond MaxConns), named for
+// operators in pg_stat_activity.
+func TestListenConnectionIsItsOwn(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r, _ := b.start(t)
+	require.Eventually(t, r.Ready, 10*time.Second, 10*time.Millisecond)
+	var listeners int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE application_name = 'outbox relay LISTEN' AND query = $1`, "LISTEN "+pgx.Identifier{b.cfg.Channel}.Sanitize()).Scan(&listeners))
+	require.Equal(t, 1, listeners, "one LISTEN connection, dialled apart (the pool's connections carry no such name)")
 }

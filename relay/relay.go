@@ -53,8 +53,9 @@ type Relay struct {
 	log     *slog.Logger
 	limiter *rate.Limiter
 
-	sendSlots chan struct{}
-	wake      chan struct{}
+	sendSlots  chan struct{}
+	claimSlots chan struct{}
+	wake       chan struct{}
 
 	mu      sync.Mutex
 	queue   []string             // organizations waiting for a turn, FIFO
@@ -64,7 +65,7 @@ type Relay struct {
 
 	authPausedUntil atomic.Int64 // unix nanoseconds
 	listening       atomic.Bool  // the LISTEN connection is up
-	sweepOK         atomic.Bool  // the last sweep reached the database
+	lastSweep       atomic.Int64 // unix nanoseconds of the last sweep that reached the database
 	stats           stats
 }
 
@@ -79,13 +80,22 @@ type laneWork struct {
 
 // New returns a Relay reading outbox tables through pool. It checks cfg
 // and returns an error wrapping ErrInvalidConfig naming every bad field.
+//
+// The pool needs at least MinPoolConns connections, and PoolConns(cfg) for
+// lane turns never to wait for one; the LISTEN connection is dialled apart
+// (one more server connection).
 func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 	if pool == nil {
-		return nil, fmt.Errorf("%w: pool is nil", ErrInvalidConfig)
+		return nil, fmt.Errorf("relay: %w", &ConfigError{Field: "pool", Rule: "must not be nil"})
 	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	maxConns := pool.Config().MaxConns
+	if maxConns < MinPoolConns {
+		return nil, fmt.Errorf("relay: %w", &ConfigError{Field: "pool",
+			Rule: fmt.Sprintf("MaxConns must be at least %d (the sweep and one lane turn), got %d; %d lets lane turns never wait", MinPoolConns, maxConns, PoolConns(cfg))})
 	}
 	client, err := newSvixClient(cfg)
 	if err != nil {
@@ -98,9 +108,12 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		svix:      client,
 		log:       cfg.Logger,
 		sendSlots: make(chan struct{}, cfg.Concurrency),
-		wake:      make(chan struct{}, 1),
-		queued:    map[string]struct{}{},
-		working:   map[string]*laneWork{},
+		// Claims take at most half the pool, so settlements (which free
+		// lanes) and the sweep always find a connection.
+		claimSlots: make(chan struct{}, max(1, maxConns/2)),
+		wake:       make(chan struct{}, 1),
+		queued:     map[string]struct{}{},
+		working:    map[string]*laneWork{},
 	}
 	if cfg.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
@@ -148,7 +161,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer r.running.Store(false)
-	r.log.InfoContext(ctx, "relay: starting", "id", r.cfg.ID, "concurrency", r.cfg.Concurrency,
+	r.log.InfoContext(ctx, "relay: starting", "id", r.cfg.ID, "concurrency", r.cfg.Concurrency, "pool_max_conns", r.pool.Config().MaxConns,
 		"per_org_in_flight", r.cfg.PerOrgInFlight, "poll_interval", r.cfg.PollInterval, "poll_only", r.cfg.PollOnly)
 
 	// Svix calls and settlements outlive ctx by up to ShutdownTimeout.
@@ -160,8 +173,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		bg.Add(1)
 		go func() { defer bg.Done(); r.listen(ctx) }()
 	}
-	bg.Add(1)
+	bg.Add(2)
 	go func() { defer bg.Done(); r.sweepLoop(ctx) }()
+	go func() { defer bg.Done(); r.pruneLoop(ctx) }()
 
 	var lanes sync.WaitGroup
 	laneDone := make(chan struct{}, 1)
@@ -173,7 +187,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		lanes.Wait()
 	}
 	bg.Wait()
-	r.sweepOK.Store(false)
+	r.lastSweep.Store(0)
 	r.log.InfoContext(ctx, "relay: stopped", "stats", r.Stats())
 	return nil
 }
@@ -253,7 +267,7 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 // the LISTEN connection is up (or PollOnly is set) and the last sweep
 // reached the database.
 func (r *Relay) Ready() bool {
-	return r.running.Load() && r.sweepOK.Load() && (r.cfg.PollOnly || r.listening.Load())
+	return r.running.Load() && r.sweptRecently() && (r.cfg.PollOnly || r.listening.Load())
 }
 
 func (r *Relay) authPaused() bool {

@@ -1,6 +1,10 @@
 package relay
 
-import "context"
+import (
+	"context"
+
+	"github.com/outboxrelay/outbox/internal/svixid"
+)
 
 // Destination says where an organization's events go.
 type Destination struct {
@@ -15,6 +19,20 @@ type Destination struct {
 	// Skip says the organization has no webhooks: its events are settled as
 	// skipped (recorded in outbox_deliveries), not sent and not retried.
 	Skip bool
+}
+
+// rule returns "" when d.App can go into a Svix URL path, and the rule it
+// breaks otherwise: Svix's identifier characters, and never "." or "..",
+// which the SDK would splice unescaped (/api/v1/app/../msg).
+func (d Destination) rule() string {
+	rule := svixid.Rule(d.App)
+	if rule == "" && (d.CreateName != "" || d.App == "." || d.App == "..") {
+		rule = svixid.AppUIDRule(d.App) // a uid, or a path segment of its own
+	}
+	if rule == "" {
+		return ""
+	}
+	return "App " + rule + " (got " + svixid.Quote(d.App) + ")"
 }
 
 // Resolver maps an organization to its Destination. An error is treated as

@@ -50,3 +50,33 @@ func TestResolver(t *testing.T) {
 	require.Len(t, dead, 2)
 	require.Equal(t, 404, dead[0].StatusCode)
 }
+
+// A Resolver that panics for one organization holds that lane, with
+// backoff, and nothing else: the process and the other lanes go on.
+func TestPanickingResolverHoldsOnlyItsLane(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.Resolver = relay.ResolverFunc(func(ctx context.Context, org string) (relay.Destination, error) {
+		if org == "org-panics" {
+			panic("resolver bug")
+		}
+		return relay.DefaultResolver.Resolve(ctx, org)
+	})
+	fine := b.appendCommitted(t, []string{"org-fine-1", "org-fine-2"}, 3)
+	b.appendCommitted(t, []string{"org-panics"}, 2)
+
+	r, _ := b.start(t)
+	b.waitMessages(t, len(fine), 10*time.Second)
+	require.Eventually(t, func() bool { return r.Stats().Retried >= 1 }, 10*time.Second, 10*time.Millisecond)
+	b.requireExactlyOnce(t, fine)
+	var attempts int
+	var next *time.Time
+	var lastErr string
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT attempts, next_attempt_at, last_error FROM outbox_events
+		WHERE organization_id = 'org-panics' ORDER BY id LIMIT 1`).Scan(&attempts, &next, &lastErr))
+	require.Positive(t, attempts)
+	require.NotNil(t, next, "the head waits for a retry: the lane is held with backoff")
+	require.Contains(t, lastErr, "resolver panicked: resolver bug")
+	require.Contains(t, b.logs.String(), "Resolver panicked")
+	require.Contains(t, b.logs.String(), "organization_id=org-panics")
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -54,6 +55,11 @@ func (r *Relay) send(sendCtx context.Context, dest Destination, ev *event) resul
 	if err != nil {
 		return result{outcome: outcomeDeadLetter, err: "payload is not a JSON object: " + err.Error()}
 	}
+	if time.Since(ev.createdAt) > lookUpFirstAfter {
+		if res, found := r.lookUp(sendCtx, dest, ev); found {
+			return res
+		}
+	}
 	eventID := ev.eventID.String()
 	in := models.MessageIn{EventType: ev.eventType, EventId: &eventID, Payload: payload}
 	if dest.CreateName != "" {
@@ -75,15 +81,28 @@ func (r *Relay) send(sendCtx context.Context, dest Destination, ev *event) resul
 	}
 	var serr *svix.Error
 	if !errors.As(err, &serr) {
-		if sendCtx.Err() != nil {
-			return result{outcome: outcomeUnsent, err: "interrupted: " + err.Error()}
-		}
-		return result{outcome: outcomeRetry, err: err.Error()}
+		return transportFailure(sendCtx, err)
 	}
 	status, body := serr.Status(), string(serr.Body())
+	if status == http.StatusConflict {
+		return r.confirm(sendCtx, dest, ev, body)
+	}
+	return classify(status, body, retryAfter)
+}
+
+// transportFailure classifies an error without an HTTP answer: a retry, or
+// unsent when the relay itself cut the call off.
+func transportFailure(sendCtx context.Context, err error) result {
+	if sendCtx.Err() != nil {
+		return result{outcome: outcomeUnsent, err: "interrupted: " + err.Error()}
+	}
+	return result{outcome: outcomeRetry, err: err.Error()}
+}
+
+// classify turns Svix's non-2xx answer into an outcome, for message
+// creation and for the lookup that confirms a 409 alike.
+func classify(status int, body string, retryAfter *atomic.Int64) result {
 	switch {
-	case status == http.StatusConflict:
-		return r.confirm(sendCtx, dest, eventID, body)
 	case status == http.StatusTooManyRequests:
 		return result{outcome: outcomeRateLimited, status: status, err: "429 rate limited", retryAfter: time.Duration(retryAfter.Load()) * time.Millisecond}
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
@@ -95,25 +114,76 @@ func (r *Relay) send(sendCtx context.Context, dest Destination, ev *event) resul
 	}
 }
 
-// confirm resolves a 409 on eventId: an earlier attempt created the
-// message, so look it up and settle the event as delivered.
-func (r *Relay) confirm(sendCtx context.Context, dest Destination, eventID, conflictBody string) result {
+// lookUpFirstAfter is the age from which an event is looked up by eventId
+// before it is created. An earlier attempt may have created it without the
+// relay learning so (a timeout, a lost response); Svix deduplicates such a
+// repeat by Idempotency-Key for about 12 hours and by eventId for about a
+// day, so an event retried for longer, or a dead letter requeued later,
+// could otherwise become a second message. Half the shorter window leaves a
+// margin for clock differences.
+const lookUpFirstAfter = 6 * time.Hour
+
+// lookUp asks Svix for ev by eventId. found is true when that settles the
+// event: the message exists (delivered) or the lookup failed in a way that
+// decides the attempt (rate limit, bad token, transient error). A 404 is
+// not found: create it.
+func (r *Relay) lookUp(sendCtx context.Context, dest Destination, ev *event) (res result, found bool) {
 	ctx, cancel := context.WithTimeout(sendCtx, r.cfg.SendTimeout)
 	defer cancel()
-	out, err := r.svix.Message.Get(ctx, dest.App, eventID, nil)
+	ctx, retryAfter := withRetryAfterSlot(ctx)
+	out, err := r.svix.Message.Get(ctx, dest.App, ev.eventID.String(), nil)
+	if err == nil {
+		r.stats.foundBeforeCreate.Add(1)
+		return result{outcome: outcomeDelivered, messageID: out.Id}, true
+	}
+	var serr *svix.Error
+	if !errors.As(err, &serr) {
+		res = transportFailure(sendCtx, err)
+		res.err = "look up old event: " + res.err
+		return res, true
+	}
+	if serr.Status() == http.StatusNotFound {
+		return result{}, false
+	}
+	res = classify(serr.Status(), string(serr.Body()), retryAfter)
+	res.err = "look up old event: " + res.err
+	return res, true
+}
+
+// conflictLookups is how many attempts a 409 whose message Message.Get does
+// not find yet gets before the event is dead-lettered: the lookup may
+// trail the create that answered 409 (read-after-write lag).
+const conflictLookups = 3
+
+// confirm resolves a 409 on eventId: an earlier attempt created the
+// message, so look it up and settle the event as delivered. The lookup's
+// own failures are classified like a create's.
+func (r *Relay) confirm(sendCtx context.Context, dest Destination, ev *event, conflictBody string) result {
+	ctx, cancel := context.WithTimeout(sendCtx, r.cfg.SendTimeout)
+	defer cancel()
+	ctx, retryAfter := withRetryAfterSlot(ctx)
+	out, err := r.svix.Message.Get(ctx, dest.App, ev.eventID.String(), nil)
 	if err == nil {
 		r.stats.conflictsConfirmed.Add(1)
 		return result{outcome: outcomeDelivered, messageID: out.Id}
 	}
 	var serr *svix.Error
-	if errors.As(err, &serr) && serr.Status() == http.StatusNotFound {
-		return result{outcome: outcomeDeadLetter, status: http.StatusConflict, body: conflictBody,
-			err: "svix answered 409 on eventId but has no message with it"}
+	if !errors.As(err, &serr) {
+		res := transportFailure(sendCtx, err)
+		res.err = "confirm 409: " + res.err
+		return res
 	}
-	if sendCtx.Err() != nil {
-		return result{outcome: outcomeUnsent, err: "interrupted: " + err.Error()}
+	if serr.Status() != http.StatusNotFound {
+		res := classify(serr.Status(), string(serr.Body()), retryAfter)
+		res.err = "confirm 409: " + res.err
+		return res
 	}
-	return result{outcome: outcomeRetry, err: "confirm 409: " + err.Error()}
+	if ev.attempts < conflictLookups {
+		return result{outcome: outcomeRetry, status: http.StatusConflict,
+			err: "svix answered 409 on eventId but Message.Get does not find it yet; looking again"}
+	}
+	return result{outcome: outcomeDeadLetter, status: http.StatusConflict, body: conflictBody,
+		err: fmt.Sprintf("svix answered 409 on eventId but has no message with it (looked %d times)", ev.attempts)}
 }
 
 // decodePayload turns the stored JSON object into the map the SDK sends.

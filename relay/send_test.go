@@ -2,6 +2,8 @@ package relay_test
 
 import (
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,4 +205,99 @@ func TestPayloadNumbersStayExact(t *testing.T) {
 	b.waitMessages(t, 1, 10*time.Second)
 	require.JSONEq(t, `{"big": 9007199254740993, "f": 1.5e300, "nested": {"a": [1, "x", null]}}`, string(b.fake.Messages()[0].Payload))
 	require.Contains(t, string(b.fake.Messages()[0].Payload), "9007199254740993")
+}
+
+// isGetMessage matches the lookup that confirms a 409.
+func isGetMessage(r *svixtest.Request) bool {
+	return r.Method == http.MethodGet && strings.Contains(r.Path, "/msg/")
+}
+
+// A 409 on eventId is confirmed with Message.Get, whose own failures are
+// classified like a create's: a 404 may be read-after-write lag and is
+// looked up again a few times before the event is dead-lettered; 401 pauses
+// delivery; a 5xx retries.
+func TestConflictLookupFailuresAreClassified(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		fault     svixtest.Fault
+		delivered bool // else dead-lettered
+		authPause bool
+	}{
+		{"404 once, then found", svixtest.Fault{Kind: svixtest.FaultStatus, Status: 404, Times: 1, Match: isGetMessage}, true, false},
+		{"404 twice, then found", svixtest.Fault{Kind: svixtest.FaultStatus, Status: 404, Times: 2, Match: isGetMessage}, true, false},
+		{"404 every time", svixtest.Fault{Kind: svixtest.FaultStatus, Status: 404, Match: isGetMessage}, false, false},
+		{"503 on the lookup", svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503, Times: 2, Match: isGetMessage}, true, false},
+		{"401 on the lookup", svixtest.Fault{Kind: svixtest.FaultStatus, Status: 401, Times: 1, Match: isGetMessage}, true, true},
+		{"429 on the lookup", svixtest.Fault{Kind: svixtest.FaultRateLimit, Times: 1, Match: isGetMessage}, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			committed := b.appendCommitted(t, []string{"org-c"}, 1)
+			eventID := committed[0].EventID.String()
+			_, err := b.fake.Client(t).Message.Create(b.ctx, "org-c", models.MessageIn{ // an earlier attempt's
+				EventType: "test.event", EventId: &eventID, Payload: map[string]any{"seq": 0},
+				Application: &models.ApplicationIn{Name: "org-c", Uid: ptr("org-c")},
+			}, nil)
+			require.NoError(t, err)
+			b.fake.InjectFault(tt.fault)
+
+			r, _ := b.start(t)
+			b.waitSettled(t, 10*time.Second)
+			require.Equal(t, 1, b.fake.MessageCount(), "never a second message")
+			if tt.delivered {
+				waitStats(t, func(st relay.Stats) bool { return st.Delivered == 1 && st.DeadLettered == 0 }, r)
+				require.EqualValues(t, 1, r.Stats().ConflictsConfirmed)
+			} else {
+				waitStats(t, func(st relay.Stats) bool { return st.DeadLettered == 1 }, r)
+				dead, err := r.Admin().DeadLetters(b.ctx, relay.DeadLetterListParams{})
+				require.NoError(t, err)
+				require.Len(t, dead, 1)
+				require.Equal(t, 3, dead[0].Attempts, "looked up three times first")
+				require.Equal(t, http.StatusConflict, dead[0].StatusCode)
+			}
+			if tt.authPause {
+				require.EqualValues(t, 1, r.Stats().AuthFailures)
+			}
+		})
+	}
+}
+
+// An event appended long ago may have been created by an attempt whose
+// answer was lost, beyond Svix's idempotency window: the relay looks it up
+// by eventId before it creates it.
+func TestOldEventIsLookedUpBeforeCreate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	committed := b.appendCommitted(t, []string{"org-old"}, 2)
+	_, err := b.db.Pool.Exec(b.ctx, "UPDATE outbox_events SET created_at = now() - interval '2 days'")
+	require.NoError(t, err)
+	created := committed[0].EventID.String()
+	pre, err := b.fake.Client(t).Message.Create(b.ctx, "org-old", models.MessageIn{
+		EventType: "test.event", EventId: &created, Payload: map[string]any{"seq": 0},
+		Application: &models.ApplicationIn{Name: "org-old", Uid: ptr("org-old")},
+	}, nil)
+	require.NoError(t, err)
+	before := len(b.fake.Requests())
+
+	r, _ := b.start(t)
+	b.waitSettled(t, 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+	require.Equal(t, pre.Id, b.deliveries(t)[created].messageID)
+	waitStats(t, func(st relay.Stats) bool { return st.Delivered == 2 }, r)
+	require.EqualValues(t, 1, r.Stats().FoundBeforeCreate)
+	require.Zero(t, b.fake.Conflicts(), "the old event was found, not re-created")
+	var gets, creates int
+	for _, req := range b.fake.Requests()[before:] {
+		switch {
+		case isGetMessage(&req):
+			gets++
+		case req.Method == http.MethodPost:
+			creates++
+		}
+	}
+	require.Equal(t, 2, gets, "both old events looked up")
+	require.Equal(t, 1, creates, "only the one Svix did not have created")
 }

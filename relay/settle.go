@@ -17,20 +17,20 @@ func (r *Relay) settle(org string, token pgtype.UUID, events []event, results []
 	plan := r.planSettlement(events, results, rep)
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseDuration/4)
 	defer cancel()
-	var err error
-	for attempt, wait := 0, 50*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
+	err := retry(ctx, settleTries, 50*time.Millisecond, func(ctx context.Context) error {
 		// A fresh batch each try: pgx caches statement descriptions on the
 		// batch, which a new connection (after a reconnect) does not have.
-		if err = r.pool.SendBatch(ctx, plan.batch(r, org, token)).Close(); err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		time.Sleep(wait)
+		return r.pool.SendBatch(ctx, plan.batch(r, org, token)).Close()
+	})
+	if err == nil {
+		return nil
 	}
 	return fmt.Errorf("relay: settle lane %s (its lease will expire and the events be sent again, deduplicated by eventId): %w", org, err)
 }
+
+// settleTries is how many times a settlement is sent before the turn gives
+// up on it (50 ms, 200 ms and 800 ms apart).
+const settleTries = 4
 
 // settlementPlan is what a turn's settlement writes.
 type settlementPlan struct {

@@ -6,7 +6,7 @@ import "github.com/outboxrelay/outbox/internal/sqlname"
 type queries struct {
 	claimLane, claimEvents, releaseLane, pauseLane                string
 	deliver, deliverNoHistory, retry, unsend, deadLetter          string
-	dueLanes, remaining, pruneDeliveries                          string
+	dueLanes, remaining, pruneDeliveries, pruneLock, pruneLanes   string
 	status, listDeadLetters, requeueDeadLetters, purgeDeadLetters string
 }
 
@@ -25,6 +25,8 @@ func newQueries(schema string) queries {
 		dueLanes:           s.Expand(sqlDueLanes),
 		remaining:          s.Expand(sqlRemaining),
 		pruneDeliveries:    s.Expand(sqlPruneDeliveries),
+		pruneLock:          s.Expand(sqlPruneLock),
+		pruneLanes:         s.Expand(sqlPruneLanes),
 		status:             s.Expand(sqlStatus),
 		listDeadLetters:    s.Expand(sqlListDeadLetters),
 		requeueDeadLetters: s.Expand(sqlRequeueDeadLetters),
@@ -33,39 +35,56 @@ func newQueries(schema string) queries {
 }
 
 // sqlClaimLane takes an organization's lease when it is free (never taken,
-// released, or expired) and the lane is not paused. $1 org, $2 token,
-// $3 lease in milliseconds, $4 holder.
+// released, or expired) and the lane is not paused, and says whether the
+// organization has events at all. A lane row is only made for an
+// organization with events: a NOTIFY from anyone, for any name, writes
+// nothing. $1 org, $2 token, $3 lease in milliseconds, $4 holder.
 const sqlClaimLane = `
-INSERT INTO {lanes} AS l (organization_id, lease_token, leased_until, leased_by, updated_at)
-VALUES ($1, $2, now() + $3 * interval '1 millisecond', $4, now())
-ON CONFLICT (organization_id) DO UPDATE
-SET lease_token = EXCLUDED.lease_token, leased_until = EXCLUDED.leased_until,
-    leased_by = EXCLUDED.leased_by, updated_at = now()
-WHERE (l.leased_until IS NULL OR l.leased_until < now())
-  AND (l.paused_until IS NULL OR l.paused_until <= now())
-RETURNING l.organization_id`
+WITH pending AS (
+    SELECT EXISTS (SELECT 1 FROM {events} WHERE organization_id = $1) AS has_events
+), taken AS (
+    INSERT INTO {lanes} AS l (organization_id, lease_token, leased_until, leased_by, updated_at)
+    SELECT $1, $2, now() + $3 * interval '1 millisecond', $4, now()
+    FROM pending WHERE pending.has_events
+    ON CONFLICT (organization_id) DO UPDATE
+    SET lease_token = EXCLUDED.lease_token, leased_until = EXCLUDED.leased_until,
+        leased_by = EXCLUDED.leased_by, updated_at = now()
+    WHERE (l.leased_until IS NULL OR l.leased_until < now())
+      AND (l.paused_until IS NULL OR l.paused_until <= now())
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM taken), (SELECT has_events FROM pending)`
 
 // sqlClaimEvents counts an attempt on the lane's head events that are due,
 // up to the first that is not (a retry waiting for its time keeps the events
-// behind it waiting too: that is what id order means). It claims nothing
-// unless the caller holds the lease. $1 org, $2 limit, $3 token.
+// behind it waiting too: that is what id order means), and up to $4 bytes of
+// payload (the first event always: one larger than the bound must still be
+// sent). It claims nothing unless the caller holds the lease. $1 org,
+// $2 limit, $3 token, $4 byte bound.
 const sqlClaimEvents = `
 WITH head AS (
-    SELECT id, (next_attempt_at IS NULL OR next_attempt_at <= now()) AS due
-    FROM {events}
-    WHERE organization_id = $1
-    ORDER BY id
-    LIMIT $2
+    SELECT id, due, sum(size) OVER (ORDER BY id) AS running, row_number() OVER (ORDER BY id) AS n
+    FROM (
+        SELECT id, (next_attempt_at IS NULL OR next_attempt_at <= now()) AS due,
+               octet_length(payload::text) AS size
+        FROM {events}
+        WHERE organization_id = $1
+        ORDER BY id
+        LIMIT $2
+    ) h
 ), prefix AS (
-    SELECT id FROM head
+    SELECT id, running, n FROM head
     WHERE id < COALESCE((SELECT min(id) FROM head WHERE NOT due), 9223372036854775807)
+), take AS (
+    SELECT id FROM prefix WHERE running <= $4 OR n = 1
 )
 UPDATE {events} e
 SET attempts = e.attempts + 1, last_attempt_at = now()
-FROM prefix
-WHERE e.id = prefix.id
+FROM take
+WHERE e.id = take.id
   AND EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = $1 AND l.lease_token = $3)
-RETURNING e.id, e.event_id, e.event_type, e.payload, e.attempts, e.created_at`
+RETURNING e.id, e.event_id, e.event_type, e.payload, e.attempts, e.created_at,
+          (SELECT count(*) FROM prefix) > (SELECT count(*) FROM take) AS cut_by_bytes`
 
 // holds is the lease check every settlement statement carries: $2 org,
 // $3 token. A holder whose lease was taken over settles nothing.
@@ -162,6 +181,23 @@ const sqlRemaining = `
 SELECT count(*), min(coalesce(next_attempt_at, created_at))
 FROM {events} WHERE organization_id = $1`
 
+// sqlPruneLock takes the prune lock of the tables' schema for the
+// transaction, or answers false when another replica has it. $1 the
+// configured schema ("" = the connection's).
+const sqlPruneLock = `SELECT pg_try_advisory_xact_lock(hashtext('outbox.prune.' || COALESCE(NULLIF($1, ''), current_schema(), '')))`
+
+// sqlPruneLanes deletes lanes with no events, free and unpaused, untouched
+// for $1 ms, $2 at a time: a lane exists only while its organization has
+// something to deliver, whatever NOTIFYs arrive.
+const sqlPruneLanes = `
+DELETE FROM {lanes} WHERE ctid = ANY (ARRAY(
+    SELECT l.ctid FROM {lanes} l
+    WHERE (l.leased_until IS NULL OR l.leased_until < now())
+      AND (l.paused_until IS NULL OR l.paused_until < now())
+      AND l.updated_at < now() - $1 * interval '1 millisecond'
+      AND NOT EXISTS (SELECT 1 FROM {events} e WHERE e.organization_id = l.organization_id)
+    LIMIT $2))`
+
 // sqlPruneDeliveries deletes history older than $1 ms, $2 rows at a time.
 const sqlPruneDeliveries = `
 DELETE FROM {deliveries} WHERE ctid = ANY (ARRAY(
@@ -198,10 +234,12 @@ ORDER BY id LIMIT $5`
 
 // sqlRequeueDeadLetters moves dead letters back into the hot table with their
 // original id and event id (so Svix still sees the same eventId) and a
-// fresh attempt count.
+// fresh attempt count. One whose event id is pending again (a producer
+// appended it anew) stays a dead letter: the pending row is that event.
 const sqlRequeueDeadLetters = `
 WITH back AS (
-    DELETE FROM {dead_letters} WHERE ` + deadFilter + `
+    DELETE FROM {dead_letters} d WHERE ` + deadFilter + `
+      AND NOT EXISTS (SELECT 1 FROM {events} e WHERE e.event_id = d.event_id)
     RETURNING id, event_id, organization_id, event_type, payload, created_at
 )
 INSERT INTO {events} (id, event_id, organization_id, event_type, payload, created_at)

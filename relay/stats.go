@@ -18,6 +18,9 @@ type Stats struct {
 	// ConflictsConfirmed counts 409s on eventId resolved by finding the
 	// message an earlier attempt created.
 	ConflictsConfirmed uint64
+	// FoundBeforeCreate counts old events (appended over 6 hours before)
+	// that a lookup by eventId found already created, so no create was sent.
+	FoundBeforeCreate uint64
 	// RateLimited counts lane pauses after Svix answered 429.
 	RateLimited uint64
 	// AuthFailures counts delivery pauses after Svix answered 401 or 403.
@@ -29,6 +32,7 @@ type Stats struct {
 type stats struct {
 	delivered, skipped, retried, deadLettered atomic.Uint64
 	conflictsConfirmed, rateLimited           atomic.Uint64
+	foundBeforeCreate                         atomic.Uint64
 	authFailures, turns                       atomic.Uint64
 }
 
@@ -45,7 +49,7 @@ func (r *Relay) Stats() Stats {
 	s := &r.stats
 	return Stats{
 		Delivered: s.delivered.Load(), Skipped: s.skipped.Load(), Retried: s.retried.Load(),
-		DeadLettered: s.deadLettered.Load(), ConflictsConfirmed: s.conflictsConfirmed.Load(),
+		DeadLettered: s.deadLettered.Load(), ConflictsConfirmed: s.conflictsConfirmed.Load(), FoundBeforeCreate: s.foundBeforeCreate.Load(),
 		RateLimited: s.rateLimited.Load(), AuthFailures: s.authFailures.Load(), Turns: s.turns.Load(),
 	}
 }

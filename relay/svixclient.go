@@ -18,11 +18,8 @@ import (
 func newSvixClient(cfg Config) (*svix.Svix, error) {
 	opts := &svix.SvixOptions{
 		RetrySchedule:    &[]time.Duration{},
-		HTTPClient:       cfg.HTTPClient,
+		HTTPClient:       ownHTTPClient(cfg.HTTPClient, cfg.Concurrency),
 		TransportWrapper: func(rt http.RoundTripper) http.RoundTripper { return retryAfterTransport{next: rt} },
-	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = defaultHTTPClient(cfg.Concurrency)
 	}
 	if cfg.SvixServerURL != "" {
 		u, err := url.Parse(cfg.SvixServerURL)
@@ -34,15 +31,31 @@ func newSvixClient(cfg Config) (*svix.Svix, error) {
 	return svix.New(cfg.SvixToken, opts)
 }
 
-// defaultHTTPClient keeps enough idle connections for every call in flight.
+// ownHTTPClient returns the client the SDK gets: never the caller's, which
+// svix.New would modify (it wraps the Transport in place, one layer per
+// call, and a nil Transport becomes a wrapper around nil that panics on the
+// first request). A copy of the caller's client keeps its settings; a nil
+// Transport becomes the relay's pooled one.
+func ownHTTPClient(given *http.Client, concurrency int) *http.Client {
+	if given == nil {
+		return &http.Client{Transport: pooledTransport(concurrency)}
+	}
+	c := *given
+	if c.Transport == nil {
+		c.Transport = pooledTransport(concurrency)
+	}
+	return &c
+}
+
+// pooledTransport keeps enough idle connections for every call in flight.
 // HTTP/2 stays off, as in the SDK's own client.
-func defaultHTTPClient(concurrency int) *http.Client {
+func pooledTransport(concurrency int) *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = concurrency * 2
 	tr.MaxIdleConnsPerHost = concurrency * 2
 	tr.ForceAttemptHTTP2 = false
 	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	return &http.Client{Transport: tr}
+	return tr
 }
 
 // retryAfterKey carries a *atomic.Int64 through a request's context; the

@@ -10,19 +10,16 @@ import (
 const (
 	// sweepLimit bounds how many organizations one sweep queues.
 	sweepLimit = 10000
-	// pruneEvery is how often settled history past its retention is pruned
-	// (more often when the retention itself is shorter).
-	pruneEvery = time.Minute
-	// pruneBatch is how many history rows one prune statement deletes.
-	pruneBatch = 5000
+	// backgroundTimeout bounds every query the relay runs on its own (the
+	// sweep, pruning, counts): a half-open connection must not hold one of
+	// them for the minutes TCP takes to notice.
+	backgroundTimeout = 5 * time.Second
 )
 
-// sweepLoop sweeps every PollInterval and prunes history every minute.
+// sweepLoop sweeps every PollInterval.
 func (r *Relay) sweepLoop(ctx context.Context) {
 	poll := time.NewTicker(r.cfg.PollInterval)
 	defer poll.Stop()
-	prune := time.NewTicker(max(min(pruneEvery, r.cfg.DeliveredRetention), r.cfg.PollInterval))
-	defer prune.Stop()
 	r.sweep(ctx)
 	for {
 		select {
@@ -30,8 +27,6 @@ func (r *Relay) sweepLoop(ctx context.Context) {
 			return
 		case <-poll.C:
 			r.sweep(ctx)
-		case <-prune.C:
-			r.prune(ctx)
 		}
 	}
 }
@@ -40,7 +35,9 @@ func (r *Relay) sweepLoop(ctx context.Context) {
 // is free: events nobody signalled, retries whose time has come, lanes
 // whose holder died.
 func (r *Relay) sweep(ctx context.Context) {
-	rows, err := r.pool.Query(ctx, r.q.dueLanes, sweepLimit)
+	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
+	defer cancel()
+	rows, err := r.pool.Query(qctx, r.q.dueLanes, sweepLimit)
 	var orgs []string
 	if err == nil {
 		orgs, err = pgx.CollectRows(rows, pgx.RowTo[string])
@@ -48,29 +45,18 @@ func (r *Relay) sweep(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.WarnContext(ctx, "relay: sweep failed", "error", err)
-			r.sweepOK.Store(false)
 		}
 		return
 	}
-	r.sweepOK.Store(true)
+	r.lastSweep.Store(time.Now().UnixNano())
 	if len(orgs) > 0 {
 		r.enqueue(orgs...)
 	}
 }
 
-// prune deletes delivery history older than DeliveredRetention.
-func (r *Relay) prune(ctx context.Context) {
-	if r.cfg.DeliveredRetention < 0 {
-		return
-	}
-	for ctx.Err() == nil {
-		tag, err := r.pool.Exec(ctx, r.q.pruneDeliveries, r.cfg.DeliveredRetention.Milliseconds(), pruneBatch)
-		if err != nil {
-			r.log.WarnContext(ctx, "relay: prune delivery history failed", "error", err)
-			return
-		}
-		if tag.RowsAffected() < pruneBatch {
-			return
-		}
-	}
+// sweptRecently reports whether a sweep reached the database lately: within
+// three PollIntervals plus the time one sweep may take.
+func (r *Relay) sweptRecently() bool {
+	last := r.lastSweep.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < 3*r.cfg.PollInterval+backgroundTimeout
 }

@@ -2,12 +2,16 @@ package relay_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
 )
@@ -88,4 +92,103 @@ func TestShutdownDuringResolveCostsNoAttempt(t *testing.T) {
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT attempts, last_error FROM outbox_events").Scan(&attempts, &lastErr))
 	require.Zero(t, attempts, "an interrupted resolve is not an attempt")
 	require.Nil(t, lastErr)
+}
+
+// Rows written before the producer refused "." and ".." (or by hand) never
+// reach a URL: the SDK would splice them unescaped into
+// /api/v1/app/../msg, another route. They are dead-lettered without a call.
+func TestDotOrganizationsNeverReachAURL(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, org := range []string{".", ".."} {
+		_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+			VALUES (gen_random_uuid(), $1, 'test.event', '{}')`, org)
+		require.NoError(t, err)
+	}
+	fine := b.appendCommitted(t, []string{"org-fine"}, 1)
+
+	r, _ := b.start(t)
+	b.waitSettled(t, 10*time.Second)
+	waitStats(t, func(st relay.Stats) bool { return st.DeadLettered == 2 && st.Delivered == 1 }, r)
+	b.requireExactlyOnce(t, fine)
+	for _, req := range b.fake.Requests() {
+		require.NotContains(t, []string{".", ".."}, req.App, "a request for app %q: %s %s", req.App, req.Method, req.Path)
+		require.NotContains(t, req.Path, "/app/..")
+		require.NotContains(t, req.Path, "/app/./")
+	}
+	dead, err := r.Admin().DeadLetters(b.ctx, relay.DeadLetterListParams{})
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+	for _, d := range dead {
+		require.Contains(t, d.LastError, `must not be "." or ".."`)
+		require.Zero(t, d.StatusCode, "Svix was never asked")
+	}
+}
+
+// A NOTIFY is anyone's to send: a signal for an organization with no
+// events writes no lane, and lanes left without events are pruned.
+func TestLanesExistOnlyForOrganizationsWithEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r, _ := b.start(t)
+	sig, err := outbox.NewNotifySignaler(b.db.Pool, b.cfg.Channel)
+	require.NoError(t, err)
+	for i := range 20 {
+		require.NoError(t, sig.SignalRelay(b.ctx, fmt.Sprintf("nobody-%d", i)))
+		require.NoError(t, r.SignalRelay(b.ctx, fmt.Sprintf("nobody-else-%d", i)))
+	}
+	res, err := r.DrainOrganization(b.ctx, "nobody-0", time.Second)
+	require.NoError(t, err)
+	require.False(t, res.Busy, "an organization without events is not busy")
+	require.Zero(t, res.Remaining)
+	committed := b.appendCommitted(t, []string{"org-real"}, 1)
+	b.waitMessages(t, 1, 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+	b.waitSettled(t, 10*time.Second)
+	lanes := func() []string {
+		rows, err := b.db.Pool.Query(b.ctx, "SELECT organization_id FROM outbox_lanes ORDER BY 1")
+		require.NoError(t, err)
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return names
+	}
+	require.Equal(t, []string{"org-real"}, lanes(), "signals wrote no lanes")
+
+	// Idle for longer than an hour, and free: pruned with the history.
+	_, err = b.db.Pool.Exec(b.ctx, "UPDATE outbox_lanes SET updated_at = now() - interval '2 hours'")
+	require.NoError(t, err)
+	b.cfg.DeliveredRetention = 100 * time.Millisecond // prunes every PollInterval
+	b.start(t)
+	require.Eventually(t, func() bool { return len(lanes()) == 0 }, 10*time.Second, 20*time.Millisecond)
+}
+
+// A claim is bounded by payload bytes as well as by count, taking the head
+// event whatever its size, so memory stays bounded whatever the payloads.
+func TestClaimIsBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.BatchMaxBytes = 2500
+	big := strings.Repeat("x", 1000) // ~1 kB payloads: two per claim
+	var committed []outbox.AppendResult
+	for i := range 10 {
+		res, err := outbox.Append(b.ctx, b.db.Pool, outbox.AppendParams{OrganizationID: "org-big", EventType: "test.event",
+			Payload: map[string]any{"seq": i, "pad": big}})
+		require.NoError(t, err)
+		committed = append(committed, res)
+	}
+	huge, err := outbox.Append(b.ctx, b.db.Pool, outbox.AppendParams{OrganizationID: "org-big", EventType: "test.event",
+		Payload: map[string]any{"seq": 10, "pad": strings.Repeat("y", 5000)}}) // over the bound alone
+	require.NoError(t, err)
+	committed = append(committed, huge)
+
+	r := b.newRelay(t)
+	res, err := r.DrainOrganization(b.ctx, "org-big", 10*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, len(committed), res.Delivered)
+	require.Zero(t, res.Remaining)
+	b.requireExactlyOnce(t, committed)
+	require.EqualValues(t, 6, r.Stats().Turns, "ten 1 kB events two a turn, then the 5 kB one alone")
+	for i, m := range b.fake.Messages() {
+		require.Equal(t, committed[i].EventID.String(), m.EventID, "in order")
+	}
 }

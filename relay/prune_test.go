@@ -1,0 +1,46 @@
+package relay_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// historyRows counts the delivery history.
+func (b *bundle) historyRows(t *testing.T) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_deliveries").Scan(&n))
+	return n
+}
+
+// oldHistory writes n delivery rows settled two days ago.
+func (b *bundle) oldHistory(t *testing.T, n int) {
+	t.Helper()
+	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_deliveries (id, event_id, organization_id, event_type, outcome, attempts, created_at, settled_at)
+		SELECT g, gen_random_uuid(), 'org-h', 'test.event', 'delivered', 1, now() - interval '2 days', now() - interval '2 days'
+		FROM generate_series(1, $1) g`, n)
+	require.NoError(t, err)
+}
+
+// A backlog of history is pruned a bounded amount per tick, in a loop of
+// its own: a poll-only relay keeps sweeping and delivering meanwhile (it
+// used to prune inside the sweep until no batch was full).
+func TestPruningDoesNotDelaySweeps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.oldHistory(t, 100000) // five ticks' worth
+	b.cfg.PollOnly = true
+	b.cfg.PollInterval = 100 * time.Millisecond
+	b.cfg.DeliveredRetention = 500 * time.Millisecond // prunes every 500 ms, 20000 rows a tick
+	r, _ := b.start(t)
+	require.Eventually(t, func() bool { return b.historyRows(t) < 100000 }, 10*time.Second, 10*time.Millisecond, "pruning started")
+
+	committed := b.appendCommitted(t, []string{"org-p"}, 1)
+	b.waitMessages(t, 1, 5*time.Second)
+	b.requireExactlyOnce(t, committed)
+	require.Greater(t, b.historyRows(t), 1, "delivered while history was still being pruned")
+	require.True(t, r.Ready())
+	require.Eventually(t, func() bool { return b.historyRows(t) == 0 }, 30*time.Second, 20*time.Millisecond, "all history pruned")
+}
