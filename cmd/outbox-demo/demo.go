@@ -38,6 +38,7 @@ type demoConfig struct {
 	faultRate    float64
 	timeout      time.Duration
 	keep         bool
+	realSvix     bool
 }
 
 // parseFlags reads the demo's flags, with errors that say what is wrong.
@@ -55,6 +56,7 @@ func parseFlags(stdout io.Writer, args []string) (demoConfig, error) {
 	fs.Float64Var(&c.faultRate, "fault-rate", 0.05, "fraction of in-process Svix calls answered 503")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "give up after this long")
 	fs.BoolVar(&c.keep, "keep", false, "keep the demo schema afterwards (only with an external database)")
+	fs.BoolVar(&c.realSvix, "real-svix", false, "create the messages in Svix for real (SVIX_AUTH_TOKEN, SVIX_SERVER_URL): apps outbox-demo-<run>-org-NNN, event type "+demoEventType)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
@@ -79,7 +81,8 @@ const usageText = `Usage: outbox-demo [flags]
 
 The whole flow with no setup: finds a PostgreSQL (DATABASE_URL, else a Docker container through
 testcontainers, else a temporary cluster from the local PostgreSQL binaries, removed afterwards),
-migrates a fresh schema, serves a Svix-compatible API in-process, runs concurrent handlers that
+migrates a fresh schema, serves a Svix-compatible API in-process (Svix for real only with
+--real-svix, with application and event names no one can mistake), runs concurrent handlers that
 write a business row and an event in one transaction (some roll back) and signal after commit,
 runs the relay, and audits the result. Exits 0 only if every committed event was delivered
 exactly once and no rolled-back one was.
@@ -99,6 +102,13 @@ func runDemo(ctx context.Context, env *environment, c demoConfig) error {
 	return d.run(ctx)
 }
 
+// demoEventType is the type of the demo's events: no service's real type.
+const demoEventType = "outbox_demo.order.created"
+
+// orgPrefix starts every organization id of this run, so that a run
+// against real Svix makes applications no one can mistake for real ones.
+func (d *demo) orgPrefix() string { return "outbox-demo-" + d.runID }
+
 // demo is one run of outbox-demo.
 type demo struct {
 	cfg     demoConfig
@@ -107,6 +117,7 @@ type demo struct {
 	admin   *pgxpool.Pool
 	pool    *pgxpool.Pool
 	schema  string
+	runID   string // names the schema, the organizations and the apps
 	fake    *svixtest.Server
 	relay   *relay.Relay
 	cleanup []func()
@@ -159,7 +170,8 @@ func (d *demo) setUp(ctx context.Context) error {
 	d.admin = admin
 	d.cleanup = append(d.cleanup, admin.Close)
 
-	d.schema = "outbox_demo_" + randomHex(4)
+	d.runID = randomHex(4)
+	d.schema = "outbox_demo_" + d.runID
 	if _, err := migrations.Up(ctx, admin, migrations.Options{Schema: d.schema}); err != nil {
 		return err
 	}
@@ -193,14 +205,26 @@ func (d *demo) setUp(ctx context.Context) error {
 
 func (d *demo) startRelay(ctx context.Context) error {
 	rc := relay.Config{
-		SvixToken:      d.env.getenv("SVIX_AUTH_TOKEN"),
-		SvixServerURL:  d.env.getenv("SVIX_SERVER_URL"),
 		Channel:        d.schema, // private to this run
 		RetryBaseDelay: 50 * time.Millisecond,
 		RetryMaxDelay:  time.Second,
 		Logger:         slog.New(slog.NewTextHandler(d.env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	if rc.SvixToken == "" {
+	if d.cfg.realSvix {
+		rc.SvixToken, rc.SvixServerURL = d.env.getenv("SVIX_AUTH_TOKEN"), d.env.getenv("SVIX_SERVER_URL")
+		if rc.SvixToken == "" {
+			return errors.New("--real-svix needs SVIX_AUTH_TOKEN (and SVIX_SERVER_URL for a non-default Svix)")
+		}
+		// The resolver names the apps it creates for what they are.
+		rc.Resolver = relay.ResolverFunc(func(_ context.Context, org string) (relay.Destination, error) {
+			return relay.Destination{App: org, CreateName: "outbox demo run " + d.runID + " (safe to delete)"}, nil
+		})
+		d.logf("demo: creating messages in Svix for real (--real-svix): applications %s-org-000 and on, event type %s",
+			d.orgPrefix(), demoEventType)
+	} else {
+		if d.env.getenv("SVIX_AUTH_TOKEN") != "" {
+			d.logf("demo: SVIX_AUTH_TOKEN is set but not used; pass --real-svix to create the demo's messages in Svix")
+		}
 		d.fake = svixtest.New(svixtest.Options{Latency: d.cfg.svixLatency, DisableRequestLog: true})
 		d.cleanup = append(d.cleanup, d.fake.Close)
 		if d.cfg.faultRate > 0 {
@@ -209,8 +233,6 @@ func (d *demo) startRelay(ctx context.Context) error {
 		rc.SvixToken, rc.SvixServerURL = d.fake.Token(), d.fake.URL()
 		d.logf("demo: Svix API served in-process at %s (latency %s, %.0f%% of calls answered 503)",
 			d.fake.URL(), d.cfg.svixLatency, d.cfg.faultRate*100)
-	} else {
-		d.logf("demo: using Svix for real (SVIX_AUTH_TOKEN is set)")
 	}
 	r, err := relay.New(d.pool, rc)
 	if err != nil {
@@ -301,7 +323,7 @@ feed:
 
 // handle is one request of a service handler.
 func (d *demo) handle(ctx context.Context, notify outbox.Signaler, i int) error {
-	org := fmt.Sprintf("org_%03d", i%d.cfg.orgs)
+	org := fmt.Sprintf("%s-org-%03d", d.orgPrefix(), i%d.cfg.orgs)
 	rollback := mathrand.Float64() < d.cfg.rollbackRate
 	var (
 		res      outbox.AppendResult
@@ -320,7 +342,7 @@ func (d *demo) handle(ctx context.Context, notify outbox.Signaler, i int) error 
 		var err error
 		res, err = outbox.Append(ctx, tx, outbox.AppendParams{
 			OrganizationID: org,
-			EventType:      "order.created",
+			EventType:      demoEventType,
 			Payload:        map[string]any{"order_id": orderID, "amount_cents": amount, "seq": i},
 		})
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/outboxrelay/outbox/internal/pgtest"
 	"github.com/outboxrelay/outbox/internal/syncbuf"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -77,4 +78,44 @@ func TestDemoUsageErrors(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, stdout, "Usage: outbox-demo")
 	require.Contains(t, stdout, "Examples:")
+}
+
+// A token in the environment is not enough to send the demo's messages to
+// Svix: that takes --real-svix.
+func TestDemoIgnoresATokenWithoutRealSvix(t *testing.T) {
+	t.Parallel()
+	elsewhere := svixtest.NewT(t, svixtest.Options{}) // stands in for real Svix
+	code, stdout, stderr := runDemoCmd(t, map[string]string{"DATABASE_URL": pgtest.ServerURL(t),
+		"SVIX_AUTH_TOKEN": elsewhere.Token(), "SVIX_SERVER_URL": elsewhere.URL()}, "--events", "50", "--orgs", "3")
+	require.Equal(t, 0, code, stderr)
+	requireAuditPassed(t, stdout)
+	require.Contains(t, stderr, "SVIX_AUTH_TOKEN is set but not used; pass --real-svix")
+	require.Zero(t, elsewhere.MessageCount(), "nothing reached the Svix the token is for")
+}
+
+// With --real-svix the demo's applications and events say what they are.
+func TestDemoOnRealSvixNamesItsApps(t *testing.T) {
+	t.Parallel()
+	svix := svixtest.NewT(t, svixtest.Options{}) // stands in for real Svix
+	code, stdout, stderr := runDemoCmd(t, map[string]string{"DATABASE_URL": pgtest.ServerURL(t),
+		"SVIX_AUTH_TOKEN": svix.Token(), "SVIX_SERVER_URL": svix.URL()}, "--real-svix", "--events", "60", "--orgs", "3", "--rollback-rate", "0")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "delivered         60")
+	require.Equal(t, 60, svix.MessageCount())
+	for _, m := range svix.Messages() {
+		require.Regexp(t, `^outbox-demo-[0-9a-f]{8}-org-00[0-2]$`, m.App)
+		require.Equal(t, "outbox_demo.order.created", m.EventType)
+	}
+	apps := svix.Apps()
+	require.Len(t, apps, 3)
+	client := svix.Client(t)
+	for _, uid := range apps {
+		app, err := client.Application.Get(context.Background(), uid)
+		require.NoError(t, err)
+		require.Regexp(t, `^outbox demo run [0-9a-f]{8} \(safe to delete\)$`, app.Name)
+	}
+
+	code, _, stderr = runDemoCmd(t, map[string]string{"DATABASE_URL": pgtest.ServerURL(t)}, "--real-svix")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "--real-svix needs SVIX_AUTH_TOKEN")
 }

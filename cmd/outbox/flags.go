@@ -76,6 +76,12 @@ func parse(fs *flagSet, args []string) error {
 // connect opens a pool and checks the server answers, with errors that
 // say which of the URL or the server is wrong.
 func (d *dbFlags) connect(ctx context.Context, env *environment) (*pgxpool.Pool, error) {
+	return d.connectSized(ctx, env, 0)
+}
+
+// connectSized is connect with a pool of maxConns connections, unless the
+// URL sets pool_max_conns itself; 0 keeps pgxpool's default.
+func (d *dbFlags) connectSized(ctx context.Context, env *environment, maxConns int32) (*pgxpool.Pool, error) {
 	url := d.url
 	if url == "" {
 		url = env.getenv("DATABASE_URL")
@@ -95,6 +101,9 @@ func (d *dbFlags) connect(ctx context.Context, env *environment) (*pgxpool.Pool,
 		cfg.ConnConfig.RuntimeParams["search_path"] = sqlname.Quote(d.schema)
 	}
 	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	if maxConns > 0 && !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = maxConns
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("invalid database URL: %v", redact(err))

@@ -24,6 +24,7 @@ func TestRelayFlagsMatchTheLibraryAndTheDocs(t *testing.T) {
 		"concurrency":       relay.DefaultConcurrency,
 		"per-org-in-flight": relay.DefaultPerOrgInFlight,
 		"batch-size":        relay.DefaultBatchSize,
+		"batch-max-bytes":   relay.DefaultBatchMaxBytes,
 		"poll-interval":     relay.DefaultPollInterval,
 		"channel":           relay.DefaultChannel,
 		"max-attempts":      relay.DefaultMaxAttempts,

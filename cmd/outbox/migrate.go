@@ -1,26 +1,37 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/outboxrelay/outbox/migrations"
+	"github.com/outboxrelay/outbox/relay"
 )
 
 func runMigrate(ctx context.Context, env *environment, args []string) error {
 	var (
-		db     dbFlags
-		asJSON bool
+		db          dbFlags
+		asJSON      bool
+		all, yes    bool
+		downUsage   = "migrate down needs N (how many migrations to revert) or --all"
+		stepsToUndo int
 	)
-	fs := newFlagSet(env, "migrate", "outbox migrate up | down [N] | status\n\n"+
+	fs := newFlagSet(env, "migrate", "outbox migrate up | down N|--all [--yes] | status\n\n"+
 		"Apply, revert or show the shipped migrations. Safe to run from several processes at once:\n"+
-		"an advisory lock per schema lets one apply while the others wait.",
-		"  outbox migrate up --schema outbox\n  outbox migrate down 1\n  outbox migrate status --json")
+		"an advisory lock per schema lets one apply while the others wait. down says what it will\n"+
+		"drop (pending events, dead letters) and asks first unless --yes.",
+		"  outbox migrate up --schema outbox\n  outbox migrate down 1\n  outbox migrate down --all --yes\n  outbox migrate status --json")
 	db.register(fs)
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&all, "all", false, "down: revert every applied migration (drops outbox's tables and their rows)")
+	fs.BoolVar(&yes, "yes", false, "down: revert without asking")
 	action, rest := "", args
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		action, rest = args[0], args[1:]
@@ -28,22 +39,25 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 	if err := parse(fs, rest); err != nil {
 		return err
 	}
-	steps := 0
 	switch action {
 	case "up", "status":
 		if fs.NArg() > 0 {
 			return usagef("migrate %s takes no arguments, got %q", action, fs.Args())
 		}
 	case "down":
-		if fs.NArg() > 1 {
+		switch {
+		case fs.NArg() > 1:
 			return usagef("migrate down takes at most one argument (N)")
-		}
-		if fs.NArg() == 1 {
+		case fs.NArg() == 1 && all:
+			return usagef("migrate down: give N or --all, not both")
+		case fs.NArg() == 1:
 			n, err := strconv.Atoi(fs.Arg(0))
 			if err != nil || n < 1 {
 				return usagef("migrate down N: N must be a positive number, got %q", fs.Arg(0))
 			}
-			steps = n
+			stepsToUndo = n
+		case !all:
+			return usagef("%s", downUsage)
 		}
 	default:
 		return usagef("migrate needs up, down [N] or status (run 'outbox migrate --help')")
@@ -61,7 +75,13 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 		if action == "up" {
 			versions, err = migrations.Up(ctx, pool, opts)
 		} else {
-			versions, err = migrations.Down(ctx, pool, opts, steps)
+			if !yes {
+				ok, err := confirmDown(ctx, env, pool, db.schema, opts, stepsToUndo)
+				if err != nil || !ok {
+					return err
+				}
+			}
+			versions, err = migrations.Down(ctx, pool, opts, stepsToUndo)
 		}
 		if err != nil {
 			return err
@@ -104,4 +124,36 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// confirmDown says which migrations a down of steps (0 = all) reverts and
+// what the outbox holds that it would drop, and asks on stdin. It returns
+// false, with nothing to do, when no migration is applied.
+func confirmDown(ctx context.Context, env *environment, pool *pgxpool.Pool, schema string, opts migrations.Options, steps int) (bool, error) {
+	states, err := migrations.Status(ctx, pool, opts)
+	if err != nil {
+		return false, err
+	}
+	var applied []int
+	for i := len(states) - 1; i >= 0; i-- {
+		if states[i].Applied && (steps == 0 || len(applied) < steps) {
+			applied = append(applied, states[i].Version)
+		}
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(env.stdout, "migrate down: nothing to do")
+		return false, nil
+	}
+	what := "outbox's tables"
+	if admin, err := relay.NewAdmin(pool, relay.AdminConfig{Schema: schema}); err == nil {
+		if st, err := admin.Status(ctx); err == nil {
+			what = fmt.Sprintf("outbox's tables, with %d pending event(s) and %d dead letter(s)", st.Totals.Pending, st.Totals.DeadLetters)
+		}
+	}
+	fmt.Fprintf(env.stderr, "Reverting migration(s) %v may drop %s for good.\nType 'yes' to confirm: ", applied, what)
+	line, _ := bufio.NewReader(env.stdin).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return false, errors.New("migrate down not confirmed; nothing reverted (pass --yes to skip the question)")
+	}
+	return true, nil
 }

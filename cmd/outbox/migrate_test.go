@@ -9,7 +9,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgtest"
+	"github.com/outboxrelay/outbox/migrations"
 )
 
 func TestMigrateUpStatusDown(t *testing.T) {
@@ -25,7 +27,7 @@ func TestMigrateUpStatusDown(t *testing.T) {
 
 	r = runOutbox(t, env, "", "migrate", "up", "--schema", schema)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, "applied 0001\n", r.stdout)
+	require.Equal(t, "applied 0001\napplied 0002\n", r.stdout)
 	r = runOutbox(t, env, "", "migrate", "up", "--schema", schema)
 	require.Equal(t, "migrate up: nothing to do\n", r.stdout)
 
@@ -36,16 +38,48 @@ func TestMigrateUpStatusDown(t *testing.T) {
 		Applied bool
 	}
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &states))
-	require.Equal(t, 1, states[0].Version)
-	require.True(t, states[0].Applied)
+	require.Len(t, states, 2)
+	require.True(t, states[0].Applied && states[1].Applied)
 
-	r = runOutbox(t, env, "", "migrate", "down", "1", "--schema", schema)
+	r = runOutbox(t, env, "", "migrate", "down", "1", "--schema", schema, "--yes")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, "reverted 0001\n", r.stdout)
+	require.Equal(t, "reverted 0002\n", r.stdout)
 
 	r = runOutbox(t, env, "", "migrate", "down", "zero")
 	require.Equal(t, 2, r.code)
 	require.Contains(t, r.stderr, "N must be a positive number")
+}
+
+// migrate down drops tables with their rows: it needs N or --all, says what
+// it would drop, and asks unless --yes.
+func TestMigrateDownAsksFirst(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := outbox.Append(b.ctx, b.db.Pool, outbox.AppendParams{OrganizationID: "org_a", EventType: "x.y", Payload: map[string]any{}})
+	require.NoError(t, err)
+	b.insertDeadLetter(t, 7, "org_a", "x.y")
+	tablesLeft := func() int {
+		var n int
+		require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name LIKE 'outbox_%'", b.schema).Scan(&n))
+		return n
+	}
+	before := tablesLeft()
+
+	r := runOutbox(t, b.env, "", "migrate", "down", "--schema", b.schema)
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "migrate down needs N (how many migrations to revert) or --all")
+	require.Equal(t, before, tablesLeft(), "nothing reverted")
+
+	r = runOutbox(t, b.env, "no\n", "migrate", "down", "--all", "--schema", b.schema)
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "Reverting migration(s) [2 1] may drop outbox's tables, with 1 pending event(s) and 1 dead letter(s) for good.")
+	require.Contains(t, r.stderr, "not confirmed; nothing reverted")
+	require.Equal(t, before, tablesLeft(), "nothing reverted")
+
+	r = runOutbox(t, b.env, "yes\n", "migrate", "down", "--all", "--schema", b.schema)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "reverted 0002\nreverted 0001\n", r.stdout)
+	require.Equal(t, 1, tablesLeft(), "only the version table is left")
 }
 
 func TestMigrateFromSeveralProcessesAtOnce(t *testing.T) {
@@ -69,5 +103,5 @@ func TestMigrateFromSeveralProcessesAtOnce(t *testing.T) {
 		require.NoError(t, json.Unmarshal(outs[i].Bytes(), &res))
 		applied += len(res.Versions)
 	}
-	require.Equal(t, 1, applied, "the migration was applied exactly once")
+	require.Equal(t, len(migrations.All()), applied, "each migration was applied exactly once")
 }

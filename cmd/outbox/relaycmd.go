@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"expvar"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/outboxrelay/outbox/relay"
@@ -39,6 +38,7 @@ func newRelayFlagSet(env *environment, o *relayOptions) *flagSet {
 	fs.IntVar(&c.Concurrency, "concurrency", relay.DefaultConcurrency, "Svix calls in flight at once, across organizations")
 	fs.IntVar(&c.PerOrgInFlight, "per-org-in-flight", relay.DefaultPerOrgInFlight, "Svix calls in flight per organization (1 = strict order)")
 	fs.IntVar(&c.BatchSize, "batch-size", relay.DefaultBatchSize, "events per lane turn")
+	fs.IntVar(&c.BatchMaxBytes, "batch-max-bytes", relay.DefaultBatchMaxBytes, "payload bytes per lane turn (always at least one event)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", relay.DefaultPollInterval, "how often to sweep for unsignalled events and due retries")
 	fs.BoolVar(&c.PollOnly, "poll-only", false, "no LISTEN: find work by sweeping only (for PgBouncer transaction pooling)")
 	fs.StringVar(&c.Channel, "channel", relay.DefaultChannel, "NOTIFY channel to listen on")
@@ -55,7 +55,7 @@ func newRelayFlagSet(env *environment, o *relayOptions) *flagSet {
 	fs.StringVar(&c.ID, "id", "", "name of this relay in the lease table (default host-pid)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (debug logs payloads)")
-	fs.StringVar(&o.httpAddr, "http-addr", "", "serve /healthz, /readyz and /debug/vars (expvar: memory, goroutines, relay counters) on this address (e.g. :8080)")
+	fs.StringVar(&o.httpAddr, "http-addr", "", "serve /healthz, /readyz and /debug/vars (memory, goroutines, relay counters) on this address; a port alone (:8080) is loopback, 0.0.0.0:8080 every interface")
 	return fs
 }
 
@@ -78,7 +78,9 @@ func runRelay(ctx context.Context, env *environment, args []string) error {
 	if cfg.SvixToken == "" {
 		return usagef("SVIX_AUTH_TOKEN is not set: the relay needs a Svix API token")
 	}
-	pool, err := db.connect(ctx, env)
+	// Sized from what the relay says it needs (pgxpool's default of
+	// max(4, CPUs) would queue 64 lanes' claims and settlements).
+	pool, err := db.connectSized(ctx, env, relay.PoolConns(cfg))
 	if err != nil {
 		return err
 	}
@@ -112,20 +114,51 @@ func newLogger(env *environment, format, level string) (*slog.Logger, error) {
 	return nil, usagef("--log-format must be text or json, got %q", format)
 }
 
-var publishOnce sync.Once
+// vars is what /debug/vars serves: expvar's shape for the memory figures,
+// but nothing that can hold a secret. (expvar itself always publishes the
+// command line, which holds --database-url and its password.)
+type vars struct {
+	Goroutines int         `json:"goroutines"`
+	Memstats   memstats    `json:"memstats"`
+	Relay      relay.Stats `json:"relay"`
+}
 
-// publishVars adds the relay's counters and the goroutine count to expvar,
-// beside the memstats and cmdline it always has.
-func publishVars(r *relay.Relay) {
-	publishOnce.Do(func() {
-		expvar.Publish("goroutines", expvar.Func(func() any { return runtime.NumGoroutine() }))
-		expvar.Publish("relay", expvar.Func(func() any { return r.Stats() }))
-	})
+type memstats struct {
+	Alloc, TotalAlloc, Sys, HeapAlloc, HeapInuse, HeapObjects uint64
+	NumGC                                                     uint32
+	PauseTotalNs                                              uint64
+}
+
+func readVars(r *relay.Relay) vars {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return vars{Goroutines: runtime.NumGoroutine(), Relay: r.Stats(), Memstats: memstats{
+		Alloc: m.Alloc, TotalAlloc: m.TotalAlloc, Sys: m.Sys, HeapAlloc: m.HeapAlloc, HeapInuse: m.HeapInuse,
+		HeapObjects: m.HeapObjects, NumGC: m.NumGC, PauseTotalNs: m.PauseTotalNs,
+	}}
+}
+
+// healthAddr resolves --http-addr: an address without a host (":8080")
+// means loopback, so the endpoints are public only when the operator says
+// so ("0.0.0.0:8080", "[::]:8080", a pod IP).
+func healthAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", usagef("--http-addr must be host:port or :port, got %q", addr)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 // serveHealth serves /healthz (the process is up), /readyz (the relay is
 // running and its wake-up path works) and /debug/vars.
 func serveHealth(ctx context.Context, addr string, r *relay.Relay, log *slog.Logger) (func(), error) {
+	addr, err := healthAddr(addr)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http-addr: %w", err)
@@ -139,15 +172,17 @@ func serveHealth(ctx context.Context, addr string, r *relay.Relay, log *slog.Log
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	publishVars(r)
-	mux.Handle("GET /debug/vars", expvar.Handler())
+	mux.HandleFunc("GET /debug/vars", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_ = json.NewEncoder(w).Encode(readVars(r))
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("relay: health server stopped", "error", err)
 		}
 	}()
-	log.InfoContext(ctx, "relay: serving /healthz and /readyz", "addr", ln.Addr().String())
+	log.InfoContext(ctx, "relay: serving /healthz, /readyz and /debug/vars", "addr", ln.Addr().String())
 	return func() {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -2,7 +2,11 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -12,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/internal/pgtest"
 	"github.com/outboxrelay/outbox/internal/syncbuf"
 	"github.com/outboxrelay/outbox/internal/testnet"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
@@ -89,4 +94,50 @@ func TestRelayDeliversAndStopsGracefully(t *testing.T) {
 		require.Equal(t, 1, got[id], "event %s", id)
 	}
 	require.Len(t, got, len(want))
+}
+
+// /debug/vars serves nothing that can hold a secret (expvar's cmdline would
+// show --database-url with its password), an address without a host binds
+// loopback only, and the pool is sized from what the relay needs.
+func TestRelayEndpointsLeakNothingAndBindLoopback(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// A role with a password, so the URL on the command line holds one.
+	secret := "s3cret-" + strings.ReplaceAll(b.schema, "_", "")
+	role := "r_" + b.schema
+	_, err := b.db.Pool.Exec(b.ctx, fmt.Sprintf(`CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s'`, role, secret))
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = b.db.Pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	u, err := url.Parse(pgtest.ServerURL(t))
+	require.NoError(t, err)
+	u.User = url.UserPassword(role, secret)
+
+	fake := svixtest.NewT(t, svixtest.Options{})
+	port := testnet.FreePort(t)
+	stop, stderr := startRelay(t, []string{"SVIX_AUTH_TOKEN=" + fake.Token(), "SVIX_SERVER_URL=" + fake.URL()},
+		"--database-url", u.String(), "--schema", b.schema, "--channel", "outbox_"+b.schema,
+		"--concurrency", "64", "--http-addr", fmt.Sprintf(":%d", port), "--log-format", "json")
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool { return testnet.Status(base+"/readyz") == 200 }, 20*time.Second, 20*time.Millisecond, "relay not ready: %s", stderr)
+
+	resp, err := http.Get(base + "/debug/vars")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.NotContains(t, string(body), secret, "/debug/vars serves the database password")
+	require.NotContains(t, string(body), "cmdline")
+	var vars struct {
+		Goroutines int
+		Memstats   struct{ HeapAlloc uint64 }
+		Relay      struct{ Delivered uint64 }
+	}
+	require.NoError(t, json.Unmarshal(body, &vars))
+	require.Positive(t, vars.Goroutines)
+	require.Positive(t, vars.Memstats.HeapAlloc)
+
+	logs := stop()
+	require.Contains(t, logs, fmt.Sprintf(`"addr":"127.0.0.1:%d"`, port), "a port alone binds loopback")
+	require.Contains(t, logs, `"pool_max_conns":18`, "the pool is sized for 64 in flight: relay.PoolConns")
+	require.NotContains(t, logs, secret)
 }
