@@ -17,7 +17,7 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-var tables = []string{"outbox_events", "outbox_lanes", "outbox_dead_letters", "outbox_deliveries"}
+var tables = []string{"outbox_events", "outbox_lanes", "outbox_dead_letters", "outbox_deliveries", "outbox_relays"}
 
 type bundle struct {
 	ctx  context.Context

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	svix "github.com/svix/svix-webhooks/go"
 	"github.com/svix/svix-webhooks/go/models"
 
 	"github.com/outboxrelay/outbox"
@@ -213,5 +216,91 @@ func BenchmarkCommitToCreateLatency(b *testing.B) {
 			b.ReportMetric(pct(0.95), "p95_ms")
 			b.ReportMetric(pct(0.99), "p99_ms")
 		})
+	}
+}
+
+// retryingClient is the SDK as a plain user has it: its own default
+// retries (three, 50, 100 and 200 µs apart), against the fake.
+func retryingClient(b *testing.B, fake *svixtest.Server) *svix.Svix {
+	b.Helper()
+	u, err := url.Parse(fake.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ForceAttemptHTTP2 = false
+	tr.MaxIdleConnsPerHost = benchInFlight
+	b.Cleanup(tr.CloseIdleConnections)
+	c, err := svix.New(fake.Token(), &svix.SvixOptions{ServerUrl: u, HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// rawRetryingCreates sends n messages from benchInFlight goroutines with
+// the SDK's default retries; a create that still fails is sent again.
+func rawRetryingCreates(b *testing.B, client *svix.Svix, n int) {
+	b.Helper()
+	ctx := context.Background()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		next int
+	)
+	for range benchInFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				org, eventID := benchOrg(i), fmt.Sprintf("evt-%d", i)
+				for {
+					_, err := client.Message.Create(ctx, org, models.MessageIn{
+						EventType: "bench.event", EventId: &eventID, Payload: benchPayload(i),
+						Application: &models.ApplicationIn{Name: org, Uid: &org},
+					}, nil)
+					if err == nil {
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// BenchmarkDegradedThroughput: a backlog over 100 organizations drained
+// into a Svix that answers a share of message creations, at random, with
+// 503 — the relay with its defaults beside a plain loop of 64 goroutines
+// calling Message.Create with the SDK's default retries, against the same
+// faults. Run with -benchtime 20000x for the README's figures.
+func BenchmarkDegradedThroughput(b *testing.B) {
+	for _, rate := range []float64{0, 0.01, 0.05} {
+		for _, impl := range []string{"raw_sdk_retrying", "relay"} {
+			b.Run(fmt.Sprintf("faults=%g/impl=%s", rate, impl), func(b *testing.B) {
+				db, fake := benchSetup(b, 0)
+				if rate > 0 {
+					fake.SetFaultRate(rate, svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503})
+				}
+				if impl == "relay" {
+					preload(b, db, b.N)
+				}
+				b.ResetTimer()
+				if impl == "relay" {
+					runRelayUntil(b, benchConfig(db, fake), db, fake, b.N)
+				} else {
+					rawRetryingCreates(b, retryingClient(b, fake), b.N)
+					b.StopTimer()
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
 	}
 }

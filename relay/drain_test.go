@@ -40,6 +40,7 @@ func TestDrainOrganization(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.BatchSize = 10
+	b.cfg.QuickRetries = -1 // the 503 below must wait for its scheduled retry
 	committed := b.appendCommitted(t, []string{"org-d", "org-other"}, 25)
 	r := b.newRelay(t)
 

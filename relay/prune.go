@@ -78,7 +78,10 @@ func (r *Relay) pruneOnce(ctx context.Context) (int64, error) {
 			}
 			deleted = tag.RowsAffected()
 		}
-		_, err := tx.Exec(ctx, r.q.pruneLanes, idleLaneAge.Milliseconds(), pruneBatch)
+		if _, err := tx.Exec(ctx, r.q.pruneLanes, idleLaneAge.Milliseconds(), pruneBatch); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, r.q.pruneRelays)
 		return err
 	})
 	return deleted, err

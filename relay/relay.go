@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	svix "github.com/svix/svix-webhooks/go"
 	"golang.org/x/time/rate"
@@ -65,8 +66,12 @@ type Relay struct {
 
 	authPausedUntil atomic.Int64 // unix nanoseconds
 	listening       atomic.Bool  // the LISTEN connection is up
+	instance        pgtype.UUID  // this Relay's heartbeat row in outbox_relays
+	heartbeating    atomic.Bool  // Run is heartbeating: claims record the instance
+	lastBeat        atomic.Int64 // unix nanoseconds when the last successful heartbeat was sent
 	lastSweep       atomic.Int64 // unix nanoseconds of the last sweep that reached the database
 	stats           stats
+	health          health // recent Svix calls, for quick retries
 }
 
 var _ outbox.Signaler = (*Relay)(nil)
@@ -114,6 +119,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		wake:       make(chan struct{}, 1),
 		queued:     map[string]struct{}{},
 		working:    map[string]*laneWork{},
+		instance:   newInstance(),
 	}
 	if cfg.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
@@ -168,7 +174,17 @@ func (r *Relay) Run(ctx context.Context) error {
 	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelCalls()
 
+	// Heartbeat before the first claim, so the lanes this relay takes name a
+	// live holder. A database that does not answer yet leaves the relay
+	// fenced (no call starts) until a heartbeat gets through.
+	r.heartbeating.Store(true)
+	defer r.heartbeating.Store(false)
+	if err := r.beat(ctx); err != nil && ctx.Err() == nil {
+		r.log.WarnContext(ctx, "relay: first heartbeat failed; no call starts until one gets through", "error", err)
+	}
 	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() { defer bg.Done(); r.heartbeatLoop(ctx) }()
 	if !r.cfg.PollOnly {
 		bg.Add(1)
 		go func() { defer bg.Done(); r.listen(ctx) }()
@@ -187,6 +203,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		lanes.Wait()
 	}
 	bg.Wait()
+	r.leave()
 	r.lastSweep.Store(0)
 	r.log.InfoContext(ctx, "relay: stopped", "stats", r.Stats())
 	return nil
@@ -223,7 +240,7 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, lanes *sync.WaitGroup, la
 func (r *Relay) nextLane() (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.queue) == 0 || len(r.working) >= r.cfg.Concurrency || r.authPaused() {
+	if len(r.queue) == 0 || len(r.working) >= r.cfg.Concurrency || r.authPaused() || !r.alive() {
 		return "", false
 	}
 	org := r.queue[0]
@@ -267,7 +284,7 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 // the LISTEN connection is up (or PollOnly is set) and the last sweep
 // reached the database.
 func (r *Relay) Ready() bool {
-	return r.running.Load() && r.sweptRecently() && (r.cfg.PollOnly || r.listening.Load())
+	return r.running.Load() && r.alive() && r.sweptRecently() && (r.cfg.PollOnly || r.listening.Load())
 }
 
 func (r *Relay) authPaused() bool {

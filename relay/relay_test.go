@@ -69,6 +69,13 @@ func (b *bundle) newRelay(t *testing.T) *relay.Relay {
 func (b *bundle) start(t *testing.T) (r *relay.Relay, stop func()) {
 	t.Helper()
 	r = b.newRelay(t)
+	return r, b.run(t, r)
+}
+
+// run runs r until the test ends (or stop is called) and checks Run
+// returned nil.
+func (b *bundle) run(t *testing.T, r *relay.Relay) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(b.ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -85,7 +92,7 @@ func (b *bundle) start(t *testing.T) (r *relay.Relay, stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	return r, stop
+	return stop
 }
 
 // appendCommitted commits n events per organization, one transaction each,

@@ -45,6 +45,9 @@ type result struct {
 	status     int           // the HTTP status, when Svix answered
 	body       string        // Svix's response body, for dead letters
 	retryAfter time.Duration // rate limited, when Svix said
+	// fastRetry: a transient failure of the create that came back fast (a
+	// 5xx, a reset), which a quick retry may fix.
+	fastRetry bool
 }
 
 // send creates ev in Svix at dest and classifies the answer. sendCtx ends
@@ -75,19 +78,24 @@ func (r *Relay) send(sendCtx context.Context, dest Destination, ev *event) resul
 	if r.log.Enabled(ctx, levelDebug) {
 		r.log.DebugContext(ctx, "relay: creating message", "event_id", eventID, "app", dest.App, "payload", string(ev.payload))
 	}
+	started := time.Now()
 	out, err := r.svix.Message.Create(ctx, dest.App, in, &svix.MessageCreateOptions{IdempotencyKey: &key, WithContent: &withContent})
 	if err == nil {
 		return result{outcome: outcomeDelivered, messageID: out.Id}
 	}
-	var serr *svix.Error
+	var (
+		serr *svix.Error
+		res  result
+	)
 	if !errors.As(err, &serr) {
-		return transportFailure(sendCtx, err)
-	}
-	status, body := serr.Status(), string(serr.Body())
-	if status == http.StatusConflict {
+		res = transportFailure(sendCtx, err)
+	} else if status, body := serr.Status(), string(serr.Body()); status == http.StatusConflict {
 		return r.confirm(sendCtx, dest, ev, body)
+	} else {
+		res = classify(status, body, retryAfter)
 	}
-	return classify(status, body, retryAfter)
+	res.fastRetry = res.outcome == outcomeRetry && time.Since(started) < r.cfg.SendTimeout/2
+	return res
 }
 
 // transportFailure classifies an error without an HTTP answer: a retry, or

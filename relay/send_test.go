@@ -35,6 +35,7 @@ func TestTransientFailuresEndInDelivery(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
 			b.cfg.SendTimeout = 300 * time.Millisecond
+			b.cfg.QuickRetries = -1 // the scheduled path; quickretry_test.go has the quick one
 			b.fake.InjectFault(tt.fault)
 			committed := b.appendCommitted(t, []string{"org-f"}, 4)
 
@@ -146,6 +147,7 @@ func TestMaxAttemptsDeadLetters(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.MaxAttempts = 3
+	b.cfg.QuickRetries = -1 // one call per attempt, to count them
 	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503})
 	b.appendCommitted(t, []string{"org-m"}, 1)
 

@@ -7,6 +7,7 @@ type queries struct {
 	claimLane, claimEvents, releaseLane, pauseLane                string
 	deliver, deliverNoHistory, retry, unsend, deadLetter          string
 	dueLanes, remaining, pruneDeliveries, pruneLock, pruneLanes   string
+	heartbeat, mourn, orphanedLanes, leave, pruneRelays           string
 	status, listDeadLetters, requeueDeadLetters, purgeDeadLetters string
 }
 
@@ -27,6 +28,11 @@ func newQueries(schema string) queries {
 		pruneDeliveries:    s.Expand(sqlPruneDeliveries),
 		pruneLock:          s.Expand(sqlPruneLock),
 		pruneLanes:         s.Expand(sqlPruneLanes),
+		heartbeat:          s.Expand(sqlHeartbeat),
+		mourn:              s.Expand(sqlMourn),
+		orphanedLanes:      s.Expand(sqlOrphanedLanes),
+		leave:              s.Expand(sqlLeave),
+		pruneRelays:        s.Expand(sqlPruneRelays),
 		status:             s.Expand(sqlStatus),
 		listDeadLetters:    s.Expand(sqlListDeadLetters),
 		requeueDeadLetters: s.Expand(sqlRequeueDeadLetters),
@@ -35,21 +41,23 @@ func newQueries(schema string) queries {
 }
 
 // sqlClaimLane takes an organization's lease when it is free (never taken,
-// released, or expired) and the lane is not paused, and says whether the
-// organization has events at all. A lane row is only made for an
-// organization with events: a NOTIFY from anyone, for any name, writes
-// nothing. $1 org, $2 token, $3 lease in milliseconds, $4 holder.
+// released, expired, or held by a relay whose heartbeat went stale) and the
+// lane is not paused, and says whether the organization has events at all.
+// A lane row is only made for an organization with events: a NOTIFY from
+// anyone, for any name, writes nothing. $1 org, $2 token, $3 lease in
+// milliseconds, $4 holder's name, $5 holder's instance (NULL: a relay that
+// does not heartbeat, whose lane waits for its lease).
 const sqlClaimLane = `
 WITH pending AS (
     SELECT EXISTS (SELECT 1 FROM {events} WHERE organization_id = $1) AS has_events
 ), taken AS (
-    INSERT INTO {lanes} AS l (organization_id, lease_token, leased_until, leased_by, updated_at)
-    SELECT $1, $2, now() + $3 * interval '1 millisecond', $4, now()
+    INSERT INTO {lanes} AS l (organization_id, lease_token, leased_until, leased_by, holder, updated_at)
+    SELECT $1, $2, now() + $3 * interval '1 millisecond', $4, $5, now()
     FROM pending WHERE pending.has_events
     ON CONFLICT (organization_id) DO UPDATE
     SET lease_token = EXCLUDED.lease_token, leased_until = EXCLUDED.leased_until,
-        leased_by = EXCLUDED.leased_by, updated_at = now()
-    WHERE (l.leased_until IS NULL OR l.leased_until < now())
+        leased_by = EXCLUDED.leased_by, holder = EXCLUDED.holder, updated_at = now()
+    WHERE ` + laneFree + `
       AND (l.paused_until IS NULL OR l.paused_until <= now())
     RETURNING 1
 )
@@ -95,16 +103,47 @@ RETURNING e.id, e.event_id, e.event_type, e.payload, e.attempts, e.created_at,
 // settle rows the new holder has claimed.
 const holds = `EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = $2 AND l.lease_token = $3 FOR SHARE)`
 
+// laneFree is true of a lane l nobody may be working: never leased,
+// released, lease expired, or held by a relay whose heartbeat is stale
+// (such a relay has stopped starting calls: it fences itself first).
+const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
+     OR (l.holder IS NOT NULL AND NOT EXISTS (
+         SELECT 1 FROM {relays} r WHERE r.instance = l.holder AND r.alive_until > now())))`
+
 // sqlReleaseLane gives the lease back. $1 org, $2 token.
 const sqlReleaseLane = `
-UPDATE {lanes} SET lease_token = NULL, leased_until = NULL, updated_at = now()
+UPDATE {lanes} SET lease_token = NULL, leased_until = NULL, holder = NULL, updated_at = now()
 WHERE organization_id = $1 AND lease_token = $2`
 
 // sqlPauseLane gives the lease back and holds the lane until $3 ms from now.
 const sqlPauseLane = `
-UPDATE {lanes} SET lease_token = NULL, leased_until = NULL,
+UPDATE {lanes} SET lease_token = NULL, leased_until = NULL, holder = NULL,
     paused_until = now() + $3 * interval '1 millisecond', updated_at = now()
 WHERE organization_id = $1 AND lease_token = $2`
+
+// sqlHeartbeat proves this relay alive until $3 ms from now. $1 instance,
+// $2 name.
+const sqlHeartbeat = `
+INSERT INTO {relays} AS r (instance, name, alive_until) VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+ON CONFLICT (instance) DO UPDATE SET alive_until = EXCLUDED.alive_until, mourned = false`
+
+// sqlMourn marks every other relay whose heartbeat went stale as mourned,
+// once, and returns them: the relay that mourns one queues its lanes. $1
+// this relay's instance.
+const sqlMourn = `
+UPDATE {relays} SET mourned = true
+WHERE alive_until < now() AND NOT mourned AND instance <> $1
+RETURNING instance`
+
+// sqlOrphanedLanes lists the lanes the given dead instances held. $1
+// instances. (A scan of the lanes, run only when a relay was found dead.)
+const sqlOrphanedLanes = `SELECT organization_id FROM {lanes} WHERE holder = ANY($1) AND lease_token IS NOT NULL`
+
+// sqlLeave removes this relay's heartbeat row on a clean stop. $1 instance.
+const sqlLeave = `DELETE FROM {relays} WHERE instance = $1`
+
+// sqlPruneRelays deletes relay rows stale for an hour.
+const sqlPruneRelays = `DELETE FROM {relays} WHERE alive_until < now() - interval '1 hour'`
 
 // sqlDeliver moves delivered (or skipped) events out of the hot table into
 // the history. $1 ids, $2 org, $3 token, $4 Svix message ids (” = skipped).
@@ -170,7 +209,7 @@ FROM (
 LEFT JOIN {lanes} l ON l.organization_id = h.organization_id
 WHERE (h.next_attempt_at IS NULL OR h.next_attempt_at <= now())
   AND (l.organization_id IS NULL
-       OR ((l.leased_until IS NULL OR l.leased_until < now())
+       OR (` + laneFree + `
            AND (l.paused_until IS NULL OR l.paused_until <= now())))
 ORDER BY h.id
 LIMIT $1`

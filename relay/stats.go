@@ -13,6 +13,9 @@ type Stats struct {
 	Skipped uint64
 	// Retried counts transient failures scheduled for another attempt.
 	Retried uint64
+	// QuickRetries counts calls repeated within a turn after a fast
+	// transient failure (see Config.QuickRetries).
+	QuickRetries uint64
 	// DeadLettered events were refused for good or ran out of attempts.
 	DeadLettered uint64
 	// ConflictsConfirmed counts 409s on eventId resolved by finding the
@@ -32,7 +35,7 @@ type Stats struct {
 type stats struct {
 	delivered, skipped, retried, deadLettered atomic.Uint64
 	conflictsConfirmed, rateLimited           atomic.Uint64
-	foundBeforeCreate                         atomic.Uint64
+	foundBeforeCreate, quickRetries           atomic.Uint64
 	authFailures, turns                       atomic.Uint64
 }
 
@@ -48,7 +51,7 @@ func (s *stats) add(c counts) {
 func (r *Relay) Stats() Stats {
 	s := &r.stats
 	return Stats{
-		Delivered: s.delivered.Load(), Skipped: s.skipped.Load(), Retried: s.retried.Load(),
+		Delivered: s.delivered.Load(), Skipped: s.skipped.Load(), Retried: s.retried.Load(), QuickRetries: s.quickRetries.Load(),
 		DeadLettered: s.deadLettered.Load(), ConflictsConfirmed: s.conflictsConfirmed.Load(), FoundBeforeCreate: s.foundBeforeCreate.Load(),
 		RateLimited: s.rateLimited.Load(), AuthFailures: s.authFailures.Load(), Turns: s.turns.Load(),
 	}

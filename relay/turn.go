@@ -106,7 +106,7 @@ type claimed struct {
 // claim takes the lane's lease and claims its due head events.
 func (r *Relay) claim(ctx context.Context, org string, token pgtype.UUID) (claimed, error) {
 	batch := &pgx.Batch{}
-	batch.Queue(r.q.claimLane, org, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID)
+	batch.Queue(r.q.claimLane, org, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, r.holder())
 	batch.Queue(r.q.claimEvents, org, r.cfg.BatchSize, token, r.cfg.BatchMaxBytes)
 	br := r.pool.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }() // closed and checked below on success
@@ -187,7 +187,7 @@ func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []event
 		if blocked || next == len(events) {
 			return 0, false
 		}
-		if time.Now().After(stopAt) || r.authPaused() || ctx.Err() != nil {
+		if time.Now().After(stopAt) || r.authPaused() || !r.alive() || ctx.Err() != nil {
 			return 0, false
 		}
 		next++
@@ -276,7 +276,7 @@ func (r *Relay) sendWithSlot(ctx context.Context, dest Destination, ev *event) r
 			return result{outcome: outcomeUnsent}
 		}
 	}
-	res := r.send(ctx, dest, ev)
+	res := r.sendRetrying(ctx, dest, ev)
 	if res.outcome == outcomeAuth {
 		r.pauseForAuth(res)
 	}

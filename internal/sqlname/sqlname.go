@@ -17,6 +17,7 @@ const (
 	Lanes       = "outbox_lanes"
 	DeadLetters = "outbox_dead_letters"
 	Deliveries  = "outbox_deliveries"
+	Relays      = "outbox_relays"
 	Migrations  = "outbox_schema_migrations"
 )
 
@@ -81,13 +82,15 @@ func (s Schema) Identifier(table string) pgx.Identifier {
 func (s Schema) Table(table string) string { return s.Identifier(table).Sanitize() }
 
 // Expand replaces the placeholders {events}, {lanes}, {dead_letters},
-// {deliveries} and {migrations} in sql with the qualified table names.
+// {deliveries}, {relays} and {migrations} in sql with the qualified table
+// names.
 func (s Schema) Expand(sql string) string {
 	return strings.NewReplacer(
 		"{events}", s.Table(Events),
 		"{lanes}", s.Table(Lanes),
 		"{dead_letters}", s.Table(DeadLetters),
 		"{deliveries}", s.Table(Deliveries),
+		"{relays}", s.Table(Relays),
 		"{migrations}", s.Table(Migrations),
 	).Replace(sql)
 }

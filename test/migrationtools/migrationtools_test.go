@@ -15,7 +15,7 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // outboxTables are the tables the migrations create.
-var outboxTables = []string{"outbox_dead_letters", "outbox_deliveries", "outbox_events", "outbox_lanes"}
+var outboxTables = []string{"outbox_dead_letters", "outbox_deliveries", "outbox_events", "outbox_lanes", "outbox_relays"}
 
 // latestVersion is the highest migration version shipped.
 func latestVersion() int {

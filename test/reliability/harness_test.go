@@ -157,8 +157,15 @@ func (e *env) startRelayVia(name, svixURL string, extra ...string) *relayProc {
 
 func (e *env) startRelayWith(name, token, svixURL string, extra ...string) *relayProc {
 	e.t.Helper()
+	return e.startRelayOn(e.url, name, token, svixURL, extra...)
+}
+
+// startRelayOn starts a relay process that reaches PostgreSQL at dbURL (a
+// pooler or a proxy in front of the suite's server).
+func (e *env) startRelayOn(dbURL, name, token, svixURL string, extra ...string) *relayProc {
+	e.t.Helper()
 	cmd := exec.Command(binary, e.relayArgs(append([]string{"--id", name}, extra...)...)...)
-	cmd.Env = []string{"DATABASE_URL=" + e.url, "SVIX_AUTH_TOKEN=" + token, "SVIX_SERVER_URL=" + svixURL, "PATH=" + os.Getenv("PATH")}
+	cmd.Env = []string{"DATABASE_URL=" + dbURL, "SVIX_AUTH_TOKEN=" + token, "SVIX_SERVER_URL=" + svixURL, "PATH=" + os.Getenv("PATH")}
 	p := &relayProc{name: name, cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	require.NoError(e.t, cmd.Start())

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outboxrelay/outbox/internal/testnet"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 )
 
@@ -107,7 +108,7 @@ func TestDatabaseRestart(t *testing.T) {
 // nothing dead-lettered, and retries kept to their backoff.
 func TestSvixOutage(t *testing.T) {
 	e := newEnv(t, svixtest.Options{DisableRequestLog: true})
-	proxy := newProxy(t, e.fake.URL())
+	proxy := testnet.NewProxy(t, e.fake.URL())
 	relayURL := proxy.URL()
 	for i := range 2 {
 		e.startRelayVia(fmt.Sprintf("relay-%d", i), relayURL)

@@ -1,0 +1,174 @@
+package relay_test
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox/internal/testnet"
+	"github.com/outboxrelay/outbox/relay"
+)
+
+// holdLane makes org's lane look held, for a long lease, by the relay
+// instance holder (nil: a holder that does not heartbeat).
+func (b *bundle) holdLane(t *testing.T, org string, holder *uuid.UUID) {
+	t.Helper()
+	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_lanes (organization_id, lease_token, leased_until, leased_by, holder)
+		VALUES ($1, gen_random_uuid(), now() + interval '1 hour', 'another-replica', $2)`, org, holder)
+	require.NoError(t, err)
+}
+
+// relayRow writes a relay's heartbeat row, alive until now + d (d < 0:
+// stale).
+func (b *bundle) relayRow(t *testing.T, d time.Duration) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_relays (instance, name, alive_until)
+		VALUES ($1, 'another-replica', now() + $2 * interval '1 millisecond')`, id, d.Milliseconds())
+	require.NoError(t, err)
+	return id
+}
+
+// A lane whose holder stopped heartbeating is taken over at once, not when
+// its hour-long lease runs out; one whose holder is alive, or has no
+// holder (a DrainOrganization alone), is not.
+func TestLanesOfADeadReplicaAreTakenOver(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	dead := b.relayRow(t, -time.Second)
+	live := b.relayRow(t, time.Hour)
+	orphaned := b.appendCommitted(t, []string{"org-of-dead"}, 3)
+	b.appendCommitted(t, []string{"org-of-live", "org-of-none"}, 1)
+	b.holdLane(t, "org-of-dead", &dead)
+	b.holdLane(t, "org-of-live", &live)
+	b.holdLane(t, "org-of-none", nil)
+
+	r, _ := b.start(t)
+	b.waitMessages(t, len(orphaned), 10*time.Second)
+	b.requireExactlyOnce(t, orphaned)
+	var mourned bool
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT mourned FROM outbox_relays WHERE instance = $1", dead).Scan(&mourned))
+	require.True(t, mourned, "the dead replica was found by a heartbeat")
+	for _, org := range []string{"org-of-live", "org-of-none"} {
+		res, err := r.DrainOrganization(b.ctx, org, time.Second)
+		require.NoError(t, err)
+		require.True(t, res.Busy, "%s is held by a live or holderless lease", org)
+	}
+	require.Empty(t, b.fake.MessagesFor("org-of-live"))
+	require.Empty(t, b.fake.MessagesFor("org-of-none"))
+}
+
+// A running relay's lanes name it as holder, its row stays fresh while it
+// runs, and it leaves no row behind when it stops.
+func TestRelayHeartbeats(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.HeartbeatInterval, b.cfg.LivenessTimeout = 50*time.Millisecond, 500*time.Millisecond
+	r, stop := b.start(t)
+	require.Eventually(t, r.Ready, 10*time.Second, 10*time.Millisecond)
+	fresh := func() bool {
+		var ok bool
+		require.NoError(t, b.db.Pool.QueryRow(b.ctx,
+			"SELECT count(*) = 1 AND bool_and(alive_until > now()) FROM outbox_relays").Scan(&ok))
+		return ok
+	}
+	require.True(t, fresh())
+	time.Sleep(600 * time.Millisecond) // past LivenessTimeout: only heartbeats keep the row fresh
+	require.True(t, fresh(), "heartbeats keep the row alive")
+	stop()
+	var rows int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_relays").Scan(&rows))
+	require.Zero(t, rows, "a clean stop leaves no row")
+}
+
+// taggingTransport marks a relay's calls so the fake's log tells relays apart.
+type taggingTransport struct{ tag string }
+
+func (t taggingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set("X-Test-Relay", t.tag)
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// A relay cut off from its database (a partition, a vanished host: no FIN,
+// the connection just goes silent) stops starting Svix calls before its
+// heartbeat goes stale, and another relay takes its organizations over
+// within the failover bound (3 s), long before their leases run out.
+func TestCutOffRelayFencesItselfAndIsTakenOver(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.fake.SetLatency(100 * time.Millisecond) // a lane of 30 events takes 3 s: A is mid-turn when cut
+	b.cfg.LeaseDuration = time.Hour           // only liveness can hand the lanes over
+	b.cfg.SendTimeout = 5 * time.Second
+	b.cfg.PollInterval = 200 * time.Millisecond
+	var orgs []string
+	for i := range 8 {
+		orgs = append(orgs, "org-cut-"+string(rune('a'+i)))
+	}
+	committed := b.appendCommitted(t, orgs, 30)
+
+	proxy := testnet.NewProxy(t, b.db.URL)
+	cutURL, err := url.Parse(b.db.URL)
+	require.NoError(t, err)
+	cutURL.Host = proxy.Addr()
+	cutPool, err := pgxpool.New(b.ctx, cutURL.String())
+	require.NoError(t, err)
+	t.Cleanup(cutPool.Close)
+	cfgA := b.cfg
+	cfgA.HTTPClient = &http.Client{Transport: taggingTransport{"A"}}
+	cfgA.PollOnly = true // no LISTEN connection to notice the cut either
+	cfgA.ID = "relay-a"
+	a, err := relay.New(cutPool, cfgA)
+	require.NoError(t, err)
+	defer b.run(t, a)()
+	defer proxy.Thaw() // before A stops: its settlements need the database
+	require.Eventually(t, func() bool { return b.fake.MessageCount() >= len(orgs) }, 10*time.Second, 5*time.Millisecond, "A is mid-flow")
+
+	proxy.Freeze()
+	frozenAt := time.Now()
+	rows, err := b.db.Pool.Query(b.ctx, "SELECT organization_id FROM outbox_lanes WHERE leased_by = 'relay-a' AND lease_token IS NOT NULL")
+	require.NoError(t, err)
+	heldByA, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.NotEmpty(t, heldByA, "A held lanes when it was cut off")
+	cfgB := b.cfg
+	cfgB.HTTPClient = &http.Client{Transport: taggingTransport{"B"}}
+	bRelay, err := relay.New(b.db.Pool, cfgB)
+	require.NoError(t, err)
+	defer b.run(t, bRelay)()
+
+	b.waitSettled(t, 30*time.Second) // B settles everything: A can reach nothing
+	var lastA, firstB time.Time
+	for _, req := range b.fake.Requests() {
+		if req.Method != http.MethodPost {
+			continue
+		}
+		switch req.Header.Get("X-Test-Relay") {
+		case "A":
+			if req.Time.After(lastA) {
+				lastA = req.Time
+			}
+		case "B":
+			if slices.Contains(heldByA, req.App) && (firstB.IsZero() || req.Time.Before(firstB)) {
+				firstB = req.Time
+			}
+		}
+	}
+	fence := frozenAt.Add(relay.DefaultLivenessTimeout * 3 / 4)
+	require.False(t, lastA.After(fence), "A started a call %s after it should have fenced itself", lastA.Sub(fence))
+	require.False(t, firstB.IsZero())
+	takeover := firstB.Sub(frozenAt)
+	t.Logf("A fenced %s after the cut (last call); B resumed A's organizations %s after it", lastA.Sub(frozenAt), takeover)
+	require.Less(t, takeover, 3*time.Second, "failover bound")
+	require.Greater(t, takeover, relay.DefaultLivenessTimeout*3/4, "B waited for A's heartbeat to go stale")
+	require.Eventually(t, func() bool { return !a.Ready() }, 5*time.Second, 10*time.Millisecond, "a fenced relay is not ready")
+	b.requireExactlyOnce(t, committed)
+	b.requireInOrder(t, committed)
+}

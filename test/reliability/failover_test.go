@@ -1,0 +1,144 @@
+package reliability
+
+import (
+	"context"
+	"net/url"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox/internal/pgserver"
+	"github.com/outboxrelay/outbox/internal/testnet"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
+)
+
+// failoverBound is the promise: a dead replica's organizations resume on
+// another within it, with default settings (the lease stays 30 s).
+const failoverBound = 3 * time.Second
+
+// heldBy lists the organizations whose lane the relay named id holds now.
+func (e *env) heldBy(id string) []string {
+	e.t.Helper()
+	rows, err := e.pool.Query(e.ctx, "SELECT organization_id FROM outbox_lanes WHERE leased_by = $1 AND lease_token IS NOT NULL", id)
+	require.NoError(e.t, err)
+	orgs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(e.t, err)
+	return orgs
+}
+
+// resumedAfter returns, for each organization, how long after t its next
+// message was created (the gap a dead holder left).
+func (e *env) resumedAfter(t time.Time, orgs []string) []time.Duration {
+	e.t.Helper()
+	var gaps []time.Duration
+	for _, org := range orgs {
+		var first time.Time
+		for _, m := range e.fake.MessagesFor(org) {
+			if m.Timestamp.After(t) && (first.IsZero() || m.Timestamp.Before(first)) {
+				first = m.Timestamp
+			}
+		}
+		require.False(e.t, first.IsZero(), "%s never resumed", org)
+		gaps = append(gaps, first.Sub(t))
+	}
+	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+	return gaps
+}
+
+// preloadBacklog commits n events for each of orgs before any relay runs.
+func (e *env) preloadBacklog(orgs, n int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+	defer cancel()
+	e.produce(ctx, 4, producer{orgs: orgs, n: orgs * n}).Wait()
+}
+
+// 9. A replica dies by SIGKILL mid-work, with the default 30 s lease:
+// another takes its organizations over when its heartbeat goes stale
+// (LivenessTimeout 1.5 s), not when the leases run out. Directly, and
+// through PgBouncer in transaction pooling mode with --poll-only (no
+// session state, no LISTEN).
+func TestReplicaKilled(t *testing.T) {
+	for _, via := range []string{"direct", "pgbouncer"} {
+		t.Run(via, func(t *testing.T) {
+			e := newEnv(t, svixtest.Options{Latency: 20 * time.Millisecond, DisableRequestLog: true})
+			dbURL, extra := e.url, []string{"--lease", "30s", "--send-timeout", "5s"}
+			if via == "pgbouncer" {
+				bouncer, err := pgserver.StartPgBouncer(e.ctx, server)
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = bouncer.Stop() })
+				dbURL = bouncer.URL
+				extra = append(extra, "--poll-only")
+			}
+			const orgs = 20
+			e.preloadBacklog(orgs, 60)
+			victim := e.startRelayOn(dbURL, "victim", e.token, e.fake.URL(), extra...)
+			survivor := e.startRelayOn(dbURL, "survivor", e.token, e.fake.URL(), extra...)
+			require.Eventually(t, func() bool { return e.fake.MessageCount() >= orgs*10 }, 20*time.Second, 5*time.Millisecond, "mid-work")
+
+			held := e.heldBy("victim")
+			require.NotEmpty(t, held, "the victim held lanes when it died")
+			victim.kill9()
+			killedAt := time.Now()
+			res := e.audit(60*time.Second, nil)
+			gaps := e.resumedAfter(killedAt, held)
+			worst := gaps[len(gaps)-1]
+			fig := res.figures()
+			fig["via"], fig["lanes_held_by_victim"] = via, len(held)
+			fig["resumed_p50_ms"], fig["resumed_max_ms"] = gaps[len(gaps)/2].Milliseconds(), worst.Milliseconds()
+			report(t, "replica killed ("+via+")", fig)
+			require.Less(t, worst, failoverBound, "the victim's organizations resumed %s after the kill", worst)
+			e.stop(survivor)
+		})
+	}
+}
+
+// 10. A replica cut off from the database with no FIN (its connections go
+// silent, as when a host vanishes or the network partitions): it stops
+// starting Svix calls before its heartbeat goes stale, and another replica
+// resumes its organizations within the bound.
+func TestReplicaPartitioned(t *testing.T) {
+	e := newEnv(t, svixtest.Options{Latency: 20 * time.Millisecond})
+	dbProxy := testnet.NewProxy(t, e.url)
+	cut, err := url.Parse(e.url)
+	require.NoError(t, err)
+	cut.Host = dbProxy.Addr()
+	svixA := testnet.NewProxy(t, e.fake.URL()) // A's calls, told apart by the address they come through
+	const orgs = 20
+	e.preloadBacklog(orgs, 60)
+	extra := []string{"--lease", "30s", "--send-timeout", "5s", "--poll-only", "--shutdown-timeout", "1s"}
+	a := e.startRelayOn(cut.String(), "partitioned", e.token, svixA.URL(), extra...)
+	b := e.startRelay("survivor", e.token, extra...)
+	require.Eventually(t, func() bool { return e.fake.MessageCount() >= orgs*10 }, 20*time.Second, 5*time.Millisecond, "mid-work")
+
+	dbProxy.Freeze()
+	cutAt := time.Now()
+	held := e.heldBy("partitioned")
+	require.NotEmpty(t, held)
+	callsAtCut := e.fake.CreateAttempts()
+
+	// A's calls go through svixA; once A fenced itself, nothing more does.
+	fenceBy := cutAt.Add(1500 * time.Millisecond * 3 / 4)
+	res := e.audit(60*time.Second, nil)
+	lastA := svixA.LastSent()
+	// What A created before it fenced itself is not a resumption: count
+	// from the messages made once A's last call (20 ms of latency) was done.
+	gaps := e.resumedAfter(lastA.Add(100*time.Millisecond), held)
+	for i := range gaps {
+		gaps[i] += lastA.Add(100 * time.Millisecond).Sub(cutAt)
+	}
+	worst := gaps[len(gaps)-1]
+	fig := res.figures()
+	fig["lanes_held_when_cut"], fig["resumed_max_ms"], fig["resumed_p50_ms"] = len(held), worst.Milliseconds(), gaps[len(gaps)/2].Milliseconds()
+	fig["partitioned_relay_last_call_after_cut_ms"] = lastA.Sub(cutAt).Milliseconds()
+	fig["calls_at_cut"] = callsAtCut
+	report(t, "replica partitioned", fig)
+	require.False(t, lastA.After(fenceBy), "the partitioned relay started a call %s after it should have fenced itself", lastA.Sub(fenceBy))
+	require.Less(t, worst, failoverBound)
+	dbProxy.Thaw()
+	e.stop(b)
+	e.stop(a)
+}
