@@ -15,6 +15,15 @@ type Signaler interface {
 	SignalRelay(ctx context.Context, organizationID string) error
 }
 
+// BatchSignaler is a Signaler that can wake the relay for many
+// organizations in one call (one round trip for NotifySignaler). WithTx
+// uses it, when the signaler has it, after a commit that touched several
+// organizations.
+type BatchSignaler interface {
+	Signaler
+	SignalRelays(ctx context.Context, organizationIDs []string) error
+}
+
 // SignalerFunc adapts a function to Signaler.
 type SignalerFunc func(ctx context.Context, organizationID string) error
 
@@ -27,18 +36,48 @@ func (f SignalerFunc) SignalRelay(ctx context.Context, organizationID string) er
 var NopSignaler Signaler = SignalerFunc(func(context.Context, string) error { return nil })
 
 // MultiSignaler returns a Signaler that signals through each of signalers in
-// turn, and returns their errors joined.
+// turn, and returns their errors joined. It is a BatchSignaler: a batch goes
+// to each signaler whole when it can take one, one organization at a time
+// otherwise.
 func MultiSignaler(signalers ...Signaler) Signaler {
-	all := append([]Signaler(nil), signalers...)
-	return SignalerFunc(func(ctx context.Context, organizationID string) error {
-		var errs []error
-		for _, s := range all {
-			if err := s.SignalRelay(ctx, organizationID); err != nil {
-				errs = append(errs, err)
-			}
+	return multiSignaler(append([]Signaler(nil), signalers...))
+}
+
+type multiSignaler []Signaler
+
+func (m multiSignaler) SignalRelay(ctx context.Context, organizationID string) error {
+	var errs []error
+	for _, s := range m {
+		if err := s.SignalRelay(ctx, organizationID); err != nil {
+			errs = append(errs, err)
 		}
-		return errors.Join(errs...)
-	})
+	}
+	return errors.Join(errs...)
+}
+
+func (m multiSignaler) SignalRelays(ctx context.Context, organizationIDs []string) error {
+	var errs []error
+	for _, s := range m {
+		if err := signalAll(ctx, s, organizationIDs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// signalAll signals orgs through s: in one call if s is a BatchSignaler,
+// one organization at a time otherwise.
+func signalAll(ctx context.Context, s Signaler, orgs []string) error {
+	if b, ok := s.(BatchSignaler); ok {
+		return b.SignalRelays(ctx, orgs)
+	}
+	var errs []error
+	for _, org := range orgs {
+		if err := s.SignalRelay(ctx, org); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", org, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // DefaultNotifyChannel is the PostgreSQL NOTIFY channel NotifySignaler uses
@@ -77,6 +116,17 @@ func (s *NotifySignaler) Channel() string { return s.channel }
 // SignalRelay runs pg_notify(channel, organizationID).
 func (s *NotifySignaler) SignalRelay(ctx context.Context, organizationID string) error {
 	if _, err := s.db.Exec(ctx, "SELECT pg_notify($1, $2)", s.channel, organizationID); err != nil {
+		return fmt.Errorf("outbox: notify %s: %w", s.channel, err)
+	}
+	return nil
+}
+
+// SignalRelays notifies every organization in one round trip.
+func (s *NotifySignaler) SignalRelays(ctx context.Context, organizationIDs []string) error {
+	if len(organizationIDs) == 0 {
+		return nil
+	}
+	if _, err := s.db.Exec(ctx, "SELECT pg_notify($1, o) FROM unnest($2::text[]) AS o", s.channel, organizationIDs); err != nil {
 		return fmt.Errorf("outbox: notify %s: %w", s.channel, err)
 	}
 	return nil

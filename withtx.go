@@ -59,7 +59,9 @@ var ErrNestedTx = errors.New("outbox: WithTx needs a pool or connection, not a t
 const signalTimeout = 5 * time.Second
 
 // WithTx runs fn in a transaction and, only if fn returns nil and the commit
-// succeeds, signals each organization that received events once.
+// succeeds, signals each organization that received events once (all in one
+// call, and one round trip for NotifySignaler, when the signaler is a
+// BatchSignaler).
 //
 // fn must append through the *Tx it is given (outbox.Append(ctx, tx, ...));
 // events appended through another handle, or through a savepoint started
@@ -85,22 +87,20 @@ func WithTx(ctx context.Context, db TxBeginner, signaler Signaler, fn func(tx *T
 	if err := ptx.Commit(ctx); err != nil {
 		return fmt.Errorf("outbox: commit: %w", err)
 	}
-	signalAll(ctx, signaler, tx.seq)
+	signalCommitted(ctx, signaler, tx.seq)
 	return nil
 }
 
-// signalAll signals each organization, even when ctx was cancelled right
-// after the commit.
-func signalAll(ctx context.Context, signaler Signaler, orgs []string) {
+// signalCommitted signals each organization, in one call when the signaler
+// is a BatchSignaler, even when ctx was cancelled right after the commit.
+func signalCommitted(ctx context.Context, signaler Signaler, orgs []string) {
 	if signaler == nil || len(orgs) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), signalTimeout)
 	defer cancel()
-	for _, org := range orgs {
-		if err := signaler.SignalRelay(ctx, org); err != nil {
-			slog.Default().WarnContext(ctx, "outbox: signal after commit failed; the relay's sweep will deliver",
-				slog.String("organization_id", org), slog.String("error", err.Error()))
-		}
+	if err := signalAll(ctx, signaler, orgs); err != nil {
+		slog.Default().WarnContext(ctx, "outbox: signal after commit failed; the relay's sweep will deliver",
+			slog.Int("organizations", len(orgs)), slog.String("error", err.Error()))
 	}
 }

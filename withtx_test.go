@@ -1,11 +1,15 @@
 package outbox_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox"
@@ -115,4 +119,56 @@ func TestWithTxRefusesATransaction(t *testing.T) {
 	require.Empty(t, rec.signalled())
 	wrapped := &outbox.Tx{Tx: outer}
 	require.ErrorIs(t, outbox.WithTx(b.ctx, wrapped, rec, func(*outbox.Tx) error { return nil }), outbox.ErrNestedTx)
+}
+
+// countingDB counts the statements a NotifySignaler sends.
+type countingDB struct {
+	outbox.DBTX
+	execs atomic.Int64
+}
+
+func (c *countingDB) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	c.execs.Add(1)
+	return c.DBTX.Exec(ctx, sql, args...)
+}
+
+// After a commit that touched many organizations, WithTx signals them all
+// in one round trip through a NotifySignaler (a BatchSignaler), and every
+// listener hears each organization.
+func TestWithTxSignalsManyOrganizationsInOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	channel := "outbox_" + b.db.Schema
+	conn := b.listen(t, channel)
+	db := &countingDB{DBTX: b.pool}
+	sig, err := outbox.NewNotifySignaler(db, channel)
+	require.NoError(t, err)
+	var ps []outbox.AppendParams
+	for i := range 1000 {
+		ps = append(ps, params(fmt.Sprintf("org-%04d", i), map[string]any{"i": i}))
+	}
+	err = outbox.WithTx(b.ctx, b.pool, sig, func(tx *outbox.Tx) error {
+		_, err := outbox.AppendBatch(b.ctx, tx, ps)
+		return err
+	})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, db.execs.Load(), "one pg_notify round trip for 1000 organizations")
+	heard := map[string]bool{}
+	for len(heard) < 1000 {
+		n, err := nextNotification(conn, 5*time.Second)
+		require.NoError(t, err)
+		heard[n.Payload] = true
+	}
+
+	// MultiSignaler passes the batch on whole, and one at a time to a
+	// signaler that only knows SignalRelay.
+	rec := &recorder{}
+	db.execs.Store(0)
+	err = outbox.WithTx(b.ctx, b.pool, outbox.MultiSignaler(sig, rec), func(tx *outbox.Tx) error {
+		_, err := outbox.AppendBatch(b.ctx, tx, ps[:10])
+		return err
+	})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, db.execs.Load())
+	require.Len(t, rec.signalled(), 10)
 }

@@ -3,10 +3,11 @@ package relay_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -26,7 +27,10 @@ const (
 	benchInFlight = 64
 )
 
-func benchOrg(i int) string { return fmt.Sprintf("org-%03d", i%benchOrgs) }
+func benchOrg(i int) string { return benchOrgOf(i, benchOrgs) }
+
+// benchOrgOf spreads event i over orgs organizations.
+func benchOrgOf(i, orgs int) string { return fmt.Sprintf("org-%05d", i%orgs) }
 
 func benchPayload(i int) map[string]any {
 	return map[string]any{"id": i, "actor": "user_2f1c9a7e4b", "action": "document.updated",
@@ -45,19 +49,22 @@ func benchConfig(db *pgtest.DB, fake *svixtest.Server) relay.Config {
 	return relay.Config{
 		SvixToken: fake.Token(), SvixServerURL: fake.URL(), Channel: "outbox_" + db.Schema,
 		Concurrency: benchInFlight, PollInterval: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }
 
 // preload commits n events spread over benchOrgs organizations.
-func preload(b *testing.B, db *pgtest.DB, n int) {
+func preload(b *testing.B, db *pgtest.DB, n int) { preloadOrgs(b, db, n, benchOrgs) }
+
+// preloadOrgs commits n events spread over orgs organizations.
+func preloadOrgs(b *testing.B, db *pgtest.DB, n, orgs int) {
 	b.Helper()
 	ctx := context.Background()
 	for done := 0; done < n; {
 		size := min(10000, n-done)
 		ps := make([]outbox.AppendParams, size)
 		for i := range ps {
-			ps[i] = outbox.AppendParams{OrganizationID: benchOrg(done + i), EventType: "bench.event", Payload: benchPayload(done + i)}
+			ps[i] = outbox.AppendParams{OrganizationID: benchOrgOf(done+i, orgs), EventType: "bench.event", Payload: benchPayload(done + i)}
 		}
 		if _, err := outbox.AppendBatch(ctx, db.Pool, ps); err != nil {
 			b.Fatal(err)
@@ -241,6 +248,11 @@ func retryingClient(b *testing.B, fake *svixtest.Server) *svix.Svix {
 // rawRetryingCreates sends n messages from benchInFlight goroutines with
 // the SDK's default retries; a create that still fails is sent again.
 func rawRetryingCreates(b *testing.B, client *svix.Svix, n int) {
+	rawRetryingCreatesOrgs(b, client, n, benchOrgs)
+}
+
+// rawRetryingCreatesOrgs is rawRetryingCreates over orgs organizations.
+func rawRetryingCreatesOrgs(b *testing.B, client *svix.Svix, n, orgs int) {
 	b.Helper()
 	ctx := context.Background()
 	var (
@@ -260,7 +272,7 @@ func rawRetryingCreates(b *testing.B, client *svix.Svix, n int) {
 				if i >= n {
 					return
 				}
-				org, eventID := benchOrg(i), fmt.Sprintf("evt-%d", i)
+				org, eventID := benchOrgOf(i, orgs), fmt.Sprintf("evt-%d", i)
 				for {
 					_, err := client.Message.Create(ctx, org, models.MessageIn{
 						EventType: "bench.event", EventId: &eventID, Payload: benchPayload(i),
@@ -303,4 +315,144 @@ func BenchmarkDegradedThroughput(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkOrganizations: a backlog spread over 100, 2,000 or 20,000
+// organizations (20,000 events: one each at the widest), drained by the
+// relay with its defaults beside the raw SDK loop over the same
+// organizations. Run with -benchtime 20000x for the README's figures.
+func BenchmarkOrganizations(b *testing.B) {
+	for _, orgs := range []int{100, 2000, 20000} {
+		for _, impl := range []string{"raw_sdk", "relay"} {
+			b.Run(fmt.Sprintf("orgs=%d/impl=%s", orgs, impl), func(b *testing.B) {
+				db, fake := benchSetup(b, 0)
+				if impl == "relay" {
+					preloadOrgs(b, db, b.N, orgs)
+				}
+				b.ResetTimer()
+				if impl == "relay" {
+					runRelayUntil(b, benchConfig(db, fake), db, fake, b.N)
+				} else {
+					rawRetryingCreatesOrgs(b, retryingClient(b, fake), b.N, orgs)
+					b.StopTimer()
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
+	}
+}
+
+// BenchmarkDeepBacklog drains a million events pending in one organization
+// for 20 s while five small organizations get an event every 50 ms each,
+// signalled after commit: the deep lane's steady rate (events/s per 5 s
+// window, min and max), the heap in use (MiB, min and max) and the small
+// organizations' commit → create latency (p50, p99).
+//
+//	go test -run '^$' -bench DeepBacklog -benchtime 1x -timeout 10m ./relay
+func BenchmarkDeepBacklog(b *testing.B) {
+	const deep, window, windows = 1_000_000, 5 * time.Second, 4
+	db, fake := benchSetup(b, 0)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+		SELECT gen_random_uuid(), 'org-deep', 'bench.event', '{"id": 1, "actor": "user_2f1c9a7e4b", "action": "document.updated"}'
+		FROM generate_series(1, $1)`, deep); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, "ANALYZE outbox_events"); err != nil {
+		b.Fatal(err)
+	}
+	cfg := benchConfig(db, fake)
+	r, err := relay.New(db.Pool, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	signaler, err := outbox.NewNotifySignaler(db.Pool, cfg.Channel)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	for !r.Ready() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.ResetTimer()
+	var (
+		mu          sync.Mutex
+		committedAt = map[string]time.Time{}
+		rates, heap []float64
+	)
+	stopSmall := make(chan struct{})
+	var small sync.WaitGroup
+	small.Add(1)
+	go func() {
+		defer small.Done()
+		tick := time.NewTicker(10 * time.Millisecond) // 5 organizations, each every 50 ms
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stopSmall:
+				return
+			case <-tick.C:
+			}
+			var res outbox.AppendResult
+			var at time.Time
+			timed := outbox.SignalerFunc(func(ctx context.Context, org string) error {
+				at = time.Now()
+				return signaler.SignalRelay(ctx, org)
+			})
+			err := outbox.WithTx(ctx, db.Pool, timed, func(tx *outbox.Tx) error {
+				var err error
+				res, err = outbox.Append(ctx, tx, outbox.AppendParams{OrganizationID: fmt.Sprintf("org-small-%d", i%5), EventType: "bench.event", Payload: benchPayload(i)})
+				return err
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			mu.Lock()
+			committedAt[res.EventID.String()] = at
+			mu.Unlock()
+		}
+	}()
+	deepCreated := func() int { return len(fake.MessagesFor("org-deep")) }
+	last := deepCreated()
+	for range windows {
+		time.Sleep(window)
+		now := deepCreated()
+		rates = append(rates, float64(now-last)/window.Seconds())
+		last = now
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		heap = append(heap, float64(m.HeapInuse)/(1<<20))
+	}
+	close(stopSmall)
+	small.Wait()
+	b.StopTimer()
+	time.Sleep(500 * time.Millisecond) // the last small events
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	var lat []time.Duration
+	mu.Lock()
+	for _, m := range fake.Messages() {
+		if at, ok := committedAt[m.EventID]; ok {
+			lat = append(lat, m.Timestamp.Sub(at))
+		}
+	}
+	mu.Unlock()
+	if len(lat) == 0 {
+		b.Fatal("no small organization's event was delivered")
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	sort.Float64s(rates)
+	sort.Float64s(heap)
+	b.ReportMetric(rates[0], "deep_min_events/s")
+	b.ReportMetric(rates[len(rates)-1], "deep_max_events/s")
+	b.ReportMetric(heap[0], "heap_min_MiB")
+	b.ReportMetric(heap[len(heap)-1], "heap_max_MiB")
+	b.ReportMetric(pct(0.5), "small_p50_ms")
+	b.ReportMetric(pct(0.99), "small_p99_ms")
 }

@@ -96,8 +96,9 @@ type Config struct {
 	// queue, so it cannot starve the others. Defaults to 100.
 	BatchSize int
 	// BatchMaxBytes bounds the payload bytes one lane turn claims (always at
-	// least one event), so memory stays bounded by Concurrency ×
-	// BatchMaxBytes whatever the payloads. Defaults to 1048576 (1 MiB).
+	// least one event), so memory stays bounded by 2 × Concurrency ×
+	// BatchMaxBytes (lanes in a turn at most) whatever the payloads.
+	// Defaults to 1048576 (1 MiB).
 	BatchMaxBytes int
 	// LeaseDuration is how long a claimed lane stays ours without being
 	// settled. A crashed holder's lane is taken over after it. A turn stops
@@ -155,7 +156,9 @@ type Config struct {
 	// (outbox.DefaultNotifyChannel).
 	Channel string
 	// DeliveredRetention is how long settled events are kept in
-	// outbox_deliveries (no payload: ids, Svix message id, timestamps).
+	// outbox_deliveries (no payload: ids, Svix message id, timestamps): at
+	// least that long, at most an hour longer (it is dropped an hourly
+	// partition at a time).
 	// Defaults to 24 hours. Negative keeps no history.
 	DeliveredRetention time.Duration
 	// ShutdownTimeout bounds how long Run waits, once its context ends, for

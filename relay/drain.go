@@ -41,7 +41,7 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 	}
 	stopAt := time.Now().Add(budget)
 	for time.Now().Before(stopAt) && ctx.Err() == nil {
-		rep, err := r.turn(ctx, ctx, organizationID, stopAt)
+		rep, err := r.turn(ctx, organizationID, stopAt)
 		if err != nil {
 			return res, err
 		}
@@ -57,6 +57,7 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 			break
 		}
 	}
+	r.pruneIfIdle(ctx)
 	var next *time.Time
 	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()

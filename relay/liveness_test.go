@@ -20,8 +20,8 @@ import (
 // instance holder (nil: a holder that does not heartbeat).
 func (b *bundle) holdLane(t *testing.T, org string, holder *uuid.UUID) {
 	t.Helper()
-	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_lanes (organization_id, lease_token, leased_until, leased_by, holder)
-		VALUES ($1, gen_random_uuid(), now() + interval '1 hour', 'another-replica', $2)`, org, holder)
+	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_lanes (organization_id, lease_token, leased_until, leased_by, holder, due_at)
+		VALUES ($1, gen_random_uuid(), now() + interval '1 hour', 'another-replica', $2, now())`, org, holder)
 	require.NoError(t, err)
 }
 

@@ -23,8 +23,8 @@ const (
 	idleLaneAge = time.Hour
 )
 
-// pruneLoop prunes history and idle lanes every pruneEvery, in a goroutine
-// of its own so that no amount of pruning delays a sweep.
+// pruneLoop prunes history and idle lanes at start and every pruneEvery,
+// in a goroutine of its own so that no amount of pruning delays a sweep.
 func (r *Relay) pruneLoop(ctx context.Context) {
 	every := pruneEvery
 	if r.cfg.DeliveredRetention >= 0 {
@@ -32,6 +32,7 @@ func (r *Relay) pruneLoop(ctx context.Context) {
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	r.prune(ctx) // this hour's partition, before the first settlement if it can
 	for {
 		select {
 		case <-ctx.Done():
@@ -42,12 +43,15 @@ func (r *Relay) pruneLoop(ctx context.Context) {
 	}
 }
 
-// prune deletes up to pruneBatchesPerTick batches of delivery history older
-// than DeliveredRetention, and idle lanes. One replica at a time prunes: the
-// others find the advisory lock taken and skip the tick.
+// prune maintains the history's partitions (creating the next hours',
+// dropping those past the retention), deletes up to pruneBatchesPerTick
+// batches of old rows from its default partition, and prunes idle lanes and
+// dead relays' rows. One replica at a time prunes: the others find the
+// advisory lock taken and skip the tick.
 func (r *Relay) prune(ctx context.Context) {
-	for range pruneBatchesPerTick {
-		n, err := r.pruneOnce(ctx)
+	r.lastPrune.Store(time.Now().UnixNano())
+	for i := range pruneBatchesPerTick {
+		n, err := r.pruneOnce(ctx, i == 0)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.WarnContext(ctx, "relay: prune failed", "error", err)
@@ -60,9 +64,11 @@ func (r *Relay) prune(ctx context.Context) {
 	}
 }
 
-// pruneOnce runs one batch under the prune lock and returns how many
-// history rows it deleted (0 when another replica holds the lock).
-func (r *Relay) pruneOnce(ctx context.Context) (int64, error) {
+// pruneOnce runs one step under the prune lock and returns how many rows
+// of the default history partition it deleted (0 when another replica
+// holds the lock). The first step of a tick also maintains the partitions
+// and prunes lanes and relays.
+func (r *Relay) pruneOnce(ctx context.Context, first bool) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
 	var deleted int64
@@ -71,18 +77,29 @@ func (r *Relay) pruneOnce(ctx context.Context) (int64, error) {
 		if err := tx.QueryRow(ctx, r.q.pruneLock, r.cfg.Schema).Scan(&locked); err != nil || !locked {
 			return err
 		}
-		if r.cfg.DeliveredRetention >= 0 {
-			tag, err := tx.Exec(ctx, r.q.pruneDeliveries, r.cfg.DeliveredRetention.Milliseconds(), pruneBatch)
-			if err != nil {
+		if first {
+			if err := r.maintainHistory(ctx, tx); err != nil {
 				return err
 			}
-			deleted = tag.RowsAffected()
+			if _, err := tx.Exec(ctx, r.q.pruneLanes, idleLaneAge.Milliseconds(), pruneBatch); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, r.q.pruneRelays); err != nil {
+				return err
+			}
 		}
-		if _, err := tx.Exec(ctx, r.q.pruneLanes, idleLaneAge.Milliseconds(), pruneBatch); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, r.q.pruneRelays)
+		tag, err := tx.Exec(ctx, r.q.pruneDefaultPartition, max(r.cfg.DeliveredRetention, 0).Milliseconds(), pruneBatch)
+		deleted = tag.RowsAffected()
 		return err
 	})
 	return deleted, err
+}
+
+// pruneIfIdle prunes when no Run does it (DrainOrganization alone), at most
+// every pruneEvery.
+func (r *Relay) pruneIfIdle(ctx context.Context) {
+	if r.running.Load() || time.Since(time.Unix(0, r.lastPrune.Load())) < pruneEvery {
+		return
+	}
+	r.prune(ctx)
 }

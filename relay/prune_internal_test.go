@@ -5,22 +5,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox/internal/pgtest"
 )
+
+// setupHistory returns a relay on a fresh schema whose pre-migration
+// history partition is detached, so the test controls every partition.
+func setupHistory(t *testing.T, retention time.Duration) (*Relay, *pgtest.DB) {
+	t.Helper()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	var legacy string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'outbox_deliveries'::regclass AND c.relname LIKE 'outbox_deliveries_before_%'`).Scan(&legacy))
+	_, err := db.Pool.Exec(ctx, "ALTER TABLE outbox_deliveries DETACH PARTITION "+legacy)
+	require.NoError(t, err)
+	r, err := New(db.Pool, Config{SvixToken: "t", DeliveredRetention: retention})
+	require.NoError(t, err)
+	return r, db
+}
 
 // One replica prunes at a time: while another holds the schema's prune
 // lock, a prune step deletes nothing.
 func TestPruneSkipsWhileAnotherReplicaPrunes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.New(t)
+	r, db := setupHistory(t, time.Hour)
 	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_deliveries (id, event_id, organization_id, event_type, outcome, attempts, created_at, settled_at)
 		SELECT g, gen_random_uuid(), 'org-h', 'test.event', 'delivered', 1, now() - interval '2 days', now() - interval '2 days'
 		FROM generate_series(1, 100) g`)
-	require.NoError(t, err)
-	r, err := New(db.Pool, Config{SvixToken: "t", DeliveredRetention: time.Hour})
 	require.NoError(t, err)
 
 	tx, err := db.Pool.Begin(ctx)
@@ -30,11 +45,84 @@ func TestPruneSkipsWhileAnotherReplicaPrunes(t *testing.T) {
 	require.NoError(t, tx.QueryRow(ctx, r.q.pruneLock, "").Scan(&got))
 	require.True(t, got)
 
-	n, err := r.pruneOnce(ctx)
+	n, err := r.pruneOnce(ctx, true)
 	require.NoError(t, err)
 	require.Zero(t, n, "pruned while another replica held the lock")
 	require.NoError(t, tx.Rollback(ctx))
-	n, err = r.pruneOnce(ctx)
+	n, err = r.pruneOnce(ctx, true)
 	require.NoError(t, err)
 	require.EqualValues(t, 100, n)
+}
+
+// partitions lists the history's partitions.
+func partitions(t *testing.T, db *pgtest.DB) []string {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'outbox_deliveries'::regclass ORDER BY 1`)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return names
+}
+
+// The history rolls over by the hour: partitions are made ahead, rows land
+// in theirs, and a partition is dropped whole once it ends before the
+// retention window; an event stays findable by its public id through the
+// index on every partition.
+func TestHistoryPartitionsRollOverAndDrop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r, db := setupHistory(t, 2*time.Hour)
+	clock := time.Date(2031, 3, 1, 10, 30, 0, 0, time.UTC)
+	r.now = func() time.Time { return clock }
+
+	r.prune(ctx)
+	require.Equal(t, []string{"outbox_deliveries_default", "outbox_deliveries_p2031030110",
+		"outbox_deliveries_p2031030111", "outbox_deliveries_p2031030112"}, partitions(t, db), "this hour and two ahead")
+
+	insert := func(id int, at time.Time) {
+		_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_deliveries (id, event_id, organization_id, event_type, outcome, attempts, created_at, settled_at)
+			VALUES ($1, gen_random_uuid(), 'org', 'x.y', 'delivered', 1, $2, $2)`, id, at)
+		require.NoError(t, err)
+	}
+	insert(1, clock.Add(-20*time.Minute)) // 10:10
+	insert(2, clock.Add(50*time.Minute))  // 11:20
+	var where string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT tableoid::regclass::text FROM outbox_deliveries WHERE id = 1").Scan(&where))
+	require.Equal(t, "outbox_deliveries_p2031030110", where, "a row lands in its hour's partition")
+
+	clock = time.Date(2031, 3, 1, 13, 5, 0, 0, time.UTC) // horizon 11:05
+	r.prune(ctx)
+	require.Equal(t, []string{"outbox_deliveries_default", "outbox_deliveries_p2031030111", "outbox_deliveries_p2031030112",
+		"outbox_deliveries_p2031030113", "outbox_deliveries_p2031030114", "outbox_deliveries_p2031030115"}, partitions(t, db),
+		"10:00-11:00 ended before the horizon and was dropped; 11:00-12:00 holds rows inside it")
+	var left []int
+	rows, err := db.Pool.Query(ctx, "SELECT id FROM outbox_deliveries ORDER BY id")
+	require.NoError(t, err)
+	left, err = pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	require.Equal(t, []int{2}, left)
+
+	// Found by public id through each partition's index, never a scan.
+	var eventID string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT event_id::text FROM outbox_deliveries WHERE id = 2").Scan(&eventID))
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, "SET LOCAL enable_seqscan = off")
+	require.NoError(t, err)
+	rows, err = tx.Query(ctx, "EXPLAIN SELECT * FROM outbox_deliveries WHERE event_id = $1", eventID)
+	require.NoError(t, err)
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	for _, line := range plan {
+		require.NotContains(t, line, "Seq Scan", "plan: %v", plan)
+	}
+	require.NoError(t, tx.Rollback(ctx)) // its locks would hold the drops below off
+
+	// No history kept: every partition that ended is dropped, none made.
+	r.cfg.DeliveredRetention = -1
+	clock = time.Date(2031, 3, 1, 15, 30, 0, 0, time.UTC)
+	r.prune(ctx)
+	require.Equal(t, []string{"outbox_deliveries_default", "outbox_deliveries_p2031030115"}, partitions(t, db))
 }

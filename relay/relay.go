@@ -54,14 +54,21 @@ type Relay struct {
 	log     *slog.Logger
 	limiter *rate.Limiter
 
-	sendSlots  chan struct{}
-	claimSlots chan struct{}
-	wake       chan struct{}
+	sendSlots chan struct{}
+	// settling counts lanes done sending, waiting for their settlement.
+	settling atomic.Int64
+	wake     chan struct{}
+	settles  chan *settleRequest // lanes done sending, to the settler
 
 	mu      sync.Mutex
 	queue   []string             // organizations waiting for a turn, FIFO
 	queued  map[string]struct{}  // members of queue
-	working map[string]*laneWork // lanes in a turn now
+	working map[string]*laneWork // lanes being claimed or in a turn now
+	// waiting holds lanes whose next turn cannot come before a time (a
+	// retry, a pause, another holder): a signal for them before then costs
+	// no database work. The sweep, which reads due times from the
+	// database, is not held back by it.
+	waiting map[string]time.Time
 	running atomic.Bool
 
 	authPausedUntil atomic.Int64 // unix nanoseconds
@@ -70,8 +77,15 @@ type Relay struct {
 	heartbeating    atomic.Bool  // Run is heartbeating: claims record the instance
 	lastBeat        atomic.Int64 // unix nanoseconds when the last successful heartbeat was sent
 	lastSweep       atomic.Int64 // unix nanoseconds of the last sweep that reached the database
+	lastPrune       atomic.Int64 // unix nanoseconds of the last prune tick
 	stats           stats
 	health          health // recent Svix calls, for quick retries
+
+	sweepMu sync.Mutex // one sweep at a time
+	sweeper sweeper
+
+	// now tells the time to history maintenance (tests move it).
+	now func() time.Time
 }
 
 var _ outbox.Signaler = (*Relay)(nil)
@@ -113,13 +127,12 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		svix:      client,
 		log:       cfg.Logger,
 		sendSlots: make(chan struct{}, cfg.Concurrency),
-		// Claims take at most half the pool, so settlements (which free
-		// lanes) and the sweep always find a connection.
-		claimSlots: make(chan struct{}, max(1, maxConns/2)),
-		wake:       make(chan struct{}, 1),
-		queued:     map[string]struct{}{},
-		working:    map[string]*laneWork{},
-		instance:   newInstance(),
+		wake:      make(chan struct{}, 1),
+		queued:    map[string]struct{}{},
+		working:   map[string]*laneWork{},
+		waiting:   map[string]time.Time{},
+		instance:  newInstance(),
+		now:       time.Now,
 	}
 	if cfg.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
@@ -128,18 +141,43 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 }
 
 // SignalRelay asks for a turn of the organization's lane soon. It never
-// blocks and bursts coalesce: an organization is queued at most once.
+// blocks and bursts coalesce: an organization is queued at most once, and a
+// lane known to be waiting (for a retry, a pause, another holder) is not
+// queued before its time.
 func (r *Relay) SignalRelay(_ context.Context, organizationID string) error {
 	r.enqueue(organizationID)
 	return nil
 }
 
-func (r *Relay) enqueue(orgs ...string) {
+// SignalRelays is SignalRelay for many organizations at once
+// (outbox.BatchSignaler): WithTx uses it after a commit.
+func (r *Relay) SignalRelays(_ context.Context, organizationIDs []string) error {
+	r.enqueue(organizationIDs...)
+	return nil
+}
+
+var _ outbox.BatchSignaler = (*Relay)(nil)
+
+// enqueue queues orgs for a turn, except lanes known to be waiting.
+func (r *Relay) enqueue(orgs ...string) { r.queueLanes(orgs, false) }
+
+// enqueueDue queues orgs the database says are due (the sweep, a dead
+// holder's lanes), whatever this relay thought they were waiting for.
+func (r *Relay) enqueueDue(orgs ...string) { r.queueLanes(orgs, true) }
+
+func (r *Relay) queueLanes(orgs []string, due bool) {
+	now := time.Now()
 	r.mu.Lock()
 	for _, org := range orgs {
 		if w, busy := r.working[org]; busy {
 			w.signalledAgain = true
 			continue
+		}
+		if until, ok := r.waiting[org]; ok {
+			if !due && now.Before(until) {
+				continue
+			}
+			delete(r.waiting, org)
 		}
 		if _, ok := r.queued[org]; ok {
 			continue
@@ -149,6 +187,16 @@ func (r *Relay) enqueue(orgs ...string) {
 	}
 	r.mu.Unlock()
 	r.poke()
+}
+
+// wait notes that org's lane needs no turn before until.
+func (r *Relay) wait(org string, until time.Time) {
+	if until.IsZero() || !until.After(time.Now()) {
+		return
+	}
+	r.mu.Lock()
+	r.waiting[org] = until
+	r.mu.Unlock()
 }
 
 func (r *Relay) poke() {
@@ -194,79 +242,23 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); r.pruneLoop(ctx) }()
 
 	var lanes sync.WaitGroup
-	laneDone := make(chan struct{}, 1)
-	r.dispatch(ctx, callCtx, &lanes, laneDone)
+	r.settles = make(chan *settleRequest, lanesPerCall*r.cfg.Concurrency)
+	settled := make(chan struct{})
+	go func() { defer close(settled); r.settleLoop(r.settles) }()
+	r.dispatch(ctx, callCtx, &lanes)
 
 	r.log.InfoContext(ctx, "relay: stopping, settling in-flight work", "timeout", r.cfg.ShutdownTimeout)
 	if !waitTimeout(&lanes, r.cfg.ShutdownTimeout) {
 		cancelCalls() // interrupt in-flight calls; their events are settled as unsent
 		lanes.Wait()
 	}
+	close(r.settles)
+	<-settled
 	bg.Wait()
 	r.leave()
 	r.lastSweep.Store(0)
 	r.log.InfoContext(ctx, "relay: stopped", "stats", r.Stats())
 	return nil
-}
-
-// dispatch starts lane turns from the queue until ctx ends.
-func (r *Relay) dispatch(ctx, callCtx context.Context, lanes *sync.WaitGroup, laneDone chan struct{}) {
-	for {
-		for {
-			org, ok := r.nextLane()
-			if !ok {
-				break
-			}
-			lanes.Add(1)
-			go func() {
-				defer lanes.Done()
-				r.runLane(ctx, callCtx, org)
-				select {
-				case laneDone <- struct{}{}:
-				default:
-				}
-			}()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.wake:
-		case <-laneDone:
-		}
-	}
-}
-
-// nextLane pops the next organization to work, if a lane may start now.
-func (r *Relay) nextLane() (string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.queue) == 0 || len(r.working) >= r.cfg.Concurrency || r.authPaused() || !r.alive() {
-		return "", false
-	}
-	org := r.queue[0]
-	r.queue[0] = ""
-	r.queue = r.queue[1:]
-	delete(r.queued, org)
-	r.working[org] = &laneWork{}
-	return org, true
-}
-
-// runLane works one turn and puts the organization back in the queue when
-// it has more to do now or was signalled meanwhile.
-func (r *Relay) runLane(ctx, callCtx context.Context, org string) {
-	rep, err := r.turn(ctx, callCtx, org, time.Time{})
-	if err != nil && ctx.Err() == nil {
-		r.log.WarnContext(callCtx, "relay: lane turn failed", "organization_id", org, "error", err)
-	}
-	r.mu.Lock()
-	signalled := r.working[org].signalledAgain
-	delete(r.working, org)
-	r.mu.Unlock()
-	if ctx.Err() == nil && err == nil && (rep.more || (signalled && !rep.rateLimited && !rep.authFailed)) {
-		r.enqueue(org)
-	} else {
-		r.poke()
-	}
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {

@@ -10,22 +10,142 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// settle records every outcome and releases (or pauses) the lane in one
-// round trip, retrying briefly if the database is unreachable. It runs
-// even while the relay shuts down. Every statement checks the lease token.
-func (r *Relay) settle(org string, token pgtype.UUID, events []event, results []result, rep *turnReport) error {
-	plan := r.planSettlement(events, results, rep)
+// settle records every outcome of the given lanes' turns and releases (or
+// pauses) each lane, in one round trip for all of them, retrying briefly if
+// the database is unreachable. It runs even while the relay shuts down.
+// Every statement checks each lane's lease token: a lane whose lease was
+// taken over settles nothing. It returns, per released lane, when the lane
+// is next due (zero: nothing left).
+func (r *Relay) settle(lanes []*lane) (map[string]time.Time, error) {
+	var plan batchPlan
+	for _, ln := range lanes {
+		plan.add(ln, r.planSettlement(ln.events, ln.results, &ln.rep))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseDuration/4)
 	defer cancel()
+	var due map[string]time.Time
 	err := retry(ctx, settleTries, 50*time.Millisecond, func(ctx context.Context) error {
 		// A fresh batch each try: pgx caches statement descriptions on the
 		// batch, which a new connection (after a reconnect) does not have.
-		return r.pool.SendBatch(ctx, plan.batch(r, org, token)).Close()
+		var err error
+		due, err = r.sendSettlement(ctx, plan.batch(r))
+		return err
 	})
-	if err == nil {
-		return nil
+	if err != nil {
+		return nil, fmt.Errorf("relay: settle %d lane(s) (their leases will expire and the events be sent again, deduplicated by eventId): %w", len(lanes), err)
 	}
-	return fmt.Errorf("relay: settle lane %s (its lease will expire and the events be sent again, deduplicated by eventId): %w", org, err)
+	for _, ln := range lanes {
+		r.stats.add(ln.rep.counts)
+		if ln.rep.rateLimited {
+			r.stats.rateLimited.Add(1)
+		}
+	}
+	return due, nil
+}
+
+// sendSettlement sends the settling statements and reads what the release
+// returned.
+func (r *Relay) sendSettlement(ctx context.Context, b *pgx.Batch) (map[string]time.Time, error) {
+	br := r.pool.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }()
+	for range b.Len() - 1 {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	due := map[string]time.Time{}
+	var (
+		org string
+		at  *time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&org, &at}, func() error {
+		due[org] = time.Time{}
+		if at != nil {
+			due[org] = *at
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return due, br.Close()
+}
+
+// batchPlan gathers the settlements of many lanes into arrays, one
+// statement per kind of outcome.
+type batchPlan struct {
+	done, retry, dead, unsent rows
+	doneMsgs                  []string
+	retryDelays               []int64
+	retryErrs, deadErrs       []string
+	deadStatuses              []int32
+	deadBodies                []string
+	release                   rows
+	pauses                    []int64
+}
+
+// rows are (id, organization, token) triples, as arrays.
+type rows struct {
+	ids    []int64
+	orgs   []string
+	tokens []pgtype.UUID
+}
+
+func (rs *rows) add(id int64, ln *lane) {
+	rs.ids = append(rs.ids, id)
+	rs.orgs = append(rs.orgs, ln.org)
+	rs.tokens = append(rs.tokens, ln.token)
+}
+
+// add merges one lane's plan.
+func (b *batchPlan) add(ln *lane, p *settlementPlan) {
+	for i, id := range p.doneIDs {
+		b.done.add(id, ln)
+		b.doneMsgs = append(b.doneMsgs, p.doneMsgs[i])
+	}
+	for i, id := range p.retryIDs {
+		b.retry.add(id, ln)
+		b.retryDelays, b.retryErrs = append(b.retryDelays, p.retryDelays[i]), append(b.retryErrs, p.retryErrs[i])
+	}
+	for i, id := range p.deadLetterIDs {
+		b.dead.add(id, ln)
+		b.deadErrs = append(b.deadErrs, p.deadLetterErrs[i])
+		b.deadStatuses, b.deadBodies = append(b.deadStatuses, p.statuses[i]), append(b.deadBodies, p.bodies[i])
+	}
+	for _, id := range p.unsentIDs {
+		b.unsent.add(id, ln)
+	}
+	b.release.add(0, ln)
+	b.pauses = append(b.pauses, p.pause.Milliseconds())
+}
+
+// batch builds the settling statements; the release comes last, so it sees
+// what the others left of each lane.
+func (b *batchPlan) batch(r *Relay) *pgx.Batch {
+	pb := &pgx.Batch{}
+	pb.Queue(sqlWriteSettings)
+	if len(b.done.ids) > 0 {
+		if r.cfg.DeliveredRetention < 0 {
+			pb.Queue(r.q.deliverNoHistory, b.done.ids, b.done.orgs, b.done.tokens)
+		} else {
+			pb.Queue(r.q.deliver, b.done.ids, b.done.orgs, b.done.tokens, b.doneMsgs)
+		}
+	}
+	if len(b.retry.ids) > 0 {
+		pb.Queue(r.q.retry, b.retry.ids, b.retry.orgs, b.retry.tokens, b.retryDelays, b.retryErrs)
+	}
+	if len(b.dead.ids) > 0 {
+		pb.Queue(r.q.deadLetter, b.dead.ids, b.dead.orgs, b.dead.tokens, b.deadErrs, b.deadStatuses, b.deadBodies)
+	}
+	if len(b.unsent.ids) > 0 {
+		pb.Queue(r.q.unsend, b.unsent.ids, b.unsent.orgs, b.unsent.tokens)
+	}
+	pb.Queue(r.q.release, b.release.orgs, b.release.tokens, b.pauses)
+	return pb
 }
 
 // settleTries is how many times a settlement is sent before the turn gives
@@ -83,33 +203,6 @@ func (r *Relay) planSettlement(events []event, results []result, rep *turnReport
 		}
 	}
 	return p
-}
-
-// batch builds the settling statements.
-func (p *settlementPlan) batch(r *Relay, org string, token pgtype.UUID) *pgx.Batch {
-	b := &pgx.Batch{}
-	if len(p.doneIDs) > 0 {
-		if r.cfg.DeliveredRetention < 0 {
-			b.Queue(r.q.deliverNoHistory, p.doneIDs, org, token)
-		} else {
-			b.Queue(r.q.deliver, p.doneIDs, org, token, p.doneMsgs)
-		}
-	}
-	if len(p.retryIDs) > 0 {
-		b.Queue(r.q.retry, p.retryIDs, org, token, p.retryDelays, p.retryErrs)
-	}
-	if len(p.deadLetterIDs) > 0 {
-		b.Queue(r.q.deadLetter, p.deadLetterIDs, org, token, p.deadLetterErrs, p.statuses, p.bodies)
-	}
-	if len(p.unsentIDs) > 0 {
-		b.Queue(r.q.unsend, p.unsentIDs, org, token)
-	}
-	if p.pause > 0 {
-		b.Queue(r.q.pauseLane, org, token, p.pause.Milliseconds())
-	} else {
-		b.Queue(r.q.releaseLane, org, token)
-	}
-	return b
 }
 
 // maxRetryAfter caps how long a 429's Retry-After may pause a lane, so a

@@ -1,11 +1,14 @@
 package relay
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/outboxrelay/outbox/internal/pgtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -133,4 +136,42 @@ func TestPlanSettlement(t *testing.T) {
 	var rep turnReport
 	p := r.planSettlement([]event{ev(9, 3)}, []result{{outcome: outcomeRetry, err: "503 {}"}}, &rep)
 	require.Equal(t, []string{"gave up after 3 attempts: 503 {}"}, p.deadLetterErrs)
+}
+
+// Lanes settled together in one round trip are fenced each by its own
+// token: a lane taken over meanwhile settles nothing, the others settle.
+func TestSharedSettlementIsFencedPerLane(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	for _, org := range []string{"org-kept", "org-stolen"} {
+		_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+			VALUES (gen_random_uuid(), $1, 'x.y', '{}')`, org)
+		require.NoError(t, err)
+	}
+	r, err := New(db.Pool, Config{SvixToken: "t"})
+	require.NoError(t, err)
+	rd, err := r.claim(ctx, []string{"org-kept", "org-stolen"})
+	require.NoError(t, err)
+	require.Len(t, rd.lanes, 2, "one claim, two lanes")
+	require.Equal(t, rd.lanes[0].token, rd.lanes[1].token, "lanes of one claim share its token")
+	_, err = db.Pool.Exec(ctx, "UPDATE outbox_lanes SET lease_token = gen_random_uuid() WHERE organization_id = 'org-stolen'")
+	require.NoError(t, err)
+	for _, ln := range rd.lanes {
+		ln.results = []result{{outcome: outcomeDelivered, messageID: "msg_" + ln.org}}
+		ln.rep = turnReport{leased: true}
+	}
+	due, err := r.settle(rd.lanes)
+	require.NoError(t, err)
+	_, released := due["org-stolen"]
+	require.False(t, released, "the stolen lane was not released by its old holder")
+	var left []string
+	rows, err := db.Pool.Query(ctx, "SELECT organization_id FROM outbox_events")
+	require.NoError(t, err)
+	left, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"org-stolen"}, left, "the stolen lane's event is still pending; the kept one's is settled")
+	var history int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox_deliveries WHERE svix_message_id = 'msg_org-kept'").Scan(&history))
+	require.Equal(t, 1, history)
 }

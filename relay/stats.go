@@ -30,13 +30,15 @@ type Stats struct {
 	AuthFailures uint64
 	// Turns counts lane turns that held the lease.
 	Turns uint64
+	// Claims counts claim round trips, each for up to 64 organizations.
+	Claims uint64
 }
 
 type stats struct {
 	delivered, skipped, retried, deadLettered atomic.Uint64
 	conflictsConfirmed, rateLimited           atomic.Uint64
 	foundBeforeCreate, quickRetries           atomic.Uint64
-	authFailures, turns                       atomic.Uint64
+	authFailures, turns, claims               atomic.Uint64
 }
 
 func (s *stats) add(c counts) {
@@ -54,5 +56,6 @@ func (r *Relay) Stats() Stats {
 		Delivered: s.delivered.Load(), Skipped: s.skipped.Load(), Retried: s.retried.Load(), QuickRetries: s.quickRetries.Load(),
 		DeadLettered: s.deadLettered.Load(), ConflictsConfirmed: s.conflictsConfirmed.Load(), FoundBeforeCreate: s.foundBeforeCreate.Load(),
 		RateLimited: s.rateLimited.Load(), AuthFailures: s.authFailures.Load(), Turns: s.turns.Load(),
+		Claims: s.claims.Load(),
 	}
 }

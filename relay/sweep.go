@@ -2,24 +2,49 @@ package relay
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
 const (
-	// sweepLimit bounds how many organizations one sweep queues.
+	// sweepLimit bounds how many organizations one sweep step queues.
 	sweepLimit = 10000
 	// backgroundTimeout bounds every query the relay runs on its own (the
 	// sweep, pruning, counts): a half-open connection must not hold one of
 	// them for the minutes TCP takes to notice.
 	backgroundTimeout = 5 * time.Second
+	// fullSweepEvery is how often the sweep also looks for pending events
+	// no lane knows of among all of them (an index skip through every
+	// pending organization), besides the new ones: for a transaction that
+	// committed late, with a low id, and whose signal was lost. The first
+	// sweep, and the first after LISTEN reconnects, do it too.
+	fullSweepEvery = 30 * time.Second
+	// sweepTrail is how many sweeps back the incremental step reads from:
+	// ids of transactions that committed within that many poll intervals of
+	// their insert are found even when higher ids committed first.
+	sweepTrail = 3
 )
+
+// sweeper is the sweep's memory between sweeps.
+type sweeper struct {
+	// trail holds the highest id seen by the last sweepTrail sweeps,
+	// oldest first; the next sweep reads ids above trail[0].
+	trail    []int64
+	lastFull time.Time
+	// full asks the next sweep to look at every pending organization.
+	full bool
+	// fullFrom is where a full sweep that filled its page goes on: the
+	// next sweep reads the organizations after it.
+	fullFrom string
+}
 
 // sweepLoop sweeps every PollInterval.
 func (r *Relay) sweepLoop(ctx context.Context) {
 	poll := time.NewTicker(r.cfg.PollInterval)
 	defer poll.Stop()
+	r.requestFullSweep()
 	r.sweep(ctx)
 	for {
 		select {
@@ -31,16 +56,48 @@ func (r *Relay) sweepLoop(ctx context.Context) {
 	}
 }
 
-// sweep queues every organization whose head event is due and whose lane
-// is free: events nobody signalled, retries whose time has come, lanes
-// whose holder died.
+// requestFullSweep makes the next sweep look at every pending organization
+// (notifications sent while LISTEN was down are lost).
+func (r *Relay) requestFullSweep() {
+	r.sweepMu.Lock()
+	r.sweeper.full = true
+	r.sweepMu.Unlock()
+}
+
+// sweep queues the lanes that need a turn and nobody signalled: lanes whose
+// due time has come (retries, pauses that ended, a dead holder's lanes,
+// leftovers), organizations with new events, and, every fullSweepEvery,
+// every organization with pending events no lane knows of. Its cost follows
+// what it returns and what was appended since the last sweeps, never the
+// backlog: a million events waiting in one organization are one row of the
+// lane index.
 func (r *Relay) sweep(ctx context.Context) {
+	r.sweepMu.Lock()
+	defer r.sweepMu.Unlock()
 	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
-	rows, err := r.pool.Query(qctx, r.q.dueLanes, sweepLimit)
-	var orgs []string
+	var due, found []string
+	err := pgx.BeginTxFunc(qctx, r.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(qctx, sqlReadSettings); err != nil {
+			return err
+		}
+		var err error
+		if due, err = collectOrgs(qctx, tx, r.q.dueLanes, sweepLimit); err != nil {
+			return err
+		}
+		if found, err = r.sweepNew(qctx, tx); err != nil {
+			return err
+		}
+		if r.sweeper.full || r.sweeper.fullFrom != "" || time.Since(r.sweeper.lastFull) >= fullSweepEvery {
+			more, err := r.sweepUndiscovered(qctx, tx)
+			found = append(found, more...)
+			return err
+		}
+		return nil
+	})
 	if err == nil {
-		orgs, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		r.enqueueDue(shuffled(due)...)
+		r.enqueue(shuffled(found)...)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -49,9 +106,104 @@ func (r *Relay) sweep(ctx context.Context) {
 		return
 	}
 	r.lastSweep.Store(time.Now().UnixNano())
-	if len(orgs) > 0 {
-		r.enqueue(orgs...)
+}
+
+// sweepNew returns the undiscovered organizations with events appended
+// since the last sweeps.
+func (r *Relay) sweepNew(ctx context.Context, tx pgx.Tx) ([]string, error) {
+	sw := &r.sweeper
+	if len(sw.trail) == 0 {
+		// Start at the end: what is already pending is the full sweep's.
+		var top int64
+		if err := tx.QueryRow(ctx, r.q.maxEventID).Scan(&top); err != nil {
+			return nil, err
+		}
+		sw.trail = []int64{top}
+		return nil, nil
 	}
+	rows, err := tx.Query(ctx, r.q.newEvents, sw.trail[0])
+	if err != nil {
+		return nil, err
+	}
+	var (
+		orgs []string
+		org  string
+		top  = sw.trail[len(sw.trail)-1]
+		high int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&org, &high}, func() error {
+		orgs = append(orgs, org)
+		top = maxOf(top, high)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(orgs) == 0 { // the highest id comes with a row; ask for it alone
+		if err := tx.QueryRow(ctx, r.q.maxEventID).Scan(&high); err != nil {
+			return nil, err
+		}
+		top = maxOf(top, high)
+	}
+	sw.trail = append(sw.trail, top)
+	if len(sw.trail) > sweepTrail {
+		sw.trail = sw.trail[1:]
+	}
+	return orgs, nil
+}
+
+func maxOf(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// sweepUndiscovered returns a page of the organizations with pending
+// events no lane knows of, and notes where the next page starts (the next
+// sweep reads it) until the scan reaches the last organization.
+func (r *Relay) sweepUndiscovered(ctx context.Context, tx pgx.Tx) ([]string, error) {
+	sw := &r.sweeper
+	rows, err := tx.Query(ctx, r.q.undiscovered, sweepLimit, sw.fullFrom)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		orgs      []string
+		org, last *string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&org, &last}, func() error {
+		if org != nil {
+			orgs = append(orgs, *org)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sw.full = false
+	if last == nil { // past the last organization
+		sw.fullFrom, sw.lastFull = "", time.Now()
+	} else {
+		sw.fullFrom = *last
+	}
+	return orgs, nil
+}
+
+// collectOrgs runs a query returning organization ids.
+func collectOrgs(ctx context.Context, tx pgx.Tx, sql string, limit int) ([]string, error) {
+	rows, err := tx.Query(ctx, sql, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// shuffled puts orgs in this relay's own random order, so that replicas
+// sweeping the same due lanes claim different ones first.
+func shuffled(orgs []string) []string {
+	rand.Shuffle(len(orgs), func(i, j int) { orgs[i], orgs[j] = orgs[j], orgs[i] })
+	return orgs
 }
 
 // sweptRecently reports whether a sweep reached the database lately: within

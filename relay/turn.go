@@ -1,17 +1,11 @@
 package relay
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"time"
-
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // turnReport says what one lane turn did.
@@ -33,115 +27,60 @@ type counts struct {
 	Delivered, Skipped, Retried, DeadLettered, Unsent int
 }
 
-// turn works one organization's lane once: take the lease and claim up to
-// BatchSize due events (one round trip), send them, then settle every
-// outcome and give the lease back (one round trip). It starts no new call
-// after stopAt or once ctx ends, nor after a failure that blocks the lane
-// (a retry with one event in flight, 429, 401/403). Calls already in flight
-// run on under callCtx, which outlives ctx during a graceful shutdown.
-func (r *Relay) turn(ctx, callCtx context.Context, org string, stopAt time.Time) (rep turnReport, err error) {
-	// A panic here is a bug of ours; it must cost one lane (its lease
-	// expires and another turn retries it), never the process.
+// work sends a claimed lane's events: it sends them in order,
+// PerOrgInFlight at a time, and notes what the turn did. It starts no new
+// call after stopAt (at most half the lease after the claim) or once ctx
+// ends, nor after a failure that blocks the lane (a retry with one event in
+// flight, 429, 401/403). Calls already in flight run on under callCtx,
+// which outlives ctx during a graceful shutdown, but never past three
+// quarters of the lease: whatever is still in flight then is cut off and
+// settled as unsent, leaving the last quarter for the settlement.
+func (r *Relay) work(ctx, callCtx context.Context, ln *lane, stopAt time.Time) {
+	// A panic here is a bug of ours; it must cost one lane (its events are
+	// settled as unsent and retried), never the process.
 	defer func() {
 		if v := recover(); v != nil {
-			r.log.ErrorContext(ctx, "relay: lane turn panicked; the lane waits for its lease to expire",
-				"organization_id", org, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			err = fmt.Errorf("relay: lane turn of %s panicked: %v", org, v)
+			r.log.ErrorContext(ctx, "relay: lane turn panicked; its events go back unsent",
+				"organization_id", ln.org, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			ln.results, ln.blocked = make([]result, len(ln.events)), true
+			ln.rep = turnReport{leased: true}
 		}
 	}()
+	if leaseStop := ln.claimedAt.Add(r.cfg.LeaseDuration / 2); stopAt.IsZero() || leaseStop.Before(stopAt) {
+		stopAt = leaseStop
+	}
+	callCtx, cancel := context.WithDeadline(callCtx, ln.claimedAt.Add(r.cfg.LeaseDuration*3/4))
+	ln.results, ln.blocked = r.sendAll(ctx, callCtx, ln.org, ln.events, stopAt)
+	cancel()
+	ln.rep = turnReport{leased: true, more: !ln.blocked && (len(ln.events) == r.cfg.BatchSize || ln.cutByBytes || !lastSent(ln.results))}
+}
+
+// turn works one organization's lane once, outside Run (DrainOrganization):
+// claim it, send its events, settle them.
+func (r *Relay) turn(ctx context.Context, org string, stopAt time.Time) (turnReport, error) {
 	if err := ctx.Err(); err != nil {
 		return turnReport{}, err
 	}
 	if r.authPaused() {
 		return turnReport{authFailed: true}, nil // nothing can be sent until the pause ends
 	}
-	pgToken := pgtype.UUID{Bytes: uuid.New(), Valid: true}
-	claimedAt := time.Now()
 	// The claim is not interrupted once sent: a claim the server committed
 	// while the client gave up would hold the lane until its lease expired.
-	select {
-	case r.claimSlots <- struct{}{}:
-	case <-ctx.Done():
-		return turnReport{}, ctx.Err()
-	}
 	claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LeaseDuration/2)
-	c, err := r.claim(claimCtx, org, pgToken)
+	rd, err := r.claim(claimCtx, []string{org})
 	cancel()
-	<-r.claimSlots
-	if err != nil || !c.leased {
-		return turnReport{leased: c.leased, empty: c.empty}, err
-	}
-	events := c.events
-	if leaseStop := claimedAt.Add(r.cfg.LeaseDuration / 2); stopAt.IsZero() || leaseStop.Before(stopAt) {
-		stopAt = leaseStop
-	}
-	// No call may outlive the lease: whatever is still in flight at three
-	// quarters of it is cut off and settled as unsent, leaving the last
-	// quarter for the settlement.
-	callCtx, cancel = context.WithDeadline(callCtx, claimedAt.Add(r.cfg.LeaseDuration*3/4))
-	results, blocked := r.sendAll(ctx, callCtx, org, events, stopAt)
-	cancel()
-	rep = turnReport{leased: true, more: !blocked && (len(events) == r.cfg.BatchSize || c.cutByBytes || !lastSent(results))}
-	if err := r.settle(org, pgToken, events, results, &rep); err != nil {
-		return rep, err
-	}
-	r.stats.add(rep.counts)
-	if rep.rateLimited {
-		r.stats.rateLimited.Add(1)
-	}
-	return rep, nil
-}
-
-// claimed is what a claim got.
-type claimed struct {
-	events []event
-	// leased: the lease is ours (else events is empty).
-	leased bool
-	// empty: the organization has no events at all (and no lease was taken).
-	empty bool
-	// cutByBytes: more events were due but BatchMaxBytes stopped the claim.
-	cutByBytes bool
-}
-
-// claim takes the lane's lease and claims its due head events.
-func (r *Relay) claim(ctx context.Context, org string, token pgtype.UUID) (claimed, error) {
-	batch := &pgx.Batch{}
-	batch.Queue(r.q.claimLane, org, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, r.holder())
-	batch.Queue(r.q.claimEvents, org, r.cfg.BatchSize, token, r.cfg.BatchMaxBytes)
-	br := r.pool.SendBatch(ctx, batch)
-	defer func() { _ = br.Close() }() // closed and checked below on success
-
-	var leased, hasEvents bool
-	if err := br.QueryRow().Scan(&leased, &hasEvents); err != nil {
-		return claimed{}, fmt.Errorf("relay: claim lane %s: %w", org, err)
-	}
-	if !leased {
-		return claimed{empty: !hasEvents}, nil
-	}
-	c := claimed{leased: true}
-	rows, err := br.Query()
 	if err != nil {
-		return c, fmt.Errorf("relay: claim events of %s: %w", org, err)
+		return turnReport{}, err
 	}
-	var (
-		ev event
-		id pgtype.UUID
-	)
-	_, err = pgx.ForEachRow(rows, []any{&ev.id, &id, &ev.eventType, &ev.payload, &ev.attempts, &ev.createdAt, &c.cutByBytes}, func() error {
-		ev.eventID = id.Bytes
-		c.events = append(c.events, ev)
-		ev.payload = nil // ForEachRow reuses the scan targets
-		return nil
-	})
-	if err != nil {
-		return c, fmt.Errorf("relay: claim events of %s: %w", org, err)
+	if len(rd.lanes) == 0 {
+		return turnReport{empty: len(rd.empty) > 0}, nil
 	}
-	if err := br.Close(); err != nil {
-		return c, fmt.Errorf("relay: claim lane %s: %w", org, err)
+	ln := rd.lanes[0]
+	r.work(ctx, ctx, ln, stopAt)
+	if _, err := r.settle([]*lane{ln}); err != nil {
+		return ln.rep, err
 	}
-	// UPDATE ... RETURNING gives no order.
-	slices.SortFunc(c.events, func(a, b event) int { return cmp.Compare(a.id, b.id) })
-	return c, nil
+	return ln.rep, nil
 }
 
 // sendAll resolves the organization's destination and sends its events,

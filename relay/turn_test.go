@@ -21,8 +21,8 @@ func TestAbandonedLeaseIsTakenOverAfterExpiry(t *testing.T) {
 	b := setup(t)
 	committed := b.appendCommitted(t, []string{"org-held"}, 5)
 	// A holder that died mid-lane: its lease runs for another 3 seconds.
-	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_lanes (organization_id, lease_token, leased_until, leased_by)
-		VALUES ('org-held', $1, now() + interval '3 seconds', 'dead-process')`, uuid.New())
+	_, err := b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_lanes (organization_id, lease_token, leased_until, leased_by, due_at)
+		VALUES ('org-held', $1, now() + interval '3 seconds', 'dead-process', now())`, uuid.New())
 	require.NoError(t, err)
 
 	r, _ := b.start(t)

@@ -18,7 +18,15 @@ const (
 	DeadLetters = "outbox_dead_letters"
 	Deliveries  = "outbox_deliveries"
 	Relays      = "outbox_relays"
-	Migrations  = "outbox_schema_migrations"
+	// DeliveriesDefault is the history's default partition; the hourly
+	// ones are named DeliveriesPartitionPrefix + YYYYMMDDHH (UTC).
+	DeliveriesDefault = "outbox_deliveries_default"
+	// DeliveriesPartitionPrefix starts an hourly history partition's name.
+	DeliveriesPartitionPrefix = "outbox_deliveries_p"
+	// DeliveriesBeforePrefix starts the name of the partition that holds
+	// the history from before migration 0004, up to the hour it names.
+	DeliveriesBeforePrefix = "outbox_deliveries_before_"
+	Migrations             = "outbox_schema_migrations"
 )
 
 // ErrInvalidSchema is wrapped by errors about an unusable schema name.
@@ -91,6 +99,7 @@ func (s Schema) Expand(sql string) string {
 		"{dead_letters}", s.Table(DeadLetters),
 		"{deliveries}", s.Table(Deliveries),
 		"{relays}", s.Table(Relays),
+		"{deliveries_default}", s.Table(DeliveriesDefault),
 		"{migrations}", s.Table(Migrations),
 	).Replace(sql)
 }

@@ -1,0 +1,135 @@
+package relay
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// lane is one organization's turn: its lease, the events it claimed and,
+// once sent, what became of them.
+type lane struct {
+	org       string
+	token     pgtype.UUID
+	claimedAt time.Time
+	events    []event
+	// cutByBytes: more events were due but BatchMaxBytes stopped the claim.
+	cutByBytes bool
+	results    []result
+	// blocked: a failure holds the lane (its head waits for a retry, a
+	// pause, the resolver), so no other turn should follow at once.
+	blocked bool
+	rep     turnReport
+}
+
+// round is what one claim statement got for the organizations it asked for.
+type round struct {
+	// lanes were taken; a lane whose head is not due has no events, and is
+	// released at once with its due time.
+	lanes []*lane
+	// waiting are lanes not taken (another holder, a pause), with the time
+	// before which a signal for them need cost no database work.
+	waiting map[string]time.Time
+	// empty organizations have no events at all.
+	empty []string
+}
+
+// claim takes the leases of orgs' lanes and claims their due head events,
+// in one round trip, however many organizations: every lane taken shares
+// one lease token.
+func (r *Relay) claim(ctx context.Context, orgs []string) (round, error) {
+	r.stats.claims.Add(1)
+	token := pgtype.UUID{Bytes: uuid.New(), Valid: true}
+	claimedAt := time.Now()
+	batch := &pgx.Batch{}
+	batch.Queue(sqlWriteSettings)
+	batch.Queue(r.q.claim, orgs, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, r.holder(), r.cfg.BatchSize, r.cfg.BatchMaxBytes)
+	batch.Queue(r.q.laneStates, orgs, token)
+	br := r.pool.SendBatch(ctx, batch)
+	defer func() { _ = br.Close() }() // closed and checked below on success
+
+	if _, err := br.Exec(); err != nil {
+		return round{}, fmt.Errorf("relay: claim: %w", err)
+	}
+	byOrg := map[string]*lane{}
+	rows, err := br.Query()
+	if err != nil {
+		return round{}, fmt.Errorf("relay: claim: %w", err)
+	}
+	var (
+		org string
+		ev  event
+		id  pgtype.UUID
+		due int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&org, &ev.id, &id, &ev.eventType, &ev.payload, &ev.attempts, &ev.createdAt, &due}, func() error {
+		ln := byOrg[org]
+		if ln == nil {
+			ln = &lane{org: org, token: token, claimedAt: claimedAt}
+			byOrg[org] = ln
+		}
+		ev.eventID = id.Bytes
+		ln.events = append(ln.events, ev)
+		ln.cutByBytes = due > len(ln.events) // settles on the lane's last row
+		ev.payload = nil                     // ForEachRow reuses the scan targets
+		return nil
+	})
+	if err != nil {
+		return round{}, fmt.Errorf("relay: claim: %w", err)
+	}
+	var rd round
+	rd.waiting = map[string]time.Time{}
+	seen := map[string]bool{}
+	var (
+		taken                           bool
+		leasedUntil, pausedUntil, dueAt *time.Time
+	)
+	rows, err = br.Query()
+	if err != nil {
+		return round{}, fmt.Errorf("relay: claim: lane states: %w", err)
+	}
+	now := time.Now()
+	_, err = pgx.ForEachRow(rows, []any{&org, &taken, &leasedUntil, &pausedUntil, &dueAt}, func() error {
+		seen[org] = true
+		switch {
+		case taken:
+			ln := byOrg[org]
+			if ln == nil { // taken, but its head is not due
+				ln = &lane{org: org, token: token, claimedAt: claimedAt}
+				byOrg[org] = ln
+			}
+			rd.lanes = append(rd.lanes, ln)
+		case pausedUntil != nil && pausedUntil.After(now):
+			rd.waiting[org] = *pausedUntil
+		case leasedUntil != nil && leasedUntil.After(now):
+			// Another holder works it; its release records the lane's due
+			// time, which the sweep reads. Signals meanwhile cost nothing.
+			rd.waiting[org] = now.Add(r.cfg.PollInterval)
+		default: // free and not taken: nothing to deliver
+			rd.empty = append(rd.empty, org)
+		}
+		return nil
+	})
+	if err != nil {
+		return round{}, fmt.Errorf("relay: claim: lane states: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return round{}, fmt.Errorf("relay: claim: %w", err)
+	}
+	for _, o := range orgs {
+		if !seen[o] {
+			rd.empty = append(rd.empty, o)
+		}
+	}
+	for _, ln := range rd.lanes {
+		// UPDATE ... RETURNING gives no order.
+		slices.SortFunc(ln.events, func(a, b event) int { return cmp.Compare(a.id, b.id) })
+	}
+	return rd, nil
+}

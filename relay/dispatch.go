@@ -1,0 +1,159 @@
+package relay
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+const (
+	// claimRoundMax bounds the organizations one claim statement asks for.
+	claimRoundMax = 64
+	// claimsInFlight is how many claim statements may be on their way at
+	// once, so that one round trip's latency does not idle the lanes.
+	claimsInFlight = 2
+	// lanesPerCall bounds the lanes in a turn per Svix call in flight
+	// (Concurrency), counting those waiting for their settlement.
+	lanesPerCall = 4
+	// claimRoundMin is the smallest round worth a claim while other lanes
+	// are in a turn: their ends free more slots soon, and a bigger round
+	// costs less per lane than two small ones.
+	claimRoundMin = 16
+)
+
+// dispatch claims queued lanes, many per round trip, and starts a goroutine
+// per lane taken, until ctx ends.
+func (r *Relay) dispatch(ctx, callCtx context.Context, lanes *sync.WaitGroup) {
+	claims := make(chan struct{}, claimsInFlight)
+	var claiming sync.WaitGroup
+	defer claiming.Wait()
+	for {
+		select {
+		case claims <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		orgs := r.takeQueued(claimRoundMax)
+		if len(orgs) == 0 {
+			<-claims
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.wake:
+			}
+			continue
+		}
+		claiming.Add(1)
+		go func() {
+			defer claiming.Done()
+			defer func() { <-claims; r.poke() }()
+			if !r.claimAndStart(ctx, callCtx, orgs, lanes) {
+				// The database did not answer: the lanes go back to the
+				// sweep, and the next claim waits a moment.
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		}()
+	}
+}
+
+// takeQueued pops up to n queued organizations for a claim, as many as
+// there are free lane slots, and marks them working. While other lanes are
+// in a turn it waits for claimRoundMin free slots (a quarter of Concurrency
+// if smaller, or the whole queue if shorter). It pops none while delivery is paused for a bad token or this
+// relay is fenced.
+func (r *Relay) takeQueued(n int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Lanes still to send (being claimed, or sending) are at most
+	// Concurrency: a relay must not hold lanes it cannot work while other
+	// replicas could. Lanes done sending, waiting for their settlement,
+	// leave room for the next claim, which so overlaps their round trip.
+	sending := len(r.working) - int(r.settling.Load())
+	n = min(n, r.cfg.Concurrency-sending, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue))
+	if n <= 0 || r.authPaused() || !r.alive() {
+		return nil
+	}
+	if len(r.working) > 0 && n < min(claimRoundMin, max(r.cfg.Concurrency/4, 1), len(r.queue)) {
+		return nil // a lane's end pokes the dispatcher
+	}
+	orgs := make([]string, n)
+	copy(orgs, r.queue)
+	clear(r.queue[:n])
+	r.queue = r.queue[n:]
+	for _, org := range orgs {
+		delete(r.queued, org)
+		r.working[org] = &laneWork{}
+	}
+	return orgs
+}
+
+// claimAndStart claims orgs' lanes in one round trip and starts each lane
+// taken. It reports whether the claim reached the database.
+func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, lanes *sync.WaitGroup) bool {
+	// The claim is not interrupted once sent: a claim the server committed
+	// while the client gave up would hold the lanes until their leases
+	// expired.
+	claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LeaseDuration/2)
+	rd, err := r.claim(claimCtx, orgs)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.WarnContext(ctx, "relay: claim failed", "organizations", len(orgs), "error", err)
+		}
+		for _, org := range orgs {
+			r.finish(org, turnReport{}, time.Time{}, false)
+		}
+		return false
+	}
+	for org, until := range rd.waiting {
+		r.finish(org, turnReport{}, until, false)
+	}
+	for _, org := range rd.empty {
+		r.finish(org, turnReport{empty: true}, time.Time{}, false)
+	}
+	for _, ln := range rd.lanes {
+		lanes.Add(1)
+		go func() {
+			defer lanes.Done()
+			r.runLane(ctx, callCtx, ln)
+		}()
+	}
+	return true
+}
+
+// runLane sends a claimed lane's events, has the settler settle them with
+// other lanes', and puts the organization back in the queue when it has
+// more to do now or was signalled meanwhile.
+func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane) {
+	r.work(ctx, callCtx, ln, time.Time{})
+	req := &settleRequest{ln: ln, done: make(chan settled, 1)}
+	r.settling.Add(1)
+	r.poke() // room for a claim while this lane is settled
+	r.settles <- req
+	res := <-req.done
+	r.settling.Add(-1)
+	if res.err != nil && ctx.Err() == nil {
+		r.log.WarnContext(callCtx, "relay: lane turn failed", "organization_id", ln.org, "error", res.err)
+	}
+	r.finish(ln.org, ln.rep, res.due, res.err == nil)
+}
+
+// finish ends an organization's turn: it leaves the working set, waits
+// until its due time if that is ahead, and goes back in the queue at once
+// if it has more due now or was signalled during the turn.
+func (r *Relay) finish(org string, rep turnReport, due time.Time, settled bool) {
+	r.mu.Lock()
+	w := r.working[org]
+	delete(r.working, org)
+	signalled := w != nil && w.signalledAgain
+	r.mu.Unlock()
+	r.wait(org, due)
+	if settled && (rep.more || (signalled && !rep.rateLimited && !rep.authFailed)) {
+		r.enqueue(org)
+	} else {
+		r.poke()
+	}
+}

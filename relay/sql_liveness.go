@@ -1,0 +1,25 @@
+package relay
+
+// sqlHeartbeat proves this relay alive until $3 ms from now. $1 instance,
+// $2 name.
+const sqlHeartbeat = `
+INSERT INTO {relays} AS r (instance, name, alive_until) VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+ON CONFLICT (instance) DO UPDATE SET alive_until = EXCLUDED.alive_until, mourned = false`
+
+// sqlMourn marks every other relay whose heartbeat went stale as mourned,
+// once, and returns them: the relay that mourns one queues its lanes. $1
+// this relay's instance.
+const sqlMourn = `
+UPDATE {relays} SET mourned = true
+WHERE alive_until < now() AND NOT mourned AND instance <> $1
+RETURNING instance`
+
+// sqlOrphanedLanes lists the lanes the given dead instances held. $1
+// instances. (A scan of the lanes, run only when a relay was found dead.)
+const sqlOrphanedLanes = `SELECT organization_id FROM {lanes} WHERE holder = ANY($1) AND lease_token IS NOT NULL`
+
+// sqlLeave removes this relay's heartbeat row on a clean stop. $1 instance.
+const sqlLeave = `DELETE FROM {relays} WHERE instance = $1`
+
+// sqlPruneRelays deletes relay rows stale for an hour.
+const sqlPruneRelays = `DELETE FROM {relays} WHERE alive_until < now() - interval '1 hour'`

@@ -1,0 +1,60 @@
+package relay
+
+// sqlDueLanes lists the free, unpaused lanes whose due time has come (a
+// retry, the end of a pause, a turn's leftovers, a dead holder's lane:
+// claiming sets due_at to now), oldest first. It reads the partial index on
+// due_at: its cost is the number of lanes it returns, whatever the backlog
+// behind them. $1 limit.
+const sqlDueLanes = `
+SELECT l.organization_id
+FROM {lanes} l
+WHERE l.due_at <= now() AND ` + laneFree + `
+  AND (l.paused_until IS NULL OR l.paused_until <= now())
+ORDER BY l.due_at
+LIMIT $1`
+
+// undiscovered keeps the organizations (o.org) whose events no lane knows
+// of: no lane row, or an idle one (due_at NULL: nothing was pending when it
+// was last released). A lane with a due time is found by sqlDueLanes when
+// that time comes; its new events wait behind its head anyway.
+const undiscovered = `
+LEFT JOIN {lanes} l ON l.organization_id = o.org
+WHERE l.organization_id IS NULL OR (l.due_at IS NULL AND ` + laneFree + `)`
+
+// sqlNewEvents lists the undiscovered organizations with events of id above
+// $1, and the highest id. It reads the primary key from $1 on: what was
+// appended since the last sweeps, not the backlog.
+const sqlNewEvents = `
+WITH fresh AS (
+    SELECT organization_id, id FROM {events} WHERE id > $1
+), o AS (
+    SELECT DISTINCT organization_id AS org FROM fresh
+)
+SELECT o.org, (SELECT coalesce(max(id), $1) FROM fresh) FROM o ` + undiscovered
+
+// sqlMaxEventID is the highest pending id (0 when none), where the
+// incremental sweep starts.
+const sqlMaxEventID = `SELECT coalesce(max(id), 0) FROM {events}`
+
+// sqlUndiscovered lists every undiscovered organization with pending
+// events by skipping through the (organization_id, id) index one
+// organization at a time: its cost is the number of organizations pending,
+// never the number of events (a million in one organization is one step).
+// $1 limit, $2 the organization to start after (” = from the first).
+// Returns the organizations and, with each, the last one the scan visited
+// (where the next page starts).
+const sqlUndiscovered = `
+WITH RECURSIVE orgs(org) AS (
+    (SELECT organization_id FROM {events} WHERE organization_id > $2 ORDER BY organization_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.organization_id FROM {events} e WHERE e.organization_id > orgs.org
+            ORDER BY e.organization_id LIMIT 1)
+    FROM orgs WHERE orgs.org IS NOT NULL
+), page AS (
+    SELECT org FROM orgs WHERE org IS NOT NULL LIMIT $1
+), o AS (
+    SELECT org FROM page
+)
+SELECT o.org, (SELECT max(org) FROM page) FROM o ` + undiscovered + `
+UNION ALL
+SELECT NULL, (SELECT max(org) FROM page)`
