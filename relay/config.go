@@ -165,6 +165,18 @@ type Config struct {
 	// in-flight calls to finish and be settled. Defaults to 10 seconds.
 	ShutdownTimeout time.Duration
 
+	// Delegate, when set, makes Run hand every organization it would give a
+	// turn (a NOTIFY, SignalRelay, the sweep's due and newly found lanes, a
+	// dead replica's lanes) to Delegate instead of working its lane: with
+	// the Temporal integration's Signaler, Run becomes the safety net that
+	// starts the workflow of every organization whose signal was lost,
+	// while the workflows drain the lanes with DrainOrganization. Run still
+	// heartbeats (so the DrainOrganization calls of this process are fenced
+	// and taken over like a relay's turns), sweeps and maintains history.
+	// Organizations go to it in batches of up to 1000 when it is an
+	// outbox.BatchSignaler. Defaults to nil: Run works the lanes itself.
+	Delegate outbox.Signaler
+
 	// Logger receives the relay's logs. Tokens are never logged, payloads
 	// only at debug level. Defaults to slog.Default().
 	Logger *slog.Logger

@@ -27,6 +27,13 @@ type DrainResult struct {
 	// NextAttemptAt is when the earliest remaining event is due (zero when
 	// none remain). It may be in the past: due now.
 	NextAttemptAt time.Time
+	// NextTurnAt is when the next DrainOrganization can deliver something
+	// (zero when nothing remains; in the past when that is now): the lane's
+	// due time, since the events behind a head that waits for a retry wait
+	// with it, or later while the lane is held (a 429 pause, another
+	// holder's turn) or delivery is paused for a bad token. A workflow that
+	// drives the lane sleeps until then.
+	NextTurnAt time.Time
 }
 
 // DrainOrganization works one organization's lane for up to budget: turn
@@ -40,6 +47,7 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 		return res, fmt.Errorf("%w, got %s", ErrInvalidBudget, budget)
 	}
 	stopAt := time.Now().Add(budget)
+	var held time.Time // the lane is held until then
 	for time.Now().Before(stopAt) && ctx.Err() == nil {
 		rep, err := r.turn(ctx, organizationID, stopAt)
 		if err != nil {
@@ -49,6 +57,7 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 		if !rep.leased {
 			res.AuthFailed = rep.authFailed
 			res.Busy = !rep.authFailed && !rep.empty
+			held = rep.waitUntil
 			break
 		}
 		res.RateLimited = res.RateLimited || rep.rateLimited
@@ -58,16 +67,37 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 		}
 	}
 	r.pruneIfIdle(ctx)
-	var next *time.Time
+	var next, laneDue *time.Time
 	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
-	if err := r.pool.QueryRow(qctx, r.q.remaining, organizationID).Scan(&res.Remaining, &next); err != nil {
+	if err := r.pool.QueryRow(qctx, r.q.remaining, organizationID).Scan(&res.Remaining, &next, &laneDue); err != nil {
 		return res, fmt.Errorf("relay: count remaining events of %s: %w", organizationID, err)
 	}
 	if next != nil {
 		res.NextAttemptAt = *next
 	}
+	if res.Remaining > 0 {
+		res.NextTurnAt = latest(res.NextAttemptAt, deref(laneDue), held, time.Unix(0, r.authPausedUntil.Load()))
+	}
 	return res, nil
+}
+
+// latest returns the latest of ts.
+func latest(ts ...time.Time) time.Time {
+	var l time.Time
+	for _, t := range ts {
+		if t.After(l) {
+			l = t
+		}
+	}
+	return l
+}
+
+func deref(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }
 
 func (d *DrainResult) add(c counts) {

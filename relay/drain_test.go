@@ -63,3 +63,51 @@ func TestDrainOrganization(t *testing.T) {
 	require.ErrorIs(t, err, relay.ErrInvalidBudget)
 	_ = committed
 }
+
+func TestDrainReportsWhenTheNextTurnCanDeliver(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.QuickRetries = -1
+	b.cfg.RetryBaseDelay, b.cfg.RetryMaxDelay = 2*time.Second, 2*time.Second
+	b.appendCommitted(t, []string{"org-next"}, 1)
+	r := b.newRelay(t)
+
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503, Times: 1})
+	res, err := r.DrainOrganization(b.ctx, "org-next", 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Retried)
+	b.appendCommitted(t, []string{"org-next"}, 1) // due now, but behind the head
+
+	res, err = r.DrainOrganization(b.ctx, "org-next", 5*time.Second)
+	require.NoError(t, err)
+	require.Zero(t, res.Delivered, "the head's retry is not due yet")
+	require.Equal(t, 2, res.Remaining)
+	require.False(t, res.NextAttemptAt.After(time.Now()), "the new event alone would be due now")
+	require.True(t, res.NextTurnAt.After(time.Now()), "but the lane waits for its head: NextTurnAt %s", res.NextTurnAt)
+	require.WithinDuration(t, time.Now().Add(2*time.Second), res.NextTurnAt, 2*time.Second)
+
+	time.Sleep(time.Until(res.NextTurnAt))
+	res, err = r.DrainOrganization(b.ctx, "org-next", 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Delivered)
+	require.True(t, res.NextTurnAt.IsZero(), "nothing remains")
+}
+
+func TestDrainAfterRateLimitWaitsForThePause(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.appendCommitted(t, []string{"org-429"}, 2)
+	r := b.newRelay(t)
+
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultRateLimit, RetryAfter: 3 * time.Second, Times: 1})
+	res, err := r.DrainOrganization(b.ctx, "org-429", 5*time.Second)
+	require.NoError(t, err)
+	require.True(t, res.RateLimited)
+	require.Equal(t, 2, res.Remaining)
+	require.WithinDuration(t, time.Now().Add(3*time.Second), res.NextTurnAt, time.Second, "the pause Svix asked for")
+
+	res, err = r.DrainOrganization(b.ctx, "org-429", 5*time.Second)
+	require.NoError(t, err)
+	require.True(t, res.Busy, "the lane is paused")
+	require.WithinDuration(t, time.Now().Add(3*time.Second), res.NextTurnAt, time.Second)
+}

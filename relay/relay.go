@@ -245,7 +245,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.settles = make(chan *settleRequest, lanesPerCall*r.cfg.Concurrency)
 	settled := make(chan struct{})
 	go func() { defer close(settled); r.settleLoop(r.settles) }()
-	r.dispatch(ctx, callCtx, &lanes)
+	if r.cfg.Delegate != nil {
+		r.handOff(ctx)
+	} else {
+		r.dispatch(ctx, callCtx, &lanes)
+	}
 
 	r.log.InfoContext(ctx, "relay: stopping, settling in-flight work", "timeout", r.cfg.ShutdownTimeout)
 	if !waitTimeout(&lanes, r.cfg.ShutdownTimeout) {

@@ -52,8 +52,10 @@ func newQueries(schema string) queries {
 	}
 }
 
-// sqlRemaining reports an organization's pending events and when the next
-// one is due. $1 org.
+// sqlRemaining reports an organization's pending events, when the next
+// one is due, and when its lane is due (its head's due time: the events
+// behind the head wait for it) or paused until. $1 org.
 const sqlRemaining = `
-SELECT count(*), min(coalesce(next_attempt_at, created_at))
-FROM {events} WHERE organization_id = $1`
+SELECT count(*), min(coalesce(e.next_attempt_at, e.created_at)),
+       (SELECT greatest(l.due_at, l.paused_until) FROM {lanes} l WHERE l.organization_id = $1)
+FROM {events} e WHERE e.organization_id = $1`

@@ -32,6 +32,10 @@ type Stats struct {
 	Turns uint64
 	// Claims counts claim round trips, each for up to 64 organizations.
 	Claims uint64
+	// HandedOff counts organizations passed to Config.Delegate.
+	HandedOff uint64
+	// HandOffFailures counts calls to Config.Delegate that failed.
+	HandOffFailures uint64
 }
 
 type stats struct {
@@ -39,6 +43,7 @@ type stats struct {
 	conflictsConfirmed, rateLimited           atomic.Uint64
 	foundBeforeCreate, quickRetries           atomic.Uint64
 	authFailures, turns, claims               atomic.Uint64
+	handedOff, handOffFailures                atomic.Uint64
 }
 
 func (s *stats) add(c counts) {
@@ -56,6 +61,6 @@ func (r *Relay) Stats() Stats {
 		Delivered: s.delivered.Load(), Skipped: s.skipped.Load(), Retried: s.retried.Load(), QuickRetries: s.quickRetries.Load(),
 		DeadLettered: s.deadLettered.Load(), ConflictsConfirmed: s.conflictsConfirmed.Load(), FoundBeforeCreate: s.foundBeforeCreate.Load(),
 		RateLimited: s.rateLimited.Load(), AuthFailures: s.authFailures.Load(), Turns: s.turns.Load(),
-		Claims: s.claims.Load(),
+		Claims: s.claims.Load(), HandedOff: s.handedOff.Load(), HandOffFailures: s.handOffFailures.Load(),
 	}
 }

@@ -20,6 +20,9 @@ type turnReport struct {
 	rateLimited bool
 	authFailed  bool
 	counts      counts
+	// waitUntil: not leased, the lane is held (another holder, a pause)
+	// until about then.
+	waitUntil time.Time
 }
 
 // counts tallies outcomes.
@@ -73,7 +76,7 @@ func (r *Relay) turn(ctx context.Context, org string, stopAt time.Time) (turnRep
 		return turnReport{}, err
 	}
 	if len(rd.lanes) == 0 {
-		return turnReport{empty: len(rd.empty) > 0}, nil
+		return turnReport{empty: len(rd.empty) > 0, waitUntil: rd.waiting[org]}, nil
 	}
 	ln := rd.lanes[0]
 	r.work(ctx, ctx, ln, stopAt)
