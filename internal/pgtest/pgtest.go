@@ -38,7 +38,14 @@ var (
 // shows up as a failure. Use it as
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(runMain(m, true)) }
+
+// MainNoLeakCheck is Main without the goroutine check, for test binaries
+// that host a server whose goroutines outlive its Stop (the in-process
+// Temporal server of temporaltest).
+func MainNoLeakCheck(m *testing.M) { os.Exit(runMain(m, false)) }
+
+func runMain(m *testing.M, leakCheck bool) int {
 	code := m.Run()
 	for _, drop := range exampleCleanups {
 		drop()
@@ -49,13 +56,13 @@ func Main(m *testing.M) {
 	if err := server.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest: stop server:", err)
 	}
-	if code == 0 {
+	if code == 0 && leakCheck {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "pgtest: goroutines outlived the tests:", err)
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // ServerURL returns the URL of the test server, starting one if needed.

@@ -1,0 +1,116 @@
+package outboxtemporal
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/outboxrelay/outbox/internal/config"
+)
+
+// The defaults Register applies to a zero Options field.
+const (
+	DefaultDrainBudget              = 10 * time.Second
+	DefaultActivityHeartbeatTimeout = 10 * time.Second
+	DefaultNoProgressDelay          = time.Second
+	DefaultCyclesPerRun             = 500
+	// DefaultActivityCloseMargin is what DefaultActivityStartToCloseTimeout
+	// adds to DrainBudget: the calls still in flight when the budget ends
+	// (the relay's SendTimeout), their settlement and the final count.
+	DefaultActivityCloseMargin = time.Minute
+)
+
+// DefaultRetryPolicy returns the drain activity's default retry policy: the
+// first retry after 1 second, doubling to at most 1 minute, with no limit of
+// attempts, since a drain fails only when the database is out of reach and
+// its events wait, safe, until it is back. ErrorTypeInvalidInput is not
+// retried.
+func DefaultRetryPolicy() *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        time.Minute,
+		NonRetryableErrorTypes: []string{ErrorTypeInvalidInput},
+	}
+}
+
+// Options tune the relay workflow and its drain activity, on the worker.
+// Every field has a documented default, applied by Register.
+type Options struct {
+	// DrainBudget is how long one drain activity works the organization's
+	// lane (turn after turn) before it reports back to the workflow. It
+	// bounds how stale the workflow's view is, and how much work a retried
+	// activity repeats (none is duplicated in Svix). Defaults to 10
+	// seconds.
+	DrainBudget time.Duration
+	// ActivityStartToCloseTimeout bounds one drain attempt. It must exceed
+	// DrainBudget by the relay's SendTimeout and a settlement. Defaults to
+	// DrainBudget plus 1 minute.
+	ActivityStartToCloseTimeout time.Duration
+	// ActivityHeartbeatTimeout is how long a drain may go without a
+	// heartbeat (it sends one every third of it) before Temporal retries it
+	// elsewhere: how soon a killed worker's drain resumes. Defaults to 10
+	// seconds.
+	ActivityHeartbeatTimeout time.Duration
+	// RetryPolicy retries a failed drain. Defaults to DefaultRetryPolicy():
+	// without limit, since giving up would leave committed events waiting
+	// for the next signal.
+	RetryPolicy *temporal.RetryPolicy
+	// NoProgressDelay is the least time between a drain that delivered
+	// nothing (a lane held by another holder, a head event waiting for its
+	// retry) and the next one, however many signals arrive: a hot producer
+	// cannot make the workflow spin. Defaults to 1 second.
+	NoProgressDelay time.Duration
+	// CyclesPerRun is how many drains one workflow run does before it
+	// continues as new, so its history stays short (it continues sooner
+	// when the server suggests it). Defaults to 500.
+	CyclesPerRun int
+}
+
+func (o Options) withDefaults() Options {
+	config.Default(&o.DrainBudget, DefaultDrainBudget)
+	config.Default(&o.ActivityStartToCloseTimeout, o.DrainBudget+DefaultActivityCloseMargin)
+	config.Default(&o.ActivityHeartbeatTimeout, DefaultActivityHeartbeatTimeout)
+	config.Default(&o.NoProgressDelay, DefaultNoProgressDelay)
+	config.Default(&o.CyclesPerRun, DefaultCyclesPerRun)
+	if o.RetryPolicy == nil {
+		o.RetryPolicy = DefaultRetryPolicy()
+	}
+	return o
+}
+
+// validate returns every bad field at once, each a *ConfigError.
+func (o Options) validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &ConfigError{Field: field, Rule: fmt.Sprintf(format, args...)})
+	}
+	for _, f := range []struct {
+		name  string
+		value time.Duration
+	}{{"DrainBudget", o.DrainBudget}, {"ActivityStartToCloseTimeout", o.ActivityStartToCloseTimeout},
+		{"ActivityHeartbeatTimeout", o.ActivityHeartbeatTimeout}, {"NoProgressDelay", o.NoProgressDelay}} {
+		if f.value <= 0 {
+			bad(f.name, "must be positive, got %s", f.value)
+		}
+	}
+	if o.DrainBudget > 0 && o.ActivityStartToCloseTimeout <= o.DrainBudget {
+		bad("ActivityStartToCloseTimeout", "must exceed DrainBudget (%s) by the time in-flight calls take to finish and settle, got %s",
+			o.DrainBudget, o.ActivityStartToCloseTimeout)
+	}
+	if o.CyclesPerRun < 1 {
+		bad("CyclesPerRun", "must be at least 1, got %d", o.CyclesPerRun)
+	}
+	return config.Join("outboxtemporal", errs)
+}
+
+// activityOptions are the drain activity's options.
+func (o Options) activityOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: o.ActivityStartToCloseTimeout,
+		HeartbeatTimeout:    o.ActivityHeartbeatTimeout,
+		RetryPolicy:         o.RetryPolicy,
+	}
+}

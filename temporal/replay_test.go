@@ -1,0 +1,50 @@
+package outboxtemporal_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	outboxtemporal "github.com/outboxrelay/outbox/temporal"
+)
+
+// The histories in testdata/histories were recorded on a real Temporal
+// server by test/temporal (TestRecordedHistoriesReplay, whose table of
+// scenarios and options this one mirrors). Replaying them with the
+// workflow code as it is fails when a change would break the workflows
+// running in production: guard such a change with workflow.GetVersion.
+var replayed = map[string]outboxtemporal.Options{
+	"drain-then-complete":                {},
+	"sleep-until-retry-then-signal":      {},
+	"rate-limited-sleeps-through-signal": {},
+	"no-progress-waits":                  {NoProgressDelay: 300 * time.Millisecond},
+	"continue-as-new":                    {CyclesPerRun: 2},
+}
+
+func TestRecordedHistoriesReplay(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
+	require.NoError(t, err)
+	require.Len(t, files, len(replayed), "one history per scenario")
+	for _, file := range files {
+		name := filepath.Base(file[:len(file)-len(".json")])
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			opts, ok := replayed[name]
+			require.True(t, ok, "no options for %s", name)
+			f, err := os.Open(file)
+			require.NoError(t, err)
+			defer f.Close()
+			h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			require.NoError(t, err)
+			replayer := worker.NewWorkflowReplayer()
+			require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
+			require.NoError(t, replayer.ReplayWorkflowHistory(nil, h))
+		})
+	}
+}

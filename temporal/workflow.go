@@ -1,0 +1,125 @@
+package outboxtemporal
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/outboxrelay/outbox"
+)
+
+// relayWorkflow is the relay workflow, with the worker's Options.
+//
+// Its commands are part of the contract with running workflows: a change
+// to what it schedules, or in which order, must be guarded with
+// workflow.GetVersion (change ids named "outbox-..." and listed here), and
+// the replay tests over the histories in testdata fail on a change that is
+// not. Changes so far: none.
+type relayWorkflow struct{ opts Options }
+
+// run drains the organization's lane until it is empty and no signal is
+// pending, then completes; the next signal-with-start begins a new run.
+// Between drains it sleeps until the lane's next turn (a retry's backoff, a
+// 429 pause) or a signal, whichever comes first.
+func (w *relayWorkflow) run(ctx workflow.Context, in RelayInput) error {
+	if err := outbox.ValidateOrganizationID(in.OrganizationID); err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrorTypeInvalidInput, err)
+	}
+	ctx = workflow.WithActivityOptions(ctx, w.opts.activityOptions())
+	wake := workflow.GetSignalChannel(ctx, SignalName)
+	drain := DrainInput{OrganizationID: in.OrganizationID, BudgetMillis: w.opts.DrainBudget.Milliseconds()}
+	for cycle := 1; ; cycle++ {
+		var res DrainResult
+		if err := workflow.ExecuteActivity(ctx, ActivityName, drain).Get(ctx, &res); err != nil {
+			return err // not retryable, or the workflow was cancelled
+		}
+		signalled := receiveAll(wake) > 0
+		if res.Remaining == 0 && !signalled {
+			return nil // idle
+		}
+		if w.continueAsNew(ctx, cycle) {
+			return w.newRun(ctx, wake, in)
+		}
+		w.waitForTurn(ctx, wake, res, signalled)
+		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			return w.newRun(ctx, wake, in)
+		}
+	}
+}
+
+// continueAsNew reports whether the run has done enough cycles, or has a
+// history long enough for the server to suggest a new run.
+func (w *relayWorkflow) continueAsNew(ctx workflow.Context, cycle int) bool {
+	return cycle >= w.opts.CyclesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+}
+
+// newRun continues as new. The signals still buffered are dropped: the new
+// run begins with a drain, which covers what they asked for.
+func (w *relayWorkflow) newRun(ctx workflow.Context, wake workflow.ReceiveChannel, in RelayInput) error {
+	receiveAll(wake)
+	return workflow.NewContinueAsNewError(ctx, WorkflowName, in)
+}
+
+// waitForTurn sleeps before the next drain: until the lane's next turn when
+// events remain, not at all when a signal asked for a drain, and never
+// less than NoProgressDelay after a drain that did nothing. A signal during
+// the sleep ends it (at the earliest NoProgressDelay after such a drain),
+// unless the lane is held for a time (a 429 pause, another holder): then the
+// signals are taken in and the sleep goes on.
+func (w *relayWorkflow) waitForTurn(ctx workflow.Context, wake workflow.ReceiveChannel, res DrainResult, signalled bool) {
+	now := workflow.Now(ctx)
+	earliest := now
+	if !res.progressed() {
+		earliest = now.Add(w.opts.NoProgressDelay)
+	}
+	until := earliest
+	if res.Remaining > 0 && (!signalled || res.held()) && res.NextTurnAt.After(until) {
+		until = res.NextTurnAt
+	}
+	for {
+		d := until.Sub(workflow.Now(ctx))
+		if d <= 0 {
+			return
+		}
+		if !sleepOrSignal(ctx, wake, d) {
+			return // the timer fired
+		}
+		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			return
+		}
+		if !res.held() {
+			until = earliest
+		}
+	}
+}
+
+// sleepOrSignal sleeps for d or until a signal arrives, and reports whether
+// a signal ended it (taking in every signal pending).
+func sleepOrSignal(ctx workflow.Context, wake workflow.ReceiveChannel, d time.Duration) bool {
+	timerCtx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	timer := workflow.NewTimer(timerCtx, d)
+	signalled := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(timer, func(workflow.Future) {})
+	sel.AddReceive(wake, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		signalled = true
+	})
+	sel.Select(ctx)
+	if signalled {
+		receiveAll(wake)
+	}
+	return signalled
+}
+
+// receiveAll takes in every signal pending, without blocking, and returns
+// how many there were.
+func receiveAll(wake workflow.ReceiveChannel) int {
+	n := 0
+	for wake.ReceiveAsync(nil) {
+		n++
+	}
+	return n
+}

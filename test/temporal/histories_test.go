@@ -1,0 +1,125 @@
+package temporale2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/outboxrelay/outbox/relay"
+	outboxtemporal "github.com/outboxrelay/outbox/temporal"
+)
+
+// The scenarios recorded for the replay tests of the temporal module
+// (temporal/replay_test.go holds the same table): each organization id is
+// a scenario, each step what its drain returns in turn. Record them anew
+// with
+//
+//	cd test/temporal && OUTBOX_RECORD_HISTORIES=$PWD/../../temporal/testdata/histories GOWORK=off go test -run TestRecordedHistoriesReplay .
+var scenarios = []struct {
+	name  string
+	opts  outboxtemporal.Options
+	steps []relay.DrainResult
+	// wake signals the workflow after this long (0: never).
+	wake time.Duration
+}{
+	{name: "drain-then-complete", steps: []relay.DrainResult{{Delivered: 3}}},
+	{name: "sleep-until-retry-then-signal", steps: []relay.DrainResult{{Retried: 1, Remaining: 1, NextTurnAt: future(time.Hour)}, {Delivered: 1}}, wake: 500 * time.Millisecond},
+	{name: "rate-limited-sleeps-through-signal", steps: []relay.DrainResult{{RateLimited: true, Busy: true, Remaining: 2, NextTurnAt: future(2 * time.Second)}, {Delivered: 2}}, wake: 500 * time.Millisecond},
+	{name: "no-progress-waits", opts: outboxtemporal.Options{NoProgressDelay: 300 * time.Millisecond}, steps: []relay.DrainResult{{Remaining: 1}, {Delivered: 1}}},
+	{name: "continue-as-new", opts: outboxtemporal.Options{CyclesPerRun: 2}, steps: []relay.DrainResult{{Delivered: 10, Remaining: 5}, {Delivered: 5, Remaining: 1}, {Delivered: 1}}},
+}
+
+// future marks a NextTurnAt as a distance from the drain's call.
+func future(d time.Duration) time.Time { return time.Unix(0, int64(d)) }
+
+// scriptedDrainer plays each scenario's steps, by organization id.
+type scriptedDrainer struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (d *scriptedDrainer) DrainOrganization(_ context.Context, org string, _ time.Duration) (relay.DrainResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, sc := range scenarios {
+		if sc.name != org {
+			continue
+		}
+		res := sc.steps[min(d.calls[org], len(sc.steps)-1)]
+		d.calls[org]++
+		if !res.NextTurnAt.IsZero() {
+			res.NextTurnAt = time.Now().Add(time.Duration(res.NextTurnAt.UnixNano()))
+		}
+		return res, nil
+	}
+	return relay.DrainResult{}, nil
+}
+
+// TestRecordedHistoriesReplay runs each scenario on the real server, then
+// replays the histories the server recorded with the workflow code as it
+// is: the check the temporal module's replay test makes on the histories
+// checked in, here on fresh ones.
+func TestRecordedHistoriesReplay(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	d := &scriptedDrainer{calls: map[string]int{}}
+	var histories []*historypb.History
+	for _, sc := range scenarios {
+		queue := b.queue + "-" + sc.name
+		w := worker.New(b.client, queue, worker.Options{})
+		require.NoError(t, outboxtemporal.Register(w, d, sc.opts))
+		require.NoError(t, w.Start())
+		run, err := b.client.ExecuteWorkflow(b.ctx, client.StartWorkflowOptions{ID: outboxtemporal.WorkflowID("", sc.name), TaskQueue: queue},
+			outboxtemporal.WorkflowName, outboxtemporal.RelayInput{OrganizationID: sc.name})
+		require.NoError(t, err)
+		if sc.wake > 0 {
+			time.Sleep(sc.wake)
+			require.NoError(t, b.client.SignalWorkflow(b.ctx, run.GetID(), "", outboxtemporal.SignalName, nil))
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+		err = b.client.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil) // follows continue-as-new to the last run
+		cancel()
+		require.NoError(t, err, sc.name)
+		w.Stop()
+
+		h := b.history(t, run.GetID(), run.GetRunID())
+		histories = append(histories, h)
+		if dir := os.Getenv("OUTBOX_RECORD_HISTORIES"); dir != "" {
+			data, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, sc.name+".json"), append(data, '\n'), 0o644))
+		}
+	}
+
+	for i, sc := range scenarios {
+		replayer := worker.NewWorkflowReplayer()
+		require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, sc.opts))
+		require.NoError(t, replayer.ReplayWorkflowHistory(nil, histories[i]), sc.name)
+	}
+	last := histories[len(histories)-1].GetEvents()
+	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, last[len(last)-1].GetEventType(),
+		"the continue-as-new scenario's first run ends by continuing as new")
+}
+
+// history returns one run's whole history.
+func (b *bundle) history(t *testing.T, id, runID string) *historypb.History {
+	t.Helper()
+	it := b.client.GetWorkflowHistory(b.ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	h := &historypb.History{}
+	for it.HasNext() {
+		e, err := it.Next()
+		require.NoError(t, err)
+		h.Events = append(h.Events, e)
+	}
+	return h
+}
