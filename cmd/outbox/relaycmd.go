@@ -21,6 +21,7 @@ type relayOptions struct {
 	logFormat string
 	logLevel  string
 	httpAddr  string
+	temporal  temporalOptions
 }
 
 // newRelayFlagSet returns the flags of `outbox relay`, each defaulting to
@@ -32,8 +33,10 @@ func newRelayFlagSet(env *environment, o *relayOptions) *flagSet {
 		"through leases. Needs SVIX_AUTH_TOKEN (and SVIX_SERVER_URL for a non-default Svix).",
 		"  SVIX_AUTH_TOKEN=sk_... outbox relay --schema outbox --http-addr :8080\n"+
 			"  outbox relay --poll-only --poll-interval 500ms   # behind PgBouncer (transaction pooling)\n"+
-			"  outbox relay --rate-limit 180 --log-format json")
+			"  outbox relay --rate-limit 180 --log-format json\n"+
+			"  TEMPORAL_ADDRESS=temporal:7233 outbox relay --temporal   # one workflow per organization")
 	o.db.register(fs)
+	o.temporal.register(fs)
 	c := &o.cfg
 	fs.IntVar(&c.Concurrency, "concurrency", relay.DefaultConcurrency, "Svix calls in flight at once, across organizations")
 	fs.IntVar(&c.PerOrgInFlight, "per-org-in-flight", relay.DefaultPerOrgInFlight, "Svix calls in flight per organization (1 = strict order)")
@@ -72,6 +75,9 @@ func runRelay(ctx context.Context, env *environment, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("relay takes no arguments, got %q", fs.Args())
 	}
+	if err := o.temporal.checkFlags(fs); err != nil {
+		return err
+	}
 	db, cfg, logFormat, logLevel, httpAddr := o.db, o.cfg, o.logFormat, o.logLevel, o.httpAddr
 	logger, err := newLogger(env, logFormat, logLevel)
 	if err != nil {
@@ -89,17 +95,24 @@ func runRelay(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	serve := func(r *relay.Relay) (func(), error) {
+		if httpAddr == "" {
+			return func() {}, nil
+		}
+		return serveHealth(ctx, httpAddr, r, logger)
+	}
+	if o.temporal.enabled {
+		return runTemporalRelay(ctx, env, &o.temporal, pool, cfg, logger, serve)
+	}
 	r, err := relay.New(pool, cfg)
 	if err != nil {
 		return err
 	}
-	if httpAddr != "" {
-		stop, err := serveHealth(ctx, httpAddr, r, logger)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stop, err := serve(r)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	return r.Run(ctx)
 }
 
