@@ -8,6 +8,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/outboxrelay/outbox/internal/telemetry"
 )
 
 // AppendParams is one event to append.
@@ -64,18 +66,25 @@ func (p *Producer) Append(ctx context.Context, dbtx DBTX, ap AppendParams) (Appe
 		return AppendResult{}, err
 	}
 	var id int64
+	// The caller's span context goes with the event: the relay's delivery
+	// span is its child.
+	traceparent, tracestate := telemetry.TraceContext(ctx)
 	// The payload goes as text so every pgx query mode (including exec and
 	// simple_protocol, used behind PgBouncer) sends it as JSON, not bytea.
 	err = dbtx.QueryRow(ctx, p.insertSQL, pgtype.UUID{Bytes: eventID, Valid: true},
-		ap.OrganizationID, string(ap.EventType), string(payload)).Scan(&id)
+		ap.OrganizationID, string(ap.EventType), string(payload), text(traceparent), text(tracestate)).Scan(&id)
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("outbox: append event: %w", duplicateEventID(err))
 	}
+	p.tel.countAppended(ctx, ap.EventType, 1)
 	if r, ok := dbtx.(appendRecorder); ok {
 		r.recordAppend(ap.OrganizationID)
 	}
 	return AppendResult{ID: id, OrganizationID: ap.OrganizationID, EventID: eventID}, nil
 }
+
+// text is s as a nullable text parameter: NULL when empty.
+func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 
 // eventIDFor returns the caller's event id, or a new one.
 func eventIDFor(ap *AppendParams) (uuid.UUID, error) {

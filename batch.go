@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/outboxrelay/outbox/internal/telemetry"
 )
 
 // AppendBatchResult reports what AppendBatch inserted.
@@ -20,7 +22,7 @@ type AppendBatchResult struct {
 }
 
 // copyColumns are the columns AppendBatch fills; the rest take defaults.
-var copyColumns = []string{"event_id", "organization_id", "event_type", "payload"}
+var copyColumns = []string{"event_id", "organization_id", "event_type", "payload", "traceparent", "tracestate"}
 
 // AppendBatch inserts many events with one COPY, with the default Producer.
 // The events may belong to several organizations. It is much faster than
@@ -49,16 +51,30 @@ func (p *Producer) AppendBatch(ctx context.Context, dbtx CopyDBTX, ps []AppendPa
 		return AppendBatchResult{}, verr
 	}
 	src.payloads = payloads
+	src.traceparent, src.tracestate = telemetry.TraceContext(ctx)
 	n, err := dbtx.CopyFrom(ctx, p.table, copyColumns, src)
 	if err != nil {
 		return AppendBatchResult{}, fmt.Errorf("outbox: append batch of %d: %w", len(ps), duplicateEventID(err))
 	}
+	p.countBatch(ctx, ps)
 	if r, ok := dbtx.(appendRecorder); ok {
 		for i := range ps {
 			r.recordAppend(ps[i].OrganizationID)
 		}
 	}
 	return AppendBatchResult{Count: n, EventIDs: src.ids}, nil
+}
+
+// countBatch adds a batch's events to the appended counter, a run of one
+// event type at a time.
+func (p *Producer) countBatch(ctx context.Context, ps []AppendParams) {
+	start := 0
+	for i := 1; i <= len(ps); i++ {
+		if i == len(ps) || ps[i].EventType != ps[start].EventType {
+			p.tel.countAppended(ctx, ps[start].EventType, int64(i-start))
+			start = i
+		}
+	}
 }
 
 // distinctEventIDs refuses a batch that gives one event id twice (minted
@@ -142,7 +158,9 @@ type batchSource struct {
 	payloads [][]byte
 	ids      []uuid.UUID
 	i        int
-	values   [4]any
+	values   [6]any
+	// traceparent and tracestate are the caller's span context, for every row.
+	traceparent, tracestate string
 }
 
 func (s *batchSource) Next() bool {
@@ -157,7 +175,8 @@ func (s *batchSource) Values() ([]any, error) {
 		return nil, err
 	}
 	s.ids[s.i] = id
-	s.values = [4]any{pgtype.UUID{Bytes: s.ids[s.i], Valid: true}, p.OrganizationID, string(p.EventType), s.payloads[s.i]}
+	s.values = [6]any{pgtype.UUID{Bytes: s.ids[s.i], Valid: true}, p.OrganizationID, string(p.EventType), s.payloads[s.i],
+		text(s.traceparent), text(s.tracestate)}
 	return s.values[:], nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/outboxrelay/outbox/internal/config"
 	"github.com/outboxrelay/outbox/internal/sqlname"
@@ -18,6 +19,9 @@ type Config struct {
 	// MaxPayloadBytes is the largest encoded payload accepted. Defaults to
 	// DefaultMaxPayloadBytes (1 MiB, Svix's own limit).
 	MaxPayloadBytes int
+	// MeterProvider makes the outbox.events.appended counter. Defaults to
+	// otel.GetMeterProvider(), the global one.
+	MeterProvider metric.MeterProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -43,6 +47,7 @@ type Producer struct {
 	cfg       Config
 	table     pgx.Identifier
 	insertSQL string
+	tel       producerTelemetry
 }
 
 // NewProducer returns a Producer, or an error wrapping ErrInvalidConfig
@@ -57,7 +62,8 @@ func NewProducer(cfg Config) (*Producer, error) {
 		cfg:   cfg,
 		table: schema.Identifier(sqlname.Events),
 		insertSQL: "INSERT INTO " + schema.Table(sqlname.Events) +
-			" (event_id, organization_id, event_type, payload) VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
+			" (event_id, organization_id, event_type, payload, traceparent, tracestate) VALUES ($1, $2, $3, $4::jsonb, $5, $6) RETURNING id",
+		tel: newProducerTelemetry(cfg),
 	}, nil
 }
 

@@ -10,6 +10,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/outboxrelay/outbox/internal/telemetry"
 )
 
 // lane is one organization's turn: its lease, the events it claimed and,
@@ -26,6 +31,8 @@ type lane struct {
 	// pause, the resolver), so no other turn should follow at once.
 	blocked bool
 	rep     turnReport
+	// turn is the lane turn's span, which the settlement links to.
+	turn trace.SpanContext
 }
 
 // round is what one claim statement got for the organizations it asked for.
@@ -43,7 +50,16 @@ type round struct {
 // claim takes the leases of orgs' lanes and claims their due head events,
 // in one round trip, however many organizations: every lane taken shares
 // one lease token.
-func (r *Relay) claim(ctx context.Context, orgs []string) (round, error) {
+func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) {
+	ctx, span := r.tel.startSpan(ctx, "claim outbox_lanes", telemetry.Organizations.Int(len(orgs)))
+	defer func() {
+		span.SetAttributes(attribute.Int("outbox.lanes.taken", len(rd.lanes)))
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	r.stats.claims.Add(1)
 	token := pgtype.UUID{Bytes: uuid.New(), Valid: true}
 	claimedAt := time.Now()
@@ -68,7 +84,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (round, error) {
 		id  pgtype.UUID
 		due int
 	)
-	_, err = pgx.ForEachRow(rows, []any{&org, &ev.id, &id, &ev.eventType, &ev.payload, &ev.attempts, &ev.createdAt, &due}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&org, &ev.id, &id, &ev.eventType, &ev.payload, &ev.attempts, &ev.createdAt, &due, &ev.traceparent, &ev.tracestate}, func() error {
 		ln := byOrg[org]
 		if ln == nil {
 			ln = &lane{org: org, token: token, claimedAt: claimedAt}
@@ -83,7 +99,6 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (round, error) {
 	if err != nil {
 		return round{}, fmt.Errorf("relay: claim: %w", err)
 	}
-	var rd round
 	rd.waiting = map[string]time.Time{}
 	seen := map[string]bool{}
 	var (

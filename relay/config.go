@@ -9,9 +9,13 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/config"
 	"github.com/outboxrelay/outbox/internal/sqlname"
+	"github.com/outboxrelay/outbox/internal/telemetry"
 )
 
 // ErrInvalidConfig is wrapped by every Config validation error. It is
@@ -38,25 +42,26 @@ func PoolConns(cfg Config) int32 {
 // The defaults New applies to a zero Config field. The outbox command's flags
 // and the documentation read them from here.
 const (
-	DefaultConcurrency        = 64
-	DefaultPerOrgInFlight     = 1
-	DefaultBatchSize          = 100
-	DefaultBatchMaxBytes      = 1 << 20
-	DefaultLeaseDuration      = 30 * time.Second
-	DefaultSendTimeout        = 10 * time.Second
-	DefaultMaxAttempts        = 25
-	DefaultRetryBaseDelay     = time.Second
-	DefaultRetryMaxDelay      = 10 * time.Minute
-	DefaultQuickRetries       = 2
-	DefaultQuickRetryDelay    = 20 * time.Millisecond
-	DefaultRateLimitPause     = time.Second
-	DefaultAuthPause          = 30 * time.Second
-	DefaultPollInterval       = time.Second
-	DefaultHeartbeatInterval  = 500 * time.Millisecond
-	DefaultLivenessTimeout    = 1500 * time.Millisecond
-	DefaultChannel            = outbox.DefaultNotifyChannel
-	DefaultDeliveredRetention = 24 * time.Hour
-	DefaultShutdownTimeout    = 10 * time.Second
+	DefaultConcurrency             = 64
+	DefaultPerOrgInFlight          = 1
+	DefaultBatchSize               = 100
+	DefaultBatchMaxBytes           = 1 << 20
+	DefaultLeaseDuration           = 30 * time.Second
+	DefaultSendTimeout             = 10 * time.Second
+	DefaultMaxAttempts             = 25
+	DefaultRetryBaseDelay          = time.Second
+	DefaultRetryMaxDelay           = 10 * time.Minute
+	DefaultQuickRetries            = 2
+	DefaultQuickRetryDelay         = 20 * time.Millisecond
+	DefaultRateLimitPause          = time.Second
+	DefaultAuthPause               = 30 * time.Second
+	DefaultPollInterval            = time.Second
+	DefaultHeartbeatInterval       = 500 * time.Millisecond
+	DefaultLivenessTimeout         = 1500 * time.Millisecond
+	DefaultChannel                 = outbox.DefaultNotifyChannel
+	DefaultDeliveredRetention      = 24 * time.Hour
+	DefaultShutdownTimeout         = 10 * time.Second
+	DefaultBacklogTopOrganizations = 10
 )
 
 // Config tunes a Relay. Only SvixToken is required; every other field has a
@@ -177,8 +182,25 @@ type Config struct {
 	// outbox.BatchSignaler. Defaults to nil: Run works the lanes itself.
 	Delegate outbox.Signaler
 
-	// Logger receives the relay's logs. Tokens are never logged, payloads
-	// only at debug level. Defaults to slog.Default().
+	// TracerProvider makes the relay's spans: per event a delivery span
+	// continuing the trace of the span that appended it (a failed Svix call
+	// is an event of it), per lane turn, claim and settlement a span of its
+	// own. Defaults to otel.GetTracerProvider(), the global one,
+	// which records nothing until an OpenTelemetry SDK is installed.
+	TracerProvider trace.TracerProvider
+	// MeterProvider makes the relay's metrics (MetricEventsDelivered and the
+	// other Metric constants, MetricHTTPClientDuration included). Defaults to
+	// otel.GetMeterProvider(), the global one.
+	MeterProvider metric.MeterProvider
+	// BacklogTopOrganizations is how many organizations the backlog gauges
+	// name (those whose oldest pending event is oldest); the rest are one
+	// series, OtherOrganizations. It bounds the gauges' cardinality.
+	// Negative names none. Defaults to 10.
+	BacklogTopOrganizations int
+
+	// Logger receives the relay's logs; a record logged while a span is
+	// active carries its trace_id and span_id. Tokens are never logged,
+	// payloads only at debug level. Defaults to slog.Default().
 	Logger *slog.Logger
 	// ID names this process in outbox_lanes.leased_by. Defaults to
 	// hostname-pid.
@@ -205,12 +227,14 @@ func (c Config) withDefaults() Config {
 	config.Default(&c.Channel, DefaultChannel)
 	config.Default(&c.DeliveredRetention, DefaultDeliveredRetention)
 	config.Default(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	config.Default(&c.BacklogTopOrganizations, DefaultBacklogTopOrganizations) // negative: none
 	if c.Resolver == nil {
 		c.Resolver = DefaultResolver
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Logger = slog.New(telemetry.LogHandler(c.Logger.Handler()))
 	if c.ID == "" {
 		c.ID = defaultID()
 	}

@@ -128,6 +128,7 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, lanes
 // other lanes', and puts the organization back in the queue when it has
 // more to do now or was signalled meanwhile.
 func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane) {
+	ctx, span := r.startTurn(ctx, ln)
 	r.work(ctx, callCtx, ln, time.Time{})
 	req := &settleRequest{ln: ln, done: make(chan settled, 1)}
 	r.settling.Add(1)
@@ -135,6 +136,7 @@ func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane) {
 	r.settles <- req
 	res := <-req.done
 	r.settling.Add(-1)
+	endTurn(span, ln, res.err)
 	if res.err != nil && ctx.Err() == nil {
 		r.log.WarnContext(callCtx, "relay: lane turn failed", "organization_id", ln.org, "error", res.err)
 	}

@@ -79,6 +79,7 @@ type Relay struct {
 	lastSweep       atomic.Int64 // unix nanoseconds of the last sweep that reached the database
 	lastPrune       atomic.Int64 // unix nanoseconds of the last prune tick
 	stats           stats
+	tel             *relayTelemetry
 	health          health // recent Svix calls, for quick retries
 
 	sweepMu sync.Mutex // one sweep at a time
@@ -116,7 +117,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		return nil, fmt.Errorf("relay: %w", &ConfigError{Field: "pool",
 			Rule: fmt.Sprintf("MaxConns must be at least %d (the sweep and one lane turn), got %d; %d lets lane turns never wait", MinPoolConns, maxConns, PoolConns(cfg))})
 	}
-	client, err := newSvixClient(cfg)
+	tel := newRelayTelemetry(cfg)
+	client, err := newSvixClient(cfg, tel)
 	if err != nil {
 		return nil, fmt.Errorf("relay: svix client: %w", err)
 	}
@@ -132,6 +134,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		working:   map[string]*laneWork{},
 		waiting:   map[string]time.Time{},
 		instance:  newInstance(),
+		tel:       tel,
 		now:       time.Now,
 	}
 	if cfg.RateLimit > 0 {
@@ -230,6 +233,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err := r.beat(ctx); err != nil && ctx.Err() == nil {
 		r.log.WarnContext(ctx, "relay: first heartbeat failed; no call starts until one gets through", "error", err)
 	}
+	defer r.observeBacklog()()
 	var bg sync.WaitGroup
 	bg.Add(1)
 	go func() { defer bg.Done(); r.heartbeatLoop(ctx) }()
@@ -296,6 +300,7 @@ func (r *Relay) pauseForAuth(res result) {
 		return // another lane just paused
 	}
 	r.stats.authFailures.Add(1)
+	r.tel.authFailures.Add(context.Background(), 1)
 	r.log.Error("relay: Svix refused the API token; delivery paused, nothing is dead-lettered. Check SvixToken.",
 		"status", res.status, "pause", r.cfg.AuthPause)
 }

@@ -22,6 +22,9 @@ type event struct {
 	payload   []byte
 	attempts  int
 	createdAt time.Time
+	// traceparent and tracestate are the producer's W3C trace context, or
+	// "" when it had no span.
+	traceparent, tracestate string
 }
 
 // outcome is what became of one event in a turn.

@@ -8,6 +8,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/outboxrelay/outbox/internal/telemetry"
 )
 
 // settle records every outcome of the given lanes' turns and releases (or
@@ -16,15 +20,27 @@ import (
 // Every statement checks each lane's lease token: a lane whose lease was
 // taken over settles nothing. It returns, per released lane, when the lane
 // is next due (zero: nothing left).
-func (r *Relay) settle(lanes []*lane) (map[string]time.Time, error) {
+func (r *Relay) settle(lanes []*lane) (due map[string]time.Time, err error) {
 	var plan batchPlan
+	links := make([]trace.Link, 0, min(len(lanes), maxSettleLinks))
 	for _, ln := range lanes {
 		plan.add(ln, r.planSettlement(ln.events, ln.results, &ln.rep))
+		if len(links) < cap(links) {
+			links = append(links, trace.Link{SpanContext: ln.turn})
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseDuration/4)
 	defer cancel()
-	var due map[string]time.Time
-	err := retry(ctx, settleTries, 50*time.Millisecond, func(ctx context.Context) error {
+	ctx, span := r.tel.tracer.Start(ctx, "settle outbox_lanes", trace.WithLinks(links...),
+		trace.WithAttributes(telemetry.Organizations.Int(len(lanes))))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	err = retry(ctx, settleTries, 50*time.Millisecond, func(ctx context.Context) error {
 		// A fresh batch each try: pgx caches statement descriptions on the
 		// batch, which a new connection (after a reconnect) does not have.
 		var err error
@@ -39,6 +55,7 @@ func (r *Relay) settle(lanes []*lane) (map[string]time.Time, error) {
 		if ln.rep.rateLimited {
 			r.stats.rateLimited.Add(1)
 		}
+		r.tel.recordSettled(ctx, ln, r.cfg.MaxAttempts)
 	}
 	return due, nil
 }
@@ -147,6 +164,9 @@ func (b *batchPlan) batch(r *Relay) *pgx.Batch {
 	pb.Queue(r.q.release, b.release.orgs, b.release.tokens, b.pauses)
 	return pb
 }
+
+// maxSettleLinks bounds the turn spans a settlement's span links to.
+const maxSettleLinks = 128
 
 // settleTries is how many times a settlement is sent before the turn gives
 // up on it (50 ms, 200 ms and 800 ms apart).

@@ -9,6 +9,7 @@ type queries struct {
 	deliver, deliverNoHistory, retry, unsend, deadLetter string
 	dueLanes, newEvents, maxEventID, undiscovered        string
 	remaining                                            string
+	backlog                                              string
 	heartbeat, mourn, orphanedLanes, leave               string
 	pruneLock, pruneLanes, pruneRelays                   string
 	partitions, pruneDefaultPartition                    string
@@ -35,6 +36,7 @@ func newQueries(schema string) queries {
 		maxEventID:            s.Expand(sqlMaxEventID),
 		undiscovered:          s.Expand(sqlUndiscovered),
 		remaining:             s.Expand(sqlRemaining),
+		backlog:               s.Expand(sqlBacklog),
 		heartbeat:             s.Expand(sqlHeartbeat),
 		mourn:                 s.Expand(sqlMourn),
 		orphanedLanes:         s.Expand(sqlOrphanedLanes),

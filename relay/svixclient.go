@@ -14,12 +14,15 @@ import (
 
 // newSvixClient builds the SDK client the relay owns: SDK retries off (the
 // relay schedules its own, and the SDK's are microseconds apart and ignore
-// 429), and a transport that reports Retry-After back to the caller.
-func newSvixClient(cfg Config) (*svix.Svix, error) {
+// 429), and a transport that reports Retry-After back to the caller and
+// traces and measures each call.
+func newSvixClient(cfg Config, tel *relayTelemetry) (*svix.Svix, error) {
 	opts := &svix.SvixOptions{
-		RetrySchedule:    &[]time.Duration{},
-		HTTPClient:       ownHTTPClient(cfg.HTTPClient, cfg.Concurrency),
-		TransportWrapper: func(rt http.RoundTripper) http.RoundTripper { return retryAfterTransport{next: rt} },
+		RetrySchedule: &[]time.Duration{},
+		HTTPClient:    ownHTTPClient(cfg.HTTPClient, cfg.Concurrency),
+		TransportWrapper: func(rt http.RoundTripper) http.RoundTripper {
+			return retryAfterTransport{next: tel.httpTransport(rt)}
+		},
 	}
 	if cfg.SvixServerURL != "" {
 		u, err := url.Parse(cfg.SvixServerURL)

@@ -6,6 +6,12 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/outboxrelay/outbox/internal/telemetry"
 )
 
 // turnReport says what one lane turn did.
@@ -79,11 +85,31 @@ func (r *Relay) turn(ctx context.Context, org string, stopAt time.Time) (turnRep
 		return turnReport{empty: len(rd.empty) > 0, waitUntil: rd.waiting[org]}, nil
 	}
 	ln := rd.lanes[0]
+	ctx, span := r.startTurn(ctx, ln)
 	r.work(ctx, ctx, ln, stopAt)
-	if _, err := r.settle([]*lane{ln}); err != nil {
-		return ln.rep, err
+	_, err = r.settle([]*lane{ln})
+	endTurn(span, ln, err)
+	return ln.rep, err
+}
+
+// startTurn opens a lane turn's span.
+func (r *Relay) startTurn(ctx context.Context, ln *lane) (context.Context, trace.Span) {
+	ctx, span := r.tel.startSpan(ctx, "turn outbox_lanes", telemetry.OrganizationID.String(ln.org), telemetry.Events.Int(len(ln.events)))
+	ln.turn = span.SpanContext()
+	return ctx, span
+}
+
+// endTurn records what the turn did on its span.
+func endTurn(span trace.Span, ln *lane, err error) {
+	c := ln.rep.counts
+	span.SetAttributes(attribute.Int("outbox.delivered", c.Delivered), attribute.Int("outbox.retried", c.Retried),
+		attribute.Int("outbox.dead_lettered", c.DeadLettered), attribute.Int("outbox.unsent", c.Unsent),
+		attribute.Bool("outbox.rate_limited", ln.rep.rateLimited))
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
 	}
-	return ln.rep, nil
+	span.End()
 }
 
 // sendAll resolves the organization's destination and sends its events,
@@ -122,6 +148,7 @@ func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []event
 		mu   sync.Mutex
 		next int
 		wg   sync.WaitGroup
+		turn = trace.SpanContextFromContext(ctx)
 	)
 	take := func() (int, bool) {
 		mu.Lock()
@@ -142,7 +169,7 @@ func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []event
 			if !ok {
 				return
 			}
-			res := r.sendRecovered(callCtx, org, dest, &events[i])
+			res := r.deliver(callCtx, turn, org, dest, &events[i])
 			results[i] = res
 			if blocksLane(res.outcome, r.cfg.PerOrgInFlight) {
 				mu.Lock()
@@ -188,6 +215,14 @@ func (r *Relay) resolve(ctx context.Context, org string) (dest Destination, err 
 		}
 	}()
 	return r.cfg.Resolver.Resolve(ctx, org)
+}
+
+// deliver sends one event under its delivery span.
+func (r *Relay) deliver(ctx context.Context, turn trace.SpanContext, org string, dest Destination, ev *event) result {
+	ctx, span := r.tel.startDelivery(ctx, turn, org, ev)
+	res := r.sendRecovered(ctx, org, dest, ev)
+	endDelivery(span, res)
+	return res
 }
 
 // sendRecovered is sendWithSlot with a panic turned into a transient

@@ -21,6 +21,7 @@ type relayOptions struct {
 	logFormat string
 	logLevel  string
 	httpAddr  string
+	otlp      string
 	temporal  temporalOptions
 }
 
@@ -62,7 +63,8 @@ func newRelayFlagSet(env *environment, o *relayOptions) *flagSet {
 	fs.StringVar(&c.ID, "id", "", "name of this relay in the lease table (default host-pid)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (debug logs payloads)")
-	fs.StringVar(&o.httpAddr, "http-addr", "", "serve /healthz, /readyz and /debug/vars (memory, goroutines, relay counters) on this address; a port alone (:8080) is loopback, 0.0.0.0:8080 every interface")
+	fs.StringVar(&o.httpAddr, "http-addr", "", "serve /healthz, /readyz, /metrics (Prometheus) and /debug/vars (memory, goroutines, relay counters) on this address; a port alone (:8080) is loopback, 0.0.0.0:8080 every interface")
+	fs.StringVar(&o.otlp, "otlp-endpoint", "", "export traces over OTLP/HTTP to this URL (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT when set; else no traces)")
 	return fs
 }
 
@@ -88,6 +90,12 @@ func runRelay(ctx context.Context, env *environment, args []string) error {
 	if cfg.SvixToken == "" {
 		return usagef("SVIX_AUTH_TOKEN is not set: the relay needs a Svix API token")
 	}
+	obs, err := newObservability(ctx, env, o.otlp)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
+	cfg.TracerProvider, cfg.MeterProvider = obs.tracers, obs.meters
 	// Sized from what the relay says it needs (pgxpool's default of
 	// max(4, CPUs) would queue 64 lanes' claims and settlements).
 	pool, err := db.connectSized(ctx, env, relay.PoolConns(cfg))
@@ -99,7 +107,7 @@ func runRelay(ctx context.Context, env *environment, args []string) error {
 		if httpAddr == "" {
 			return func() {}, nil
 		}
-		return serveHealth(ctx, httpAddr, r, logger)
+		return serveHealth(ctx, httpAddr, r, obs.metrics, logger)
 	}
 	if o.temporal.enabled {
 		return runTemporalRelay(ctx, env, &o.temporal, pool, cfg, logger, serve)
@@ -170,8 +178,9 @@ func healthAddr(addr string) (string, error) {
 }
 
 // serveHealth serves /healthz (the process is up), /readyz (the relay is
-// running and its wake-up path works) and /debug/vars.
-func serveHealth(ctx context.Context, addr string, r *relay.Relay, log *slog.Logger) (func(), error) {
+// running and its wake-up path works), /metrics (Prometheus's text format)
+// and /debug/vars.
+func serveHealth(ctx context.Context, addr string, r *relay.Relay, metrics http.Handler, log *slog.Logger) (func(), error) {
 	addr, err := healthAddr(addr)
 	if err != nil {
 		return nil, err
@@ -189,6 +198,7 @@ func serveHealth(ctx context.Context, addr string, r *relay.Relay, log *slog.Log
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /debug/vars", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_ = json.NewEncoder(w).Encode(readVars(r))
@@ -199,7 +209,7 @@ func serveHealth(ctx context.Context, addr string, r *relay.Relay, log *slog.Log
 			log.Error("relay: health server stopped", "error", err)
 		}
 	}()
-	log.InfoContext(ctx, "relay: serving /healthz, /readyz and /debug/vars", "addr", ln.Addr().String())
+	log.InfoContext(ctx, "relay: serving /healthz, /readyz, /metrics and /debug/vars", "addr", ln.Addr().String())
 	return func() {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
