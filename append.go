@@ -31,6 +31,14 @@ type AppendParams struct {
 	// retry's Append fails with ErrDuplicateEventID while the first event is
 	// pending, and Svix deduplicates it by eventId once it was delivered.
 	EventID uuid.UUID
+	// Channels are the Svix channels of the message, which endpoints can
+	// filter by: at most 10, distinct, each 1 to 128 characters of
+	// [a-zA-Z0-9-_.:]. Defaults to none.
+	Channels []string
+	// Tags are the Svix tags of the message, which messages can be listed
+	// by: at most 5, distinct, each 1 to 128 characters of
+	// [a-zA-Z0-9-_./\#]. Defaults to none.
+	Tags []string
 }
 
 // AppendResult identifies the appended event.
@@ -72,7 +80,7 @@ func (p *Producer) Append(ctx context.Context, dbtx DBTX, ap AppendParams) (Appe
 	// The payload goes as text so every pgx query mode (including exec and
 	// simple_protocol, used behind PgBouncer) sends it as JSON, not bytea.
 	err = dbtx.QueryRow(ctx, p.insertSQL, pgtype.UUID{Bytes: eventID, Valid: true},
-		ap.OrganizationID, string(ap.EventType), string(payload), text(traceparent), text(tracestate)).Scan(&id)
+		ap.OrganizationID, string(ap.EventType), string(payload), text(traceparent), text(tracestate), textArray(ap.Channels), textArray(ap.Tags)).Scan(&id)
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("outbox: append event: %w", duplicateEventID(err))
 	}
@@ -85,6 +93,15 @@ func (p *Producer) Append(ctx context.Context, dbtx DBTX, ap AppendParams) (Appe
 
 // text is s as a nullable text parameter: NULL when empty.
 func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+// textArray is ss as a nullable text[] parameter: NULL (a nil slice)
+// when empty.
+func textArray(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	return ss
+}
 
 // eventIDFor returns the caller's event id, or a new one.
 func eventIDFor(ap *AppendParams) (uuid.UUID, error) {

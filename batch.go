@@ -22,7 +22,7 @@ type AppendBatchResult struct {
 }
 
 // copyColumns are the columns AppendBatch fills; the rest take defaults.
-var copyColumns = []string{"event_id", "organization_id", "event_type", "payload", "traceparent", "tracestate"}
+var copyColumns = []string{"event_id", "organization_id", "event_type", "payload", "traceparent", "tracestate", "channels", "tags"}
 
 // AppendBatch inserts many events with one COPY, with the default Producer.
 // The events may belong to several organizations. It is much faster than
@@ -158,7 +158,7 @@ type batchSource struct {
 	payloads [][]byte
 	ids      []uuid.UUID
 	i        int
-	values   [6]any
+	values   [8]any
 	// traceparent and tracestate are the caller's span context, for every row.
 	traceparent, tracestate string
 }
@@ -175,8 +175,8 @@ func (s *batchSource) Values() ([]any, error) {
 		return nil, err
 	}
 	s.ids[s.i] = id
-	s.values = [6]any{pgtype.UUID{Bytes: s.ids[s.i], Valid: true}, p.OrganizationID, string(p.EventType), s.payloads[s.i],
-		text(s.traceparent), text(s.tracestate)}
+	s.values = [8]any{pgtype.UUID{Bytes: s.ids[s.i], Valid: true}, p.OrganizationID, string(p.EventType), s.payloads[s.i],
+		text(s.traceparent), text(s.tracestate), textArray(p.Channels), textArray(p.Tags)}
 	return s.values[:], nil
 }
 

@@ -27,6 +27,12 @@ var (
 	// outbox (the event was appended before: after an ambiguous commit, the
 	// first attempt committed), or appears twice in one AppendBatch.
 	ErrDuplicateEventID = errors.New("duplicate event id")
+	// ErrInvalidChannels: AppendParams.Channels breaks Svix's rules (at
+	// most 10, distinct, each 1 to 128 characters of [a-zA-Z0-9-_.:]).
+	ErrInvalidChannels = errors.New("invalid channels")
+	// ErrInvalidTags: AppendParams.Tags breaks Svix's rules (at most 5,
+	// distinct, each 1 to 128 characters of [a-zA-Z0-9-_./\#]).
+	ErrInvalidTags = errors.New("invalid tags")
 	// ErrInvalidConfig: a Config or signaler setting is out of range. It is
 	// the one sentinel for a bad setting in every package of this module
 	// (relay.ErrInvalidConfig is the same value), wrapped by *ConfigError.

@@ -28,9 +28,19 @@
 // sweep finds unsignalled events anyway; the signal only makes delivery
 // immediate.)
 //
+// A typed event binds an event type to its payload's Go type and adds it,
+// with the type's JSON Schema, to [DefaultCatalog], which package
+// eventtypes syncs to Svix:
+//
+//	var AuditLogCreated = outbox.DefineEvent[AuditLog]("audit_log.created", outbox.EventInfo{
+//		Description: "An audit log entry was written.",
+//	})
+//	res, err := AuditLogCreated.Append(ctx, tx, orgID, AuditLog{ID: id, Action: "login"})
+//
 // Bad input is rejected before any SQL runs, with an error that names the
 // field and the rule and wraps one of the sentinels [ErrInvalidOrganizationID],
-// [ErrInvalidEventType], [ErrInvalidPayload] or [ErrPayloadTooLarge].
+// [ErrInvalidEventType], [ErrInvalidPayload], [ErrPayloadTooLarge],
+// [ErrInvalidChannels] or [ErrInvalidTags].
 //
 // The tables come from package migrations. The package-level functions use
 // unqualified table names, resolved through the connection's search_path;

@@ -25,6 +25,8 @@ type event struct {
 	// traceparent and tracestate are the producer's W3C trace context, or
 	// "" when it had no span.
 	traceparent, tracestate string
+	// channels and tags are the message's Svix routing fields, or nil.
+	channels, tags []string
 }
 
 // outcome is what became of one event in a turn.
@@ -67,7 +69,7 @@ func (r *Relay) send(sendCtx context.Context, dest Destination, ev *event) resul
 		}
 	}
 	eventID := ev.eventID.String()
-	in := models.MessageIn{EventType: ev.eventType, EventId: &eventID, Payload: payload}
+	in := models.MessageIn{EventType: ev.eventType, EventId: &eventID, Payload: payload, Channels: ev.channels, Tags: ev.tags}
 	if dest.CreateName != "" {
 		app := dest.App
 		in.Application = &models.ApplicationIn{Name: dest.CreateName, Uid: &app}

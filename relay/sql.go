@@ -15,6 +15,7 @@ type queries struct {
 	partitions, pruneDefaultPartition                    string
 	status, listDeadLetters, requeueDeadLetters          string
 	purgeDeadLetters                                     string
+	events                                               eventQueries // sql_events.go
 
 	// schema qualifies the names the relay builds itself (partitions).
 	schema sqlname.Schema
@@ -50,6 +51,7 @@ func newQueries(schema string) queries {
 		listDeadLetters:       s.Expand(sqlListDeadLetters),
 		requeueDeadLetters:    s.Expand(sqlRequeueDeadLetters),
 		purgeDeadLetters:      s.Expand(sqlPurgeDeadLetters),
+		events:                newEventQueries(s),
 		schema:                s,
 	}
 }

@@ -35,11 +35,11 @@ const sqlRequeueDeadLetters = `
 WITH back AS (
     DELETE FROM {dead_letters} d WHERE ` + deadFilter + `
       AND NOT EXISTS (SELECT 1 FROM {events} e WHERE e.event_id = d.event_id)
-    RETURNING id, event_id, organization_id, event_type, payload, created_at, traceparent, tracestate
+    RETURNING id, event_id, organization_id, event_type, payload, created_at, traceparent, tracestate, channels, tags
 ), queued AS (
-    INSERT INTO {events} (id, event_id, organization_id, event_type, payload, created_at, traceparent, tracestate)
+    INSERT INTO {events} (id, event_id, organization_id, event_type, payload, created_at, traceparent, tracestate, channels, tags)
     OVERRIDING SYSTEM VALUE
-    SELECT id, event_id, organization_id, event_type, payload, created_at, traceparent, tracestate FROM back
+    SELECT id, event_id, organization_id, event_type, payload, created_at, traceparent, tracestate, channels, tags FROM back
     RETURNING organization_id
 ), due AS (
     -- The lanes are due now, so any relay's sweep finds them (a requeue

@@ -60,12 +60,12 @@ WITH dead AS (
           AS u(id, org, token, err, status, body)
     WHERE e.id = u.id AND ` + holds + `
     RETURNING e.id, e.event_id, e.organization_id, e.event_type, e.payload, e.created_at, e.attempts,
-              u.err, u.status, u.body, e.traceparent, e.tracestate
+              u.err, u.status, u.body, e.traceparent, e.tracestate, e.channels, e.tags
 )
 INSERT INTO {dead_letters} (id, event_id, organization_id, event_type, payload, created_at, attempts,
-                    last_error, status_code, response_body, traceparent, tracestate)
+                    last_error, status_code, response_body, traceparent, tracestate, channels, tags)
 SELECT id, event_id, organization_id, event_type, payload, created_at, attempts,
-       err, NULLIF(status, 0), NULLIF(body, ''), traceparent, tracestate
+       err, NULLIF(status, 0), NULLIF(body, ''), traceparent, tracestate, channels, tags
 FROM dead
 ON CONFLICT (id) DO UPDATE SET
     payload = EXCLUDED.payload, attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,

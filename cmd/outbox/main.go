@@ -5,6 +5,8 @@
 //	outbox relay                      deliver events to Svix until SIGINT/SIGTERM
 //	outbox status                     pending events, retries and dead letters per organization
 //	outbox dead-letters list|requeue|purge
+//	outbox events show|list           did an event reach Svix? find one by id, or list an organization's
+//	outbox event-types sync|export    the event catalog in Svix, or as OpenAPI / JSON Schema
 //
 // The demo (the whole flow on embedded defaults) is a command of its own,
 // github.com/outboxrelay/outbox/cmd/outbox-demo, so that this binary, which
@@ -37,6 +39,8 @@ var commands = []command{
 	{"relay", "deliver outbox events to Svix until stopped", runRelay},
 	{"status", "pending events, retries and dead letters per organization", runStatus},
 	{"dead-letters", "list, requeue or purge dead letters", runDeadLetters},
+	{"events", "find an event by id, or list an organization's events", runEvents},
+	{"event-types", "sync the event catalog to Svix, or export it for customers", runEventTypes},
 }
 
 // environment is what a command reads from and writes to: the process's
@@ -113,7 +117,7 @@ Commands:
 	fmt.Fprint(w, `
 Environment:
   DATABASE_URL      PostgreSQL URL (or --database-url)
-  SVIX_AUTH_TOKEN   Svix API token (relay)
+  SVIX_AUTH_TOKEN   Svix API token (relay, event-types sync)
   SVIX_SERVER_URL   Svix API base URL (optional)
 
 Examples:
@@ -121,6 +125,7 @@ Examples:
   outbox relay --concurrency 64 --http-addr :8080
   outbox status --json
   outbox dead-letters requeue --org org_42
+  outbox events show 01930f4e-8a7b-7c3d-9e2f-5a6b7c8d9e0f
 
 Run 'outbox <command> --help' for a command's flags.
 `)

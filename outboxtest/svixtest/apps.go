@@ -27,30 +27,6 @@ type applicationOut struct {
 	UpdatedAt    time.Time         `json:"updatedAt"`
 }
 
-// eventTypeIn is the subset of Svix's EventTypeIn the fake understands.
-type eventTypeIn struct {
-	Archived     *bool           `json:"archived"`
-	Deprecated   *bool           `json:"deprecated"`
-	Description  string          `json:"description"`
-	FeatureFlags []string        `json:"featureFlags"`
-	GroupName    *string         `json:"groupName"`
-	Name         *string         `json:"name"`
-	Schemas      json.RawMessage `json:"schemas"`
-}
-
-// eventTypeOut mirrors models.EventTypeOut.
-type eventTypeOut struct {
-	Archived     bool            `json:"archived"`
-	CreatedAt    time.Time       `json:"createdAt"`
-	Deprecated   bool            `json:"deprecated"`
-	Description  string          `json:"description"`
-	FeatureFlags []string        `json:"featureFlags,omitempty"`
-	GroupName    *string         `json:"groupName,omitempty"`
-	Name         string          `json:"name"`
-	Schemas      json.RawMessage `json:"schemas,omitempty"`
-	UpdatedAt    time.Time       `json:"updatedAt"`
-}
-
 // createApp serves POST /api/v1/app[?get_if_exists=true].
 func (s *Server) createApp(body []byte, getIfExists bool) response {
 	var in applicationIn
@@ -130,45 +106,6 @@ func validateApplicationIn(in *applicationIn) []fieldError {
 		errs = checkUID(errs, *in.UID, "uid")
 	}
 	return errs
-}
-
-// createEventType serves POST /api/v1/event-type.
-func (s *Server) createEventType(body []byte) response {
-	var in eventTypeIn
-	if err := json.Unmarshal(body, &in); err != nil {
-		return decodeErrorResponse(err)
-	}
-	name := deref(in.Name)
-	if errs := checkName(nil, name, "name"); len(errs) > 0 {
-		return validationResponse(errs)
-	}
-	if !s.addEventType(name) {
-		return respConflict
-	}
-	now := time.Now().UTC()
-	return jsonResponse(http.StatusCreated, eventTypeOut{
-		Archived:     in.Archived != nil && *in.Archived,
-		CreatedAt:    now,
-		Deprecated:   in.Deprecated != nil && *in.Deprecated,
-		Description:  in.Description,
-		FeatureFlags: in.FeatureFlags,
-		GroupName:    in.GroupName,
-		Name:         name,
-		Schemas:      in.Schemas,
-		UpdatedAt:    now,
-	})
-}
-
-// addEventType records name; false if it already exists.
-func (s *Server) addEventType(name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.st.eventTypes[name] {
-		return false
-	}
-	s.st.eventTypes[name] = true
-	s.st.eventTypeNames = append(s.st.eventTypeNames, name)
-	return true
 }
 
 func deref(p *string) string {

@@ -8,13 +8,9 @@ import (
 	"time"
 )
 
-const (
-	maxChannels = 10
-	maxTags     = 5
-	// deliverAtGrace tolerates the time between the client computing deliverAt and the
-	// fake checking it, so "now + 1 minute" is accepted.
-	deliverAtGrace = 5 * time.Second
-)
+// deliverAtGrace tolerates the time between the client computing deliverAt and the
+// fake checking it, so "now + 1 minute" is accepted.
+const deliverAtGrace = 5 * time.Second
 
 // messageIn is the subset of Svix's MessageIn the fake understands; pointers and
 // RawMessage tell missing and null apart.
@@ -144,11 +140,11 @@ func validateMessageIn(in *messageIn, appPath string, now time.Time) []fieldErro
 	if !isJSONObject(in.Payload) {
 		errs = append(errs, invalid("payload must be a JSON object", "payload"))
 	}
-	if len(in.Channels) > maxChannels {
-		errs = append(errs, invalid("ensure this value has at most 10 items", "channels"))
+	if in.Channels != nil { // null and missing are both fine; [] is not
+		errs = channelsRule.check(errs, in.Channels, "channels")
 	}
-	if len(in.Tags) > maxTags {
-		errs = append(errs, invalid("ensure this value has at most 5 items", "tags"))
+	if in.Tags != nil {
+		errs = tagsRule.check(errs, in.Tags, "tags")
 	}
 	if in.DeliverAt != nil {
 		errs = checkDeliverAt(errs, *in.DeliverAt, now)

@@ -46,6 +46,41 @@ type Message struct {
 	Seq       int64     // creation sequence, global across apps, starting at 1
 }
 
+// EventType is a snapshot of an event type as the fake stores it.
+type EventType struct {
+	Name        string
+	Description string
+	GroupName   string // "" when it has none
+	// Schemas maps a version ("1") to its JSON Schema, decoded afresh for every snapshot
+	// (numbers are float64); nil when the event type has none.
+	Schemas      map[string]any
+	FeatureFlags []string // nil when it has none
+	Deprecated   bool
+	Archived     bool
+	CreatedAt    time.Time // UTC
+	// UpdatedAt is the time of the last successful write (create, unarchiving create,
+	// PUT, PATCH, archiving DELETE), whether or not it changed anything, as svix-server
+	// sets updated_at on every save. UTC.
+	UpdatedAt time.Time
+}
+
+func (o eventTypeOut) snapshot() EventType {
+	et := EventType{
+		Name:         o.Name,
+		Description:  o.Description,
+		GroupName:    deref(o.GroupName),
+		FeatureFlags: slices.Clone(o.FeatureFlags),
+		Deprecated:   o.Deprecated,
+		Archived:     o.Archived,
+		CreatedAt:    o.CreatedAt,
+		UpdatedAt:    o.UpdatedAt,
+	}
+	if o.Schemas != nil {
+		_ = json.Unmarshal(o.Schemas, &et.Schemas) // stored schemas are a valid JSON object
+	}
+	return et
+}
+
 func (m Message) clone() Message {
 	m.Payload = slices.Clone(m.Payload)
 	m.Channels = slices.Clone(m.Channels)
@@ -162,11 +197,29 @@ func (s *Server) Apps() []string {
 	return out
 }
 
-// EventTypes returns the names of the event types created, in creation order.
+// EventTypes returns the names of the event types that exist and are not archived, in
+// creation order: an unarchived event type keeps its place, an expunged and re-created
+// one comes last.
 func (s *Server) EventTypes() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.st.eventTypeNames)
+	var out []string
+	for _, et := range s.st.eventTypeOrder {
+		if !et.Archived {
+			out = append(out, et.Name)
+		}
+	}
+	return out
+}
+
+// EventType returns a snapshot of the event type named name, archived or not; false
+// when there is none (never created, or expunged).
+func (s *Server) EventType(name string) (EventType, bool) {
+	out, ok := s.eventTypeOut(name)
+	if !ok {
+		return EventType{}, false
+	}
+	return out.snapshot(), true
 }
 
 // WaitForMessages blocks until at least n messages exist. It returns ctx's error

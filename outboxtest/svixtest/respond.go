@@ -14,6 +14,10 @@ type response struct {
 }
 
 func (r response) write(w http.ResponseWriter) {
+	if r.status == http.StatusNoContent {
+		w.WriteHeader(r.status)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(r.body)))
@@ -50,8 +54,12 @@ type fieldError struct {
 	Type string   `json:"type"`
 }
 
-func invalid(msg string, loc ...string) fieldError {
-	return fieldError{Loc: append([]string{"body"}, loc...), Msg: msg, Type: "value_error"}
+// invalid is a validation error in the request body.
+func invalid(msg string, loc ...string) fieldError { return invalidIn("body", msg, loc...) }
+
+// invalidIn is a validation error in part ("body", "query" or "path") of the request.
+func invalidIn(part, msg string, loc ...string) fieldError {
+	return fieldError{Loc: append([]string{part}, loc...), Msg: msg, Type: "value_error"}
 }
 
 // validationResponse is Svix's 422: {"detail":[{"loc":[...],"msg":...,"type":"value_error"}]}.
@@ -65,6 +73,9 @@ var (
 	respUnauthorized    = errorResponse(http.StatusUnauthorized, "authentication_failed", "Invalid token")
 	respPayloadTooLarge = errorResponse(http.StatusRequestEntityTooLarge, "payload_too_large", "Payload too large")
 	respConflict        = errorResponse(http.StatusConflict, "conflict", "A conflict has occurred")
+	respEventTypeExists = errorResponse(http.StatusConflict, "event_type_exists", "An event_type with this name already exists")
+	respNotFound        = errorResponse(http.StatusNotFound, "not_found", "Entity not found")
+	respNoContent       = response{status: http.StatusNoContent}
 	respAppNotFound     = errorResponse(http.StatusNotFound, "not_found", "Application not found")
 	respMsgNotFound     = errorResponse(http.StatusNotFound, "not_found", "Message not found")
 	respRouteNotFound   = errorResponse(http.StatusNotFound, "not_found", "Route not found")
@@ -81,7 +92,7 @@ func statusResponse(status int) response {
 	case http.StatusForbidden:
 		return errorResponse(status, "forbidden", "Insufficient access for the given operation")
 	case http.StatusNotFound:
-		return errorResponse(status, "not_found", "Entity not found")
+		return respNotFound
 	case http.StatusConflict:
 		return respConflict
 	case http.StatusRequestEntityTooLarge:

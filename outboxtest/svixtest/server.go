@@ -273,6 +273,16 @@ func (s *Server) handle(ex *exchange) response {
 		return s.getApp(ex.route.app)
 	case routeCreateEventType:
 		return s.createEventType(ex.body)
+	case routeListEventTypes:
+		return s.listEventTypes(ex.r.URL.Query())
+	case routeGetEventType:
+		return s.getEventType(ex.route.eventType)
+	case routeUpdateEventType:
+		return s.updateEventType(ex.route.eventType, ex.body)
+	case routePatchEventType:
+		return s.patchEventType(ex.route.eventType, ex.body)
+	case routeDeleteEventType:
+		return s.deleteEventType(ex.route.eventType, ex.r.URL.Query())
 	}
 	return respRouteNotFound
 }
@@ -314,11 +324,17 @@ const (
 	routeCreateApp
 	routeGetApp
 	routeCreateEventType
+	routeListEventTypes
+	routeGetEventType
+	routeUpdateEventType
+	routePatchEventType
+	routeDeleteEventType
 )
 
 type route struct {
-	kind     routeKind
-	app, msg string
+	kind      routeKind
+	app, msg  string
+	eventType string // {event_type_name} of /api/v1/event-type/{event_type_name}
 }
 
 // parseRoute maps a method and path to one of the fake's routes.
@@ -335,8 +351,8 @@ func parseRoute(method, path string) route {
 	}
 	post, get := method == http.MethodPost, method == http.MethodGet
 	switch {
-	case len(parts) == 1 && parts[0] == "event-type" && post:
-		return route{kind: routeCreateEventType}
+	case parts[0] == "event-type":
+		return parseEventTypeRoute(method, parts)
 	case parts[0] != "app":
 		return route{}
 	case len(parts) == 1 && post:
@@ -349,6 +365,30 @@ func parseRoute(method, path string) route {
 		return route{kind: routeGetMessage, app: parts[1], msg: parts[3]}
 	}
 	return route{}
+}
+
+// parseEventTypeRoute maps the routes under /api/v1/event-type.
+func parseEventTypeRoute(method string, parts []string) route {
+	switch {
+	case len(parts) == 1 && method == http.MethodPost:
+		return route{kind: routeCreateEventType}
+	case len(parts) == 1 && method == http.MethodGet:
+		return route{kind: routeListEventTypes}
+	case len(parts) != 2:
+		return route{}
+	}
+	if kind, ok := eventTypeNameRoutes[method]; ok {
+		return route{kind: kind, eventType: parts[1]}
+	}
+	return route{}
+}
+
+// eventTypeNameRoutes are the methods served on /api/v1/event-type/{event_type_name}.
+var eventTypeNameRoutes = map[string]routeKind{
+	http.MethodGet:    routeGetEventType,
+	http.MethodPut:    routeUpdateEventType,
+	http.MethodPatch:  routePatchEventType,
+	http.MethodDelete: routeDeleteEventType,
 }
 
 func orDefault(v, def int) int {

@@ -2,6 +2,7 @@ package svixtest
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 )
@@ -17,8 +18,8 @@ type store struct {
 	appsByUID      map[string]*app
 	apps           []*app
 	messages       []*storedMessage
-	eventTypes     map[string]bool
-	eventTypeNames []string
+	eventTypes     map[string]*eventTypeOut
+	eventTypeOrder []*eventTypeOut // creation order; expunged ones are removed
 	conflicts      int
 	seq            int64
 	waiters        []*waiter
@@ -28,7 +29,7 @@ func newStore() store {
 	return store{
 		appsByID:   map[string]*app{},
 		appsByUID:  map[string]*app{},
-		eventTypes: map[string]bool{},
+		eventTypes: map[string]*eventTypeOut{},
 	}
 }
 
@@ -113,6 +114,19 @@ func (st *store) addMessage(a *app, m *storedMessage) {
 	a.messages = append(a.messages, m)
 	st.messages = append(st.messages, m)
 	st.notifyWaiters()
+}
+
+// addEventType stores a new event type after the existing ones.
+func (st *store) addEventType(et *eventTypeOut) {
+	st.eventTypes[et.Name] = et
+	st.eventTypeOrder = append(st.eventTypeOrder, et)
+}
+
+// expungeEventType forgets the event type named name.
+func (st *store) expungeEventType(name string) {
+	et := st.eventTypes[name]
+	delete(st.eventTypes, name)
+	st.eventTypeOrder = slices.DeleteFunc(st.eventTypeOrder, func(x *eventTypeOut) bool { return x == et })
 }
 
 // waiter is a WaitForMessages call blocked until n messages exist.
