@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
@@ -59,7 +62,8 @@ type EventSpec struct {
 // Catalog is a set of event definitions: the event types a service sends
 // and their payloads' JSON Schemas. DefineEvent adds to DefaultCatalog;
 // package eventtypes syncs a catalog to Svix and exports it for customers.
-// A Catalog is safe for concurrent use.
+// A Catalog is safe for concurrent use; the zero Catalog is empty and
+// ready to use.
 type Catalog struct {
 	mu         sync.RWMutex
 	specs      map[EventType]*catalogEntry
@@ -101,6 +105,9 @@ func (c *Catalog) add(spec EventSpec, where string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.specs == nil { // a zero Catalog
+		c.specs = map[EventType]*catalogEntry{}
+	}
 	if prev, ok := c.specs[spec.Name]; ok {
 		at := ""
 		if prev.where != "" {
@@ -192,9 +199,6 @@ func (c *Catalog) UnmarshalJSON(b []byte) error {
 	if err := dec.Decode(&f); err != nil {
 		return fmt.Errorf("outbox: catalog: %w", err)
 	}
-	if c.specs == nil {
-		c.specs = map[EventType]*catalogEntry{}
-	}
 	for _, spec := range f.EventTypes {
 		if err := c.Add(spec); err != nil {
 			return err
@@ -239,6 +243,9 @@ func (c *Catalog) validate(name EventType, payload []byte) *ValidationError {
 // does not define it.
 func (c *Catalog) validator(name EventType) (*jsonschema.Schema, error) {
 	if v, ok := c.validators.Load(name); ok {
+		if err, bad := v.(error); bad {
+			return nil, err
+		}
 		return v.(*jsonschema.Schema), nil
 	}
 	spec, ok := c.Lookup(name)
@@ -257,7 +264,9 @@ func (c *Catalog) validator(name EventType) (*jsonschema.Schema, error) {
 	}
 	v, err := comp.Compile(url)
 	if err != nil {
-		return nil, fmt.Errorf("the schema of %s: %w", name, err)
+		err = fmt.Errorf("the schema of %s: %w", name, err)
+		c.validators.Store(name, err) // compiled once, good or bad
+		return nil, err
 	}
 	c.validators.Store(name, v)
 	return v, nil
@@ -279,7 +288,19 @@ func schemaMessage(err error) string {
 	if len(ve.InstanceLocation) > 0 {
 		loc = "/" + joinPath(ve.InstanceLocation)
 	}
-	return "at " + loc + ": " + ve.ErrorKind.LocalizedString(english)
+	return "at " + loc + ": " + kindMessage(ve.ErrorKind)
+}
+
+// kindMessage says what rule a value broke without quoting the value: a
+// payload's values stay out of error messages, which get logged. Missing
+// and unexpected properties are named, types are given; for the other
+// rules, the schema keyword.
+func kindMessage(k jsonschema.ErrorKind) string {
+	switch k := k.(type) {
+	case *kind.Required, *kind.AdditionalProperties, *kind.Type, *kind.DependentRequired:
+		return k.LocalizedString(english)
+	}
+	return "breaks " + strconv.Quote(strings.Join(k.KeywordPath(), "/"))
 }
 
 func joinPath(p []string) string {

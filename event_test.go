@@ -140,7 +140,7 @@ func TestValidatePayloads(t *testing.T) {
 		payload map[string]any
 		where   string
 	}{
-		{"missing required", map[string]any{"id": "log_1", "action": "login", "at": "2026-12-01T12:00:00Z"}, "at /"},
+		{"missing required", map[string]any{"id": "log_1", "action": "login", "at": "2026-12-01T12:00:00Z"}, "at /: missing property 'actor'"},
 		{"outside the enum", merge(good, map[string]any{"action": "delete"}), "/action"},
 		{"nested wrong type", merge(good, map[string]any{"actor": map[string]any{"id": 7, "kind": "user"}}), "/actor/id"},
 		{"not a date-time", merge(good, map[string]any{"at": "yesterday"}), "/at"},
@@ -151,6 +151,9 @@ func TestValidatePayloads(t *testing.T) {
 		require.True(t, errors.As(err, &verr), tc.name)
 		require.Equal(t, "Payload", verr.Field)
 		require.Contains(t, verr.Rule, tc.where, tc.name)
+		for _, v := range []string{"delete", "yesterday"} {
+			require.NotContains(t, err.Error(), v, "%s: a payload's values stay out of the message", tc.name)
+		}
 	}
 	_, err = p.AppendBatch(b.ctx, b.pool, []outbox.AppendParams{
 		{OrganizationID: "org-v", EventType: "audit_log.created", Payload: good},

@@ -30,7 +30,7 @@ func validateRouting(field string, values []string, most int, chars string, ok f
 		return bad("at most " + strconv.Itoa(most) + ", got " + strconv.Itoa(len(values)))
 	}
 	for i, v := range values {
-		at := field + "[" + strconv.Itoa(i) + "]"
+		at := "element " + strconv.Itoa(i)
 		if v == "" || len(v) > maxRoutingValue {
 			return bad(at + " must be 1 to " + strconv.Itoa(maxRoutingValue) + " characters, got " + strconv.Itoa(len(v)))
 		}

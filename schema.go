@@ -1,10 +1,12 @@
 package outbox
 
 import (
+	"encoding"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/invopop/jsonschema"
 )
@@ -16,7 +18,9 @@ import (
 // and their json tags: a field without omitempty is required; a pointer,
 // slice, map or interface field without omitempty may also be null (nil
 // marshals to null); time.Time is a "date-time" string; nested types are
-// $defs. The generator's struct tags add what Go types cannot say:
+// $defs; a type that marshals itself is a string when it is an
+// encoding.TextMarshaler (uuid.UUID, netip.Addr) and anything when it is a
+// json.Marshaler, unless it has a schema hook. The generator's struct tags add what Go types cannot say:
 // `jsonschema:"enum=user,enum=api_key"` (an enum), `jsonschema:"description=…"`,
 // `jsonschema:"minimum=1"`, and a type can shape its own schema with a
 // method JSONSchemaExtend(*jsonschema.Schema) or JSONSchema() *jsonschema.Schema.
@@ -34,7 +38,7 @@ func schemaOf(t reflect.Type) (json.RawMessage, error) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	r := jsonschema.Reflector{AllowAdditionalProperties: true}
+	r := jsonschema.Reflector{AllowAdditionalProperties: true, Mapper: marshalerSchema}
 	s := r.ReflectFromType(t)
 	top := s
 	name := strings.TrimPrefix(s.Ref, "#/$defs/")
@@ -44,6 +48,9 @@ func schemaOf(t reflect.Type) (json.RawMessage, error) {
 			return nil, fmt.Errorf("schema of %s: no definition %q", t, name)
 		}
 		top = def
+	}
+	if top.Type == "" && implementsAny(t, jsonMarshaler) {
+		return nil, fmt.Errorf("schema of %s: it marshals itself (MarshalJSON), so its shape is unknown: give it a method JSONSchema() *jsonschema.Schema", t)
 	}
 	if top.Type != "object" {
 		return nil, fmt.Errorf("schema of %s: a payload must be a JSON object (a struct or a map with string keys), and %s is %q", t, t, top.Type)
@@ -69,6 +76,38 @@ func schemaOf(t reflect.Type) (json.RawMessage, error) {
 		return nil, fmt.Errorf("schema of %s: %w", t, err)
 	}
 	return b, nil
+}
+
+var (
+	jsonMarshaler   = reflect.TypeFor[json.Marshaler]()
+	textMarshaler   = reflect.TypeFor[encoding.TextMarshaler]()
+	schemaHook      = reflect.TypeFor[interface{ JSONSchema() *jsonschema.Schema }]()
+	schemaExtension = reflect.TypeFor[interface{ JSONSchemaExtend(*jsonschema.Schema) }]()
+	timeType        = reflect.TypeFor[time.Time]()
+)
+
+// marshalerSchema describes the types that marshal themselves, which the
+// generator would otherwise describe by their Go fields (a uuid.UUID as
+// an array of 16 integers): a TextMarshaler is a string, a json.Marshaler
+// anything. A type with a schema hook of its own keeps it; time.Time is a
+// date-time.
+func marshalerSchema(t reflect.Type) *jsonschema.Schema {
+	switch {
+	case t == timeType:
+		return &jsonschema.Schema{Type: "string", Format: "date-time"}
+	case implementsAny(t, schemaHook) || implementsAny(t, schemaExtension):
+		return nil
+	case implementsAny(t, jsonMarshaler):
+		return &jsonschema.Schema{} // whatever its MarshalJSON writes
+	case implementsAny(t, textMarshaler):
+		return &jsonschema.Schema{Type: "string"}
+	}
+	return nil
+}
+
+// implementsAny reports whether t or *t implements iface.
+func implementsAny(t, iface reflect.Type) bool {
+	return t.Implements(iface) || t.Kind() != reflect.Pointer && reflect.PointerTo(t).Implements(iface)
 }
 
 // refersTo reports whether s refers to the definition name anywhere but

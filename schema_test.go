@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"math/rand"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"testing/quick"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/invopop/jsonschema"
 	"github.com/stretchr/testify/require"
 
@@ -40,6 +42,9 @@ type Invoice struct {
 	PaidAt   *time.Time        `json:"paidAt,omitempty"`
 	IssuedAt time.Time         `json:"issuedAt"`
 	Raw      []byte            `json:"raw,omitempty"`
+	Ref      uuid.UUID         `json:"ref"`
+	IP       netip.Addr        `json:"ip"`
+	Extra    json.RawMessage   `json:"extra,omitempty"`
 }
 
 // Customer is a nested struct.
@@ -111,6 +116,8 @@ func TestSchemaGolden(t *testing.T) {
 	}
 	_, err := outbox.SchemaFor[string]()
 	require.ErrorContains(t, err, "JSON object")
+	_, err = outbox.SchemaFor[json.RawMessage]()
+	require.ErrorContains(t, err, "marshals itself")
 }
 
 // A generated schema accepts whatever its type marshals to: random values
@@ -183,6 +190,13 @@ func (Invoice) Generate(r *rand.Rand, _ int) reflect.Value {
 	if r.Intn(2) == 0 {
 		inv.Raw = []byte(randomString(r))
 	}
+	_, _ = r.Read(inv.Ref[:])
+	if r.Intn(2) == 0 {
+		inv.IP = netip.AddrFrom4([4]byte{10, byte(r.Intn(256)), 0, 1})
+	}
+	if r.Intn(2) == 0 {
+		inv.Extra = json.RawMessage(`{"any":[1,"thing"]}`)
+	}
 	return reflect.ValueOf(inv)
 }
 
@@ -213,16 +227,16 @@ func TestSchemaRefusesWrongPayloads(t *testing.T) {
 	c := outbox.NewCatalog()
 	outbox.DefineEventIn[Invoice](c, "invoice", outbox.EventInfo{Description: "d"})
 	outbox.DefineEventIn[Folder](c, "folder", outbox.EventInfo{Description: "d"})
-	good := `{"id":"i","status":"open","customer":{"id":"c"},"lines":[{"sku":"s","quantity":2}],"labels":{},"issuedAt":"2026-12-01T00:00:00Z"}`
+	good := `{"id":"i","status":"open","customer":{"id":"c"},"lines":[{"sku":"s","quantity":2}],"labels":{},"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z"}`
 	require.NoError(t, c.Validate("invoice", []byte(good)))
 	for _, bad := range []string{
-		`{"status":"open","customer":null,"lines":null,"labels":null,"issuedAt":"2026-12-01T00:00:00Z"}`,                                // id missing
-		`{"id":"i","status":"void","customer":null,"lines":null,"labels":null,"issuedAt":"2026-12-01T00:00:00Z"}`,                       // not in the enum
-		`{"id":"i","status":"open","customer":{"id":1},"lines":null,"labels":null,"issuedAt":"2026-12-01T00:00:00Z"}`,                   // nested type
-		`{"id":"i","status":"open","customer":null,"lines":[{"sku":"s","quantity":0}],"labels":null,"issuedAt":"2026-12-01T00:00:00Z"}`, // minimum
-		`{"id":"i","status":"open","customer":null,"lines":null,"labels":{"a":1},"issuedAt":"2026-12-01T00:00:00Z"}`,                    // map values
-		`{"id":"i","status":"open","customer":null,"lines":null,"labels":null,"issuedAt":"soon"}`,                                       // date-time
-		`{"id":"i","status":"open","customer":null,"lines":null,"labels":null,"issuedAt":"2026-12-01T00:00:00Z","paidAt":null}`,         // omitempty pointer: never null
+		`{"status":"open","customer":null,"lines":null,"labels":null,"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z"}`,                                // id missing
+		`{"id":"i","status":"void","customer":null,"lines":null,"labels":null,"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z"}`,                       // not in the enum
+		`{"id":"i","status":"open","customer":{"id":1},"lines":null,"labels":null,"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z"}`,                   // nested type
+		`{"id":"i","status":"open","customer":null,"lines":[{"sku":"s","quantity":0}],"labels":null,"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z"}`, // minimum
+		`{"id":"i","status":"open","customer":null,"lines":null,"labels":{"a":1},"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z"}`,                    // map values
+		`{"id":"i","status":"open","customer":null,"lines":null,"labels":null,"ref":"r","ip":"10.0.0.1","issuedAt":"soon"}`,                                       // date-time
+		`{"id":"i","status":"open","customer":null,"lines":null,"labels":null,"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z","paidAt":null}`,         // omitempty pointer: never null
 	} {
 		require.ErrorIs(t, c.Validate("invoice", []byte(bad)), outbox.ErrInvalidPayload, bad)
 	}

@@ -138,8 +138,9 @@ func createIn(spec outbox.EventSpec, schema map[string]any) models.EventTypeIn {
 		Deprecated: ptr(spec.Deprecated), Schemas: &schemas}
 }
 
-// updateOf is have made what spec says, keeping its schemas of other
-// versions.
+// updateOf is have made what spec says, keeping what the catalog does
+// not own: its schemas of other versions and its feature flags (a PUT
+// replaces every field).
 func updateOf(have models.EventTypeOut, spec outbox.EventSpec, schema map[string]any) models.EventTypeUpdate {
 	schemas := map[string]any{}
 	if have.Schemas != nil {
@@ -149,7 +150,7 @@ func updateOf(have models.EventTypeOut, spec outbox.EventSpec, schema map[string
 	}
 	schemas[spec.SchemaVersion] = schema
 	return models.EventTypeUpdate{Description: spec.Description, GroupName: group(spec), Deprecated: ptr(spec.Deprecated),
-		Archived: ptr(false), Schemas: &schemas}
+		Archived: ptr(false), Schemas: &schemas, FeatureFlags: have.FeatureFlags, FeatureFlag: have.FeatureFlag}
 }
 
 // differs reports whether Svix's have is not what spec says.

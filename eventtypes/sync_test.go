@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	svix "github.com/svix/svix-webhooks/go"
 	"github.com/svix/svix-webhooks/go/models"
+	"github.com/svix/svix-webhooks/go/utils"
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/eventtypes"
@@ -88,6 +89,26 @@ func TestSyncIsIdempotent(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, *audit.Schemas, "1", "a new schema version keeps the old one")
 	require.Contains(t, *audit.Schemas, "2")
+}
+
+// An update keeps the feature flags an operator set in Svix: the catalog
+// does not own them, and a PUT replaces every field.
+func TestSyncKeepsFeatureFlags(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := eventtypes.Sync(b.ctx, b.client, catalog(t), eventtypes.SyncOptions{})
+	require.NoError(t, err)
+	_, err = b.client.EventType.Patch(b.ctx, "invoice.paid", models.EventTypePatch{FeatureFlags: utils.NewNullable([]string{"beta-billing"})})
+	require.NoError(t, err)
+	changed := outbox.NewCatalog()
+	outbox.DefineEventIn[invoice](changed, "invoice.paid", outbox.EventInfo{Description: "An invoice was paid in full.", Group: "invoice"})
+	report, err := eventtypes.Sync(b.ctx, b.client, changed, eventtypes.SyncOptions{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"invoice.paid"}, report.Updated)
+	et, ok := b.fake.EventType("invoice.paid")
+	require.True(t, ok)
+	require.Equal(t, "An invoice was paid in full.", et.Description)
+	require.Equal(t, []string{"beta-billing"}, et.FeatureFlags)
 }
 
 // A dry run reports and changes nothing; types outside the catalog are

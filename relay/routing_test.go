@@ -25,6 +25,7 @@ func TestChannelsAndTagsReachSvix(t *testing.T) {
 	_, stop := b.start(t)
 	b.waitMessages(t, 3, 10*time.Second)
 	stop()
+	require.Len(t, b.fake.MessagesFor("org-routed"), 2)
 	for _, m := range b.fake.MessagesFor("org-routed") {
 		require.Equal(t, routed.Channels, m.Channels)
 		require.Equal(t, routed.Tags, m.Tags)

@@ -53,6 +53,9 @@ type result struct {
 	// fastRetry: a transient failure of the create that came back fast (a
 	// 5xx, a reset), which a quick retry may fix.
 	fastRetry bool
+	// at is when the send ended: a delivered event's latency ends there,
+	// not at the settlement.
+	at time.Time
 }
 
 // send creates ev in Svix at dest and classifies the answer. sendCtx ends

@@ -51,6 +51,12 @@ func (r *Relay) settle(lanes []*lane) (due map[string]time.Time, err error) {
 		return nil, fmt.Errorf("relay: settle %d lane(s) (their leases will expire and the events be sent again, deduplicated by eventId): %w", len(lanes), err)
 	}
 	for _, ln := range lanes {
+		// Count only what was recorded: a lane whose lease another relay
+		// took wrote nothing (every statement is token-fenced), and its
+		// events will be counted by the relay that settles them.
+		if _, held := due[ln.org]; !held {
+			continue
+		}
 		r.stats.add(ln.rep.counts)
 		if ln.rep.rateLimited {
 			r.stats.rateLimited.Add(1)

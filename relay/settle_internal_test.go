@@ -174,4 +174,5 @@ func TestSharedSettlementIsFencedPerLane(t *testing.T) {
 	var history int
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox_deliveries WHERE svix_message_id = 'msg_org-kept'").Scan(&history))
 	require.Equal(t, 1, history)
+	require.EqualValues(t, 1, r.Stats().Delivered, "only what was recorded is counted: the stolen lane's holder counts its own")
 }

@@ -69,4 +69,6 @@ SELECT id, event_id, organization_id, event_type, payload, created_at, attempts,
 FROM dead
 ON CONFLICT (id) DO UPDATE SET
     payload = EXCLUDED.payload, attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
-    status_code = EXCLUDED.status_code, response_body = EXCLUDED.response_body, dead_at = now()`
+    status_code = EXCLUDED.status_code, response_body = EXCLUDED.response_body, dead_at = now(),
+    traceparent = EXCLUDED.traceparent, tracestate = EXCLUDED.tracestate,
+    channels = EXCLUDED.channels, tags = EXCLUDED.tags`

@@ -169,20 +169,29 @@ func (t *relayTelemetry) startDelivery(ctx context.Context, turn trace.SpanConte
 	return t.tracer.Start(parent, "process "+telemetry.Destination, opts...)
 }
 
-// endDelivery records what became of the event on its span.
-func endDelivery(span trace.Span, res result) {
+// endDelivery records what became of the event on its span. exhausted:
+// a retry that the settlement turns into a dead letter (out of attempts),
+// which the span says as the dead_lettered metric does.
+func endDelivery(span trace.Span, res result, exhausted bool) {
+	outcome, errType := res.outcome.String(), ""
+	failed := false
+	switch res.outcome {
+	case outcomeRetry, outcomeDeadLetter, outcomeRateLimited, outcomeAuth:
+		failed, errType = true, errorType(res)
+	}
+	if exhausted {
+		outcome, errType = outcomeDeadLetter.String(), "max_attempts"
+	}
 	attrs := make([]attribute.KeyValue, 0, 3)
-	attrs = append(attrs, telemetry.Outcome.String(res.outcome.String()))
+	attrs = append(attrs, telemetry.Outcome.String(outcome))
 	if res.status != 0 {
 		attrs = append(attrs, telemetry.HTTPResponseStatusCode.Int(res.status))
 	}
-	failed := false
-	switch res.outcome {
-	case outcomeDelivered:
+	if res.outcome == outcomeDelivered {
 		attrs = append(attrs, telemetry.SvixMessageID.String(res.messageID))
-	case outcomeRetry, outcomeDeadLetter, outcomeRateLimited, outcomeAuth:
-		attrs = append(attrs, telemetry.ErrorType.String(errorType(res)))
-		failed = true
+	}
+	if failed {
+		attrs = append(attrs, telemetry.ErrorType.String(errType))
 	}
 	span.SetAttributes(attrs...) // one call: the SDK grows its slice once
 	if failed {
@@ -206,7 +215,11 @@ func (t *relayTelemetry) recordSettled(ctx context.Context, ln *lane, maxAttempt
 		switch res.outcome {
 		case outcomeDelivered:
 			t.delivered.Add(ctx, 1, typ)
-			t.latency.Record(ctx, now.Sub(ev.createdAt).Seconds(), typ)
+			at := res.at
+			if at.IsZero() {
+				at = now
+			}
+			t.latency.Record(ctx, at.Sub(ev.createdAt).Seconds(), typ)
 		case outcomeSkipped:
 			t.skipped.Add(ctx, 1, typ)
 		case outcomeRetry:

@@ -221,7 +221,8 @@ func (r *Relay) resolve(ctx context.Context, org string) (dest Destination, err 
 func (r *Relay) deliver(ctx context.Context, turn trace.SpanContext, org string, dest Destination, ev *event) result {
 	ctx, span := r.tel.startDelivery(ctx, turn, org, ev)
 	res := r.sendRecovered(ctx, org, dest, ev)
-	endDelivery(span, res)
+	res.at = time.Now()
+	endDelivery(span, res, res.outcome == outcomeRetry && ev.attempts >= r.cfg.MaxAttempts)
 	return res
 }
 

@@ -198,3 +198,26 @@ func TestRelayLogsCarryTraceIDs(t *testing.T) {
 type panicking struct{}
 
 func (panicking) RoundTrip(*http.Request) (*http.Response, error) { panic("transport bug") }
+
+// An event out of attempts says so on its span as the metric does: a dead
+// letter for max_attempts, not a retry.
+func TestLastAttemptIsADeadLetterOnItsSpan(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.relayConfig()
+	cfg.MaxAttempts = 1
+	b.run(t, cfg)
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503, Times: 1})
+	_, err := b.producer.Append(b.ctx, b.db.Pool, outbox.AppendParams{OrganizationID: "org-last", EventType: "invoice.paid", Payload: map[string]any{"n": 1}})
+	require.NoError(t, err)
+	b.waitPending(t, 0)
+
+	m := b.collect(t)
+	require.Equal(t, int64(1), sum(t, m[relay.MetricEventsDeadLettered], map[string]string{"error.type": "max_attempts"}))
+	spans := spansNamed(b.spans.GetSpans(), "process outbox_events")
+	require.Len(t, spans, 1)
+	o, _ := attr(spans[0], "outbox.outcome")
+	et, _ := attr(spans[0], "error.type")
+	require.Equal(t, "dead_letter", o.String())
+	require.Equal(t, "max_attempts", et.String())
+}
