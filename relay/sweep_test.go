@@ -25,21 +25,6 @@ func TestSweepFindsUnsignalledEvents(t *testing.T) {
 	b.requireExactlyOnce(t, committed)
 }
 
-func TestDeliveryHistoryIsPruned(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	b.cfg.DeliveredRetention = 300 * time.Millisecond
-	b.appendCommitted(t, []string{"org-h"}, 3)
-
-	b.start(t)
-	b.waitMessages(t, 3, 10*time.Second)
-	require.Eventually(t, func() bool {
-		var n int
-		require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_deliveries").Scan(&n))
-		return n == 0
-	}, 10*time.Second, 20*time.Millisecond, "history past its retention is pruned")
-}
-
 func TestNoHistoryWhenRetentionNegative(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
