@@ -11,16 +11,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-)
 
-// HTTP client attributes, after OpenTelemetry's HTTP semantic conventions.
-const (
-	attrHTTPRequestMethod = attribute.Key("http.request.method")
-	attrServerAddress     = attribute.Key("server.address")
-	attrServerPort        = attribute.Key("server.port")
-	attrURLFull           = attribute.Key("url.full")
-	attrErrorType         = attribute.Key("error.type")
-	attrHTTPStatusCode    = attribute.Key("http.response.status_code")
+	"github.com/outboxrelay/outbox/internal/telemetry"
 )
 
 // MetricHTTPClientDuration is OpenTelemetry's HTTP client metric, recorded
@@ -83,12 +75,12 @@ func (h *httpTelemetry) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	if errorType == "" { // the delivery span says what Svix answered
-		span.SetAttributes(attrHTTPStatusCode.Int(status))
+		span.SetAttributes(telemetry.HTTPResponseStatusCode.Int(status))
 	} else {
-		attrs := []attribute.KeyValue{attrHTTPRequestMethod.String(req.Method), attrURLFull.String(redactedURL(req)),
-			attrErrorType.String(errorType), attribute.Float64("http.client.request.duration", elapsed.Seconds())}
+		attrs := []attribute.KeyValue{telemetry.HTTPRequestMethod.String(req.Method), telemetry.URLFull.String(redactedURL(req)),
+			telemetry.ErrorType.String(errorType), attribute.Float64("http.client.request.duration", elapsed.Seconds())}
 		if status != 0 {
-			attrs = append(attrs, attrHTTPStatusCode.Int(status))
+			attrs = append(attrs, telemetry.HTTPResponseStatusCode.Int(status))
 		}
 		if err != nil {
 			attrs = append(attrs, attribute.String("exception.message", err.Error()))
@@ -110,12 +102,12 @@ func (h *httpTelemetry) attributes(method, host string, port, status int, errorT
 	if s, ok := h.sets.Load(key); ok {
 		return s.(attribute.Set)
 	}
-	kvs := []attribute.KeyValue{attrHTTPRequestMethod.String(method), attrServerAddress.String(host), attrServerPort.Int(port)}
+	kvs := []attribute.KeyValue{telemetry.HTTPRequestMethod.String(method), telemetry.ServerAddress.String(host), telemetry.ServerPort.Int(port)}
 	if status != 0 {
-		kvs = append(kvs, attrHTTPStatusCode.Int(status))
+		kvs = append(kvs, telemetry.HTTPResponseStatusCode.Int(status))
 	}
 	if errorType != "" {
-		kvs = append(kvs, attrErrorType.String(errorType))
+		kvs = append(kvs, telemetry.ErrorType.String(errorType))
 	}
 	s := attribute.NewSet(kvs...)
 	h.sets.Store(key, s)

@@ -13,6 +13,8 @@ import (
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/outboxrelay/outbox/internal/telemetry"
 )
 
 // The library depends on the OpenTelemetry API only, so these tests record
@@ -87,11 +89,11 @@ func TestHTTPTelemetry(t *testing.T) {
 		spanEvent bool
 	}{
 		{"created", answer{status: 202}, "https://api.eu.svix.com/api/v1/app/org_1/msg",
-			[]attribute.KeyValue{attrHTTPRequestMethod.String("POST"), attrServerAddress.String("api.eu.svix.com"), attrServerPort.Int(443), attrHTTPStatusCode.Int(202)}, false},
+			[]attribute.KeyValue{telemetry.HTTPRequestMethod.String("POST"), telemetry.ServerAddress.String("api.eu.svix.com"), telemetry.ServerPort.Int(443), telemetry.HTTPResponseStatusCode.Int(202)}, false},
 		{"refused", answer{status: 503}, "http://127.0.0.1:8071/api/v1/app/org_1/msg?x=1",
-			[]attribute.KeyValue{attrHTTPRequestMethod.String("POST"), attrServerAddress.String("127.0.0.1"), attrServerPort.Int(8071), attrHTTPStatusCode.Int(503), attrErrorType.String("503")}, true},
+			[]attribute.KeyValue{telemetry.HTTPRequestMethod.String("POST"), telemetry.ServerAddress.String("127.0.0.1"), telemetry.ServerPort.Int(8071), telemetry.HTTPResponseStatusCode.Int(503), telemetry.ErrorType.String("503")}, true},
 		{"transport", answer{err: errors.New("connection reset")}, "http://u:secret@svix.internal/api/v1/app/org_1/msg",
-			[]attribute.KeyValue{attrHTTPRequestMethod.String("POST"), attrServerAddress.String("svix.internal"), attrServerPort.Int(80), attrErrorType.String("transport")}, true},
+			[]attribute.KeyValue{telemetry.HTTPRequestMethod.String("POST"), telemetry.ServerAddress.String("svix.internal"), telemetry.ServerPort.Int(80), telemetry.ErrorType.String("transport")}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -110,14 +112,14 @@ func TestHTTPTelemetry(t *testing.T) {
 			require.ElementsMatch(t, tc.metric, h.attrs)
 			if !tc.spanEvent {
 				require.Empty(t, sp.events)
-				require.Contains(t, sp.attrs, attrHTTPStatusCode.Int(tc.answer.status))
+				require.Contains(t, sp.attrs, telemetry.HTTPResponseStatusCode.Int(tc.answer.status))
 				return
 			}
 			event, ok := sp.events["svix call failed"]
 			require.True(t, ok)
 			var full string
 			for _, a := range event {
-				if a.Key == attrURLFull {
+				if a.Key == telemetry.URLFull {
 					full = a.Value.AsString()
 				}
 			}

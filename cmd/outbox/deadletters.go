@@ -80,10 +80,7 @@ func runDeadLetters(ctx context.Context, env *environment, args []string) error 
 	fs.IntVar(&limit, "limit", relay.DefaultDeadLetterListLimit, "list at most this many")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&yes, "yes", false, "purge without asking")
-	action, rest := "", args
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		action, rest = args[0], args[1:]
-	}
+	action, rest := splitAction(args)
 	if err := parse(fs, rest); err != nil {
 		return err
 	}

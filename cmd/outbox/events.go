@@ -49,10 +49,7 @@ func runEvents(ctx context.Context, env *environment, args []string) error {
 	fs.StringVar(&state, "state", "", "list: only events in this state: pending, delivered, skipped or dead_lettered")
 	fs.IntVar(&p.Limit, "limit", relay.DefaultListEventsLimit, fmt.Sprintf("list: at most this many (1 to %d)", relay.MaxListEventsLimit))
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	action, rest := "", args
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		action, rest = args[0], args[1:]
-	}
+	action, rest := splitAction(args)
 	if err := parse(fs, rest); err != nil {
 		return err
 	}

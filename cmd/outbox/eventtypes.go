@@ -47,10 +47,7 @@ func runEventTypes(ctx context.Context, env *environment, args []string) error {
 	fs.StringVar(&o.out, "out", "", "export: the file (openapi; default stdout) or directory (schemas; required)")
 	fs.StringVar(&o.title, "title", "Webhooks", "export --format openapi: the document's title")
 	fs.StringVar(&o.version, "version", "1", "export --format openapi: the document's version")
-	action, rest := "", args
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		action, rest = args[0], args[1:]
-	}
+	action, rest := splitAction(args)
 	if err := parse(fs, rest); err != nil {
 		return err
 	}

@@ -136,3 +136,12 @@ func (d *dbFlags) admin(ctx context.Context, env *environment) (*relay.Admin, fu
 func redact(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", " ")
 }
+
+// splitAction takes a subcommand's action word ("list" in "dead-letters
+// list --org x") off args: "" when args start with a flag.
+func splitAction(args []string) (action string, rest []string) {
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		return args[0], args[1:]
+	}
+	return "", args
+}

@@ -32,10 +32,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&all, "all", false, "down: revert every applied migration (drops outbox's tables and their rows)")
 	fs.BoolVar(&yes, "yes", false, "down: revert without asking")
-	action, rest := "", args
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		action, rest = args[0], args[1:]
-	}
+	action, rest := splitAction(args)
 	if err := parse(fs, rest); err != nil {
 		return err
 	}

@@ -26,6 +26,10 @@ const (
 	MessagingMessageID       = attribute.Key("messaging.message.id")
 	ErrorType                = attribute.Key("error.type")
 	HTTPResponseStatusCode   = attribute.Key("http.response.status_code")
+	HTTPRequestMethod        = attribute.Key("http.request.method")
+	ServerAddress            = attribute.Key("server.address")
+	ServerPort               = attribute.Key("server.port")
+	URLFull                  = attribute.Key("url.full")
 
 	OrganizationID = attribute.Key("outbox.organization.id")
 	EventType      = attribute.Key("outbox.event.type")
