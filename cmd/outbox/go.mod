@@ -6,7 +6,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/outboxrelay/outbox v0.0.0-00010101000000-000000000000
-	github.com/outboxrelay/outbox/temporal v0.0.0-00010101000000-000000000000
+	github.com/outboxrelay/outbox/outboxtemporal v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.24.1
 	github.com/prometheus/client_model v0.6.2
 	github.com/prometheus/common v0.70.1
@@ -72,5 +72,5 @@ require (
 // requires that version here, as River does with cmd/river.)
 replace (
 	github.com/outboxrelay/outbox => ../..
-	github.com/outboxrelay/outbox/temporal => ../../temporal
+	github.com/outboxrelay/outbox/outboxtemporal => ../../outboxtemporal
 )

@@ -17,8 +17,8 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/outboxrelay/outbox/outboxtemporal"
 	"github.com/outboxrelay/outbox/relay"
-	outboxtemporal "github.com/outboxrelay/outbox/temporal"
 )
 
 // This file is the relay's Temporal mode, in builds with the tag temporal

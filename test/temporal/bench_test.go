@@ -13,9 +13,9 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgtest"
+	"github.com/outboxrelay/outbox/outboxtemporal"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
-	outboxtemporal "github.com/outboxrelay/outbox/temporal"
 )
 
 // BenchmarkDelivery delivers batches of events for many organizations,

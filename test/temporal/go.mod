@@ -4,7 +4,7 @@ go 1.26.8
 
 require (
 	github.com/outboxrelay/outbox v0.0.0-00010101000000-000000000000
-	github.com/outboxrelay/outbox/temporal v0.0.0-00010101000000-000000000000
+	github.com/outboxrelay/outbox/outboxtemporal v0.0.0-00010101000000-000000000000
 	github.com/stretchr/testify v1.12.1
 	go.temporal.io/api v1.63.5
 	go.temporal.io/sdk v1.50.0
@@ -222,5 +222,5 @@ require (
 
 replace (
 	github.com/outboxrelay/outbox => ../..
-	github.com/outboxrelay/outbox/temporal => ../../temporal
+	github.com/outboxrelay/outbox/outboxtemporal => ../../outboxtemporal
 )

@@ -29,8 +29,8 @@ import (
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgtest"
 	"github.com/outboxrelay/outbox/internal/syncbuf"
+	"github.com/outboxrelay/outbox/outboxtemporal"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
-	outboxtemporal "github.com/outboxrelay/outbox/temporal"
 )
 
 // The Temporal server's goroutines outlive its Stop.

@@ -15,8 +15,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/outboxrelay/outbox/outboxtemporal"
 	"github.com/outboxrelay/outbox/relay"
-	outboxtemporal "github.com/outboxrelay/outbox/temporal"
 )
 
 // The scenarios recorded for the replay tests of the temporal module

@@ -14,7 +14,7 @@ import (
 	"go.temporal.io/sdk/mocks"
 
 	"github.com/outboxrelay/outbox"
-	outboxtemporal "github.com/outboxrelay/outbox/temporal"
+	"github.com/outboxrelay/outbox/outboxtemporal"
 )
 
 // signals records the signal-with-start calls a mock client received.

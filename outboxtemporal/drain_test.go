@@ -18,9 +18,9 @@ import (
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/pgtest"
+	"github.com/outboxrelay/outbox/outboxtemporal"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
-	outboxtemporal "github.com/outboxrelay/outbox/temporal"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

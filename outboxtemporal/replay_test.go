@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
-	outboxtemporal "github.com/outboxrelay/outbox/temporal"
+	"github.com/outboxrelay/outbox/outboxtemporal"
 )
 
 // The histories in testdata/histories were recorded on a real Temporal

@@ -15,8 +15,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/outboxrelay/outbox/outboxtemporal"
 	"github.com/outboxrelay/outbox/relay"
-	outboxtemporal "github.com/outboxrelay/outbox/temporal"
 )
 
 // step is one scripted drain: its result, with NextTurnAt given as a

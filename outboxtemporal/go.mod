@@ -1,4 +1,4 @@
-module github.com/outboxrelay/outbox/temporal
+module github.com/outboxrelay/outbox/outboxtemporal
 
 go 1.25.0
 
