@@ -67,7 +67,7 @@ func Append(ctx context.Context, dbtx DBTX, p AppendParams) (AppendResult, error
 func (p *Producer) Append(ctx context.Context, dbtx DBTX, ap AppendParams) (AppendResult, error) {
 	payload, verr := p.validate(&ap)
 	if verr != nil {
-		return AppendResult{}, verr
+		return AppendResult{}, fmt.Errorf("outbox: %w", verr)
 	}
 	eventID, err := eventIDFor(&ap)
 	if err != nil {

@@ -44,11 +44,11 @@ func (p *Producer) AppendBatch(ctx context.Context, dbtx CopyDBTX, ps []AppendPa
 	}
 	src := &batchSource{params: ps, ids: make([]uuid.UUID, len(ps)), i: -1}
 	payloads, verr := p.validateAll(ps)
-	if verr != nil {
-		return AppendBatchResult{}, verr
+	if verr == nil {
+		verr = distinctEventIDs(ps)
 	}
-	if verr := distinctEventIDs(ps); verr != nil {
-		return AppendBatchResult{}, verr
+	if verr != nil {
+		return AppendBatchResult{}, fmt.Errorf("outbox: %w", verr)
 	}
 	src.payloads = payloads
 	src.traceparent, src.tracestate = telemetry.TraceContext(ctx)

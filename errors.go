@@ -6,6 +6,12 @@ import (
 )
 
 // Sentinels wrapped by validation errors, for errors.Is.
+//
+// The convention of every package in this module: a sentinel's message is a
+// bare phrase naming the condition ("invalid payload"); every error an
+// exported function returns starts with its package's name once
+// ("outbox: batch element 2: EventType: …", "relay: list events: …"); the
+// error types (ValidationError, ConfigError) print no prefix of their own.
 var (
 	// ErrInvalidOrganizationID: the organization id is empty or cannot be a
 	// Svix application uid (1 to 256 characters of [a-zA-Z0-9-_.], not
@@ -61,12 +67,16 @@ func (e *ConfigError) Unwrap() []error {
 	return []error{ErrInvalidConfig, e.Err}
 }
 
-// ValidationError reports bad input: which field, which rule, and for
-// AppendBatch which element. It unwraps to one of the sentinels above.
+// ValidationError reports bad input to a call: which field of its
+// parameters, which rule, and for AppendBatch which element. It unwraps to a
+// sentinel: one of the above for AppendParams, or the calling package's
+// (relay.ErrInvalidListEventsParams). Match it with errors.As: the returned
+// error wraps it behind the package's prefix.
 type ValidationError struct {
-	// Index is the element of the AppendBatch slice, or -1 for Append.
+	// Index is the element of the AppendBatch slice, or -1 for a single
+	// value.
 	Index int
-	// Field is the AppendParams field at fault, such as "OrganizationID".
+	// Field is the parameter at fault, such as "OrganizationID".
 	Field string
 	// Rule says what the field must be.
 	Rule string
@@ -74,10 +84,13 @@ type ValidationError struct {
 	Err error
 }
 
+// Error is "[batch element N: ]Field: Rule". Like every error type of this
+// module it carries no package prefix: the function that returns it adds
+// its own ("outbox: ", "relay: ").
 func (e *ValidationError) Error() string {
-	s := "outbox: "
+	s := ""
 	if e.Index >= 0 {
-		s += "batch element " + strconv.Itoa(e.Index) + ": "
+		s = "batch element " + strconv.Itoa(e.Index) + ": "
 	}
 	return s + e.Field + ": " + e.Rule
 }

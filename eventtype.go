@@ -1,6 +1,10 @@
 package outbox
 
-import "github.com/outboxrelay/outbox/internal/svixid"
+import (
+	"fmt"
+
+	"github.com/outboxrelay/outbox/internal/svixid"
+)
 
 // EventType names the kind of an event, as Svix's eventType: 1 to 256
 // characters of [a-zA-Z0-9-_.] (Svix rejects anything else, colons included).
@@ -16,7 +20,7 @@ const (
 // ErrInvalidEventType that says why not.
 func (t EventType) Validate() error {
 	if err := t.validate(); err != nil {
-		return err
+		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil
 }

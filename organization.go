@@ -1,6 +1,10 @@
 package outbox
 
-import "github.com/outboxrelay/outbox/internal/svixid"
+import (
+	"fmt"
+
+	"github.com/outboxrelay/outbox/internal/svixid"
+)
 
 // ValidateOrganizationID reports whether id can be used as a Svix
 // application uid (1 to 256 characters of [a-zA-Z0-9-_.], not starting with
@@ -8,7 +12,7 @@ import "github.com/outboxrelay/outbox/internal/svixid"
 // paths), with an error wrapping ErrInvalidOrganizationID that says why not.
 func ValidateOrganizationID(id string) error {
 	if err := validateOrganizationID(id); err != nil {
-		return err
+		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil
 }

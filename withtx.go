@@ -53,7 +53,7 @@ func (tx *Tx) Organizations() []string {
 // precede the real commit (and a later rollback would undo signalled
 // events). Pass the pool or connection, or, inside your own transaction,
 // call Append and signal after your Commit.
-var ErrNestedTx = errors.New("outbox: WithTx needs a pool or connection, not a transaction (its commit would only release a savepoint)")
+var ErrNestedTx = errors.New("a transaction where a pool or connection is needed (its commit would only release a savepoint)")
 
 // signalTimeout bounds the signals WithTx sends after a commit.
 const signalTimeout = 5 * time.Second
@@ -73,7 +73,7 @@ const signalTimeout = 5 * time.Second
 // the events; it is logged at warning level through slog's default logger.
 func WithTx(ctx context.Context, db TxBeginner, signaler Signaler, fn func(tx *Tx) error) error {
 	if _, nested := db.(pgx.Tx); nested {
-		return ErrNestedTx
+		return fmt.Errorf("outbox: WithTx: %w", ErrNestedTx)
 	}
 	ptx, err := db.Begin(ctx)
 	if err != nil {

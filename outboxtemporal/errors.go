@@ -14,7 +14,7 @@ var ErrInvalidConfig = outbox.ErrInvalidConfig
 type ConfigError = outbox.ConfigError
 
 // ErrSignalerClosed is returned by a Signaler's methods after Close.
-var ErrSignalerClosed = errors.New("outboxtemporal: signaler closed")
+var ErrSignalerClosed = errors.New("signaler closed")
 
 // ErrorTypeInvalidInput is the application error type of a drain that can
 // never succeed (a bad organization id, a budget that is not positive): it

@@ -196,7 +196,7 @@ func (s *Signaler) admit(org string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false, ErrSignalerClosed
+		return false, fmt.Errorf("outboxtemporal: signal: %w", ErrSignalerClosed)
 	}
 	if s.cfg.CoalesceWindow < 0 {
 		return true, nil

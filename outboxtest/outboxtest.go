@@ -78,8 +78,8 @@ func New(cfg Config) (*Checker, error) {
 // defaultChecker serves the package-level functions.
 var defaultChecker, _ = New(Config{})
 
-// Event is an appended event as stored in the outbox.
-type Event struct {
+// AppendedEvent is an event waiting in the outbox, as Append stored it.
+type AppendedEvent struct {
 	ID             int64
 	EventID        uuid.UUID
 	OrganizationID string
@@ -91,13 +91,13 @@ type Event struct {
 // Appended returns the events waiting in the outbox that match m, in the
 // order they were appended. It sees what db sees: inside the test's
 // transaction, that includes uncommitted events.
-func Appended(ctx context.Context, db outbox.DBTX, m Match) ([]Event, error) {
+func Appended(ctx context.Context, db outbox.DBTX, m Match) ([]AppendedEvent, error) {
 	return defaultChecker.Appended(ctx, db, m)
 }
 
 // RequireAppended fails the test unless at least one appended event matches
 // m, and returns the first (oldest) match.
-func RequireAppended(tb testing.TB, db outbox.DBTX, m Match) Event {
+func RequireAppended(tb testing.TB, db outbox.DBTX, m Match) AppendedEvent {
 	tb.Helper()
 	return defaultChecker.RequireAppended(tb, db, m)
 }
@@ -111,13 +111,13 @@ func RequireNotAppended(tb testing.TB, db outbox.DBTX, m Match) {
 // RequireManyAppended fails the test unless the appended events are
 // exactly want, one match per event, in the order they were appended, and
 // returns them.
-func RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Match) []Event {
+func RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Match) []AppendedEvent {
 	tb.Helper()
 	return defaultChecker.RequireManyAppended(tb, db, want)
 }
 
 // Appended is the package-level Appended on c's schema.
-func (c *Checker) Appended(ctx context.Context, db outbox.DBTX, m Match) ([]Event, error) {
+func (c *Checker) Appended(ctx context.Context, db outbox.DBTX, m Match) ([]AppendedEvent, error) {
 	var payload []byte
 	if m.Payload != nil {
 		var err error
@@ -132,8 +132,8 @@ func (c *Checker) Appended(ctx context.Context, db outbox.DBTX, m Match) ([]Even
 		return nil, fmt.Errorf("outboxtest: read appended events: %w", err)
 	}
 	var (
-		out []Event
-		ev  Event
+		out []AppendedEvent
+		ev  AppendedEvent
 		id  pgtype.UUID
 		typ string
 	)
@@ -150,15 +150,15 @@ func (c *Checker) Appended(ctx context.Context, db outbox.DBTX, m Match) ([]Even
 }
 
 // RequireAppended is the package-level RequireAppended on c's schema.
-func (c *Checker) RequireAppended(tb testing.TB, db outbox.DBTX, m Match) Event {
+func (c *Checker) RequireAppended(tb testing.TB, db outbox.DBTX, m Match) AppendedEvent {
 	tb.Helper()
 	got, ok := c.find(tb, db, m)
 	if !ok {
-		return Event{}
+		return AppendedEvent{}
 	}
 	if len(got) == 0 {
 		tb.Fatalf("outboxtest: no appended event matches %s; appended:\n%s", m, c.listAll(tb, db))
-		return Event{}
+		return AppendedEvent{}
 	}
 	return got[0]
 }
@@ -174,7 +174,7 @@ func (c *Checker) RequireNotAppended(tb testing.TB, db outbox.DBTX, m Match) {
 
 // RequireManyAppended is the package-level RequireManyAppended on c's
 // schema.
-func (c *Checker) RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Match) []Event {
+func (c *Checker) RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Match) []AppendedEvent {
 	tb.Helper()
 	all, ok := c.find(tb, db, Match{})
 	if !ok {
@@ -197,7 +197,7 @@ func (c *Checker) RequireManyAppended(tb testing.TB, db outbox.DBTX, want []Matc
 	return all
 }
 
-func (c *Checker) find(tb testing.TB, db outbox.DBTX, m Match) ([]Event, bool) {
+func (c *Checker) find(tb testing.TB, db outbox.DBTX, m Match) ([]AppendedEvent, bool) {
 	tb.Helper()
 	got, err := c.Appended(context.Background(), db, m)
 	if err != nil {
@@ -216,7 +216,7 @@ func (c *Checker) listAll(tb testing.TB, db outbox.DBTX) string {
 	return describe(all)
 }
 
-func containsID(events []Event, id int64) bool {
+func containsID(events []AppendedEvent, id int64) bool {
 	for _, e := range events {
 		if e.ID == id {
 			return true
@@ -226,7 +226,7 @@ func containsID(events []Event, id int64) bool {
 }
 
 // describe lists events, one a line, at most 20.
-func describe(events []Event) string {
+func describe(events []AppendedEvent) string {
 	if len(events) == 0 {
 		return "  (none)"
 	}

@@ -23,7 +23,7 @@ type lane struct {
 	org       string
 	token     pgtype.UUID
 	claimedAt time.Time
-	events    []event
+	events    []pendingEvent
 	// cutByBytes: more events were due but BatchMaxBytes stopped the claim.
 	cutByBytes bool
 	results    []result
@@ -80,7 +80,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	}
 	var (
 		org string
-		ev  event
+		ev  pendingEvent
 		id  pgtype.UUID
 		due int
 	)
@@ -144,7 +144,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	}
 	for _, ln := range rd.lanes {
 		// UPDATE ... RETURNING gives no order.
-		slices.SortFunc(ln.events, func(a, b event) int { return cmp.Compare(a.id, b.id) })
+		slices.SortFunc(ln.events, func(a, b pendingEvent) int { return cmp.Compare(a.id, b.id) })
 	}
 	return rd, nil
 }

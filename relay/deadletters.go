@@ -14,7 +14,7 @@ import (
 
 // ErrNoFilter is returned by RequeueDeadLetters and PurgeDeadLetters when
 // the selection matches everything without saying so (DeadLetterSelection.All).
-var ErrNoFilter = errors.New("relay: dead-letter selection is empty; set All to act on every dead letter")
+var ErrNoFilter = errors.New("empty dead-letter selection (set All to act on every dead letter)")
 
 // DefaultDeadLetterListLimit is how many dead letters DeadLetters returns
 // when DeadLetterListParams.Limit is 0.
@@ -96,7 +96,7 @@ type DeadLetterSelection struct {
 // Validate returns ErrNoFilter when s selects everything without All.
 func (s DeadLetterSelection) Validate() error {
 	if s.empty() && !s.All {
-		return ErrNoFilter
+		return fmt.Errorf("relay: %w", ErrNoFilter)
 	}
 	return nil
 }

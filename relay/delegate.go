@@ -40,15 +40,7 @@ func (r *Relay) handOff(ctx context.Context) {
 func (r *Relay) takeForHandOff(n int) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n = min(n, len(r.queue))
-	orgs := make([]string, n)
-	copy(orgs, r.queue)
-	clear(r.queue[:n])
-	r.queue = r.queue[n:]
-	for _, org := range orgs {
-		delete(r.queued, org)
-	}
-	return orgs
+	return r.popQueued(min(n, len(r.queue)))
 }
 
 // delegate signals orgs through d: in one call when d takes batches.

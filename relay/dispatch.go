@@ -79,13 +79,22 @@ func (r *Relay) takeQueued(n int) []string {
 	if len(r.working) > 0 && n < min(claimRoundMin, max(r.cfg.Concurrency/4, 1), len(r.queue)) {
 		return nil // a lane's end pokes the dispatcher
 	}
+	orgs := r.popQueued(n)
+	for _, org := range orgs {
+		r.working[org] = &laneWork{}
+	}
+	return orgs
+}
+
+// popQueued removes the first n organizations from the queue and returns
+// them. r.mu must be held; n must not exceed the queue's length.
+func (r *Relay) popQueued(n int) []string {
 	orgs := make([]string, n)
 	copy(orgs, r.queue)
 	clear(r.queue[:n])
 	r.queue = r.queue[n:]
 	for _, org := range orgs {
 		delete(r.queued, org)
-		r.working[org] = &laneWork{}
 	}
 	return orgs
 }

@@ -9,7 +9,7 @@ import (
 
 // ErrInvalidBudget is returned by DrainOrganization for a budget that is not
 // positive.
-var ErrInvalidBudget = errors.New("relay: drain budget must be positive")
+var ErrInvalidBudget = errors.New("drain budget not positive")
 
 // DrainResult reports one DrainOrganization call.
 type DrainResult struct {
@@ -44,7 +44,7 @@ type DrainResult struct {
 func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, budget time.Duration) (DrainResult, error) {
 	var res DrainResult
 	if budget <= 0 {
-		return res, fmt.Errorf("%w, got %s", ErrInvalidBudget, budget)
+		return res, fmt.Errorf("relay: drain organization: %w (got %s)", ErrInvalidBudget, budget)
 	}
 	stopAt := time.Now().Add(budget)
 	var held time.Time // the lane is held until then
@@ -77,7 +77,7 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 		res.NextAttemptAt = *next
 	}
 	if res.Remaining > 0 {
-		res.NextTurnAt = latest(res.NextAttemptAt, deref(laneDue), held, time.Unix(0, r.authPausedUntil.Load()))
+		res.NextTurnAt = latest(res.NextAttemptAt, deref0(laneDue), held, time.Unix(0, r.authPausedUntil.Load()))
 	}
 	return res, nil
 }
@@ -91,13 +91,6 @@ func latest(ts ...time.Time) time.Time {
 		}
 	}
 	return l
-}
-
-func deref(t *time.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	return *t
 }
 
 func (d *DrainResult) add(c counts) {

@@ -21,7 +21,7 @@ const (
 	// EventPending: in outbox_events, not settled yet (never tried, waiting
 	// for a retry, or being sent).
 	EventPending EventState = "pending"
-	// EventDelivered: Svix created the message (EventStatus.SvixMessageID).
+	// EventDelivered: Svix created the message (EventRecord.SvixMessageID).
 	EventDelivered EventState = "delivered"
 	// EventSkipped: settled without a call, the Resolver said the
 	// organization has no webhooks.
@@ -46,10 +46,10 @@ func (s EventState) valid() bool {
 	return false
 }
 
-// EventStatus is what the outbox knows of one event. State says which of
+// EventRecord is what the outbox knows of one event. State says which of
 // the other fields are set: each is documented with the states that have
 // it; the others are zero.
-type EventStatus struct {
+type EventRecord struct {
 	// State is where the event is.
 	State EventState `json:"state"`
 	// EventID is the event's public id (its Svix eventId), in every state.
@@ -117,17 +117,17 @@ type EventStatus struct {
 // When a producer appended the same event id again after it had settled
 // or died, the pending row is its state, or else the latest settlement or
 // death.
-func (a *Admin) FindEvent(ctx context.Context, eventID uuid.UUID) (EventStatus, error) {
+func (a *Admin) FindEvent(ctx context.Context, eventID uuid.UUID) (EventRecord, error) {
 	rows, err := a.db.Query(ctx, a.q.events.find, eventID)
 	if err != nil {
-		return EventStatus{}, fmt.Errorf("relay: find event %s: %w", eventID, err)
+		return EventRecord{}, fmt.Errorf("relay: find event %s: %w", eventID, err)
 	}
 	found, err := pgx.CollectRows(rows, scanEvent)
 	if err != nil {
-		return EventStatus{}, fmt.Errorf("relay: find event %s: %w", eventID, err)
+		return EventRecord{}, fmt.Errorf("relay: find event %s: %w", eventID, err)
 	}
 	if len(found) == 0 {
-		return EventStatus{State: EventUnknown, EventID: eventID}, nil
+		return EventRecord{State: EventUnknown, EventID: eventID}, nil
 	}
 	return found[0], nil
 }
@@ -146,8 +146,8 @@ const (
 
 // ErrInvalidListEventsParams is wrapped by the *outbox.ValidationError that
 // ListEvents (and ListEventsParams.Validate) returns for a bad parameter,
-// whose Field names it.
-var ErrInvalidListEventsParams = errors.New("relay: invalid ListEventsParams")
+// whose Field names it (match it with errors.As).
+var ErrInvalidListEventsParams = errors.New("invalid ListEventsParams")
 
 // ListEventsParams selects the events ListEvents lists.
 type ListEventsParams struct {
@@ -165,11 +165,11 @@ type ListEventsParams struct {
 	Limit int
 }
 
-// Validate returns a *outbox.ValidationError wrapping
+// Validate returns an error wrapping a *outbox.ValidationError that wraps
 // ErrInvalidListEventsParams and naming the first bad field, or nil.
 func (p ListEventsParams) Validate() error {
 	bad := func(field, rule string) error {
-		return &outbox.ValidationError{Index: -1, Field: field, Rule: rule, Err: ErrInvalidListEventsParams}
+		return fmt.Errorf("relay: %w", &outbox.ValidationError{Index: -1, Field: field, Rule: rule, Err: ErrInvalidListEventsParams})
 	}
 	switch {
 	case p.OrganizationID == "":
@@ -195,7 +195,7 @@ func (p ListEventsParams) Validate() error {
 // (organization_id, id) indexes. The history has no index by organization:
 // its hourly partitions settled since p.Since are scanned, so a long Since
 // on a busy installation reads that much of the history.
-func (a *Admin) ListEvents(ctx context.Context, p ListEventsParams) ([]EventStatus, error) {
+func (a *Admin) ListEvents(ctx context.Context, p ListEventsParams) ([]EventRecord, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -218,9 +218,9 @@ func (a *Admin) ListEvents(ctx context.Context, p ListEventsParams) ([]EventStat
 }
 
 // scanEvent reads one row of eventColumns.
-func scanEvent(row pgx.CollectableRow) (EventStatus, error) {
+func scanEvent(row pgx.CollectableRow) (EventRecord, error) {
 	var (
-		ev                                 EventStatus
+		ev                                 EventRecord
 		state                              string
 		id                                 pgtype.UUID
 		lastError, heldBy, messageID, body *string
@@ -230,7 +230,7 @@ func scanEvent(row pgx.CollectableRow) (EventStatus, error) {
 		&ev.NextAttemptAt, &ev.LastAttemptAt, &lastError, &ev.PausedUntil, &heldBy,
 		&ev.SettledAt, &messageID, &ev.DeadAt, &statusCode, &body)
 	if err != nil {
-		return EventStatus{}, err
+		return EventRecord{}, err
 	}
 	ev.State, ev.EventID = EventState(state), id.Bytes
 	ev.LastError, ev.HeldBy, ev.SvixMessageID, ev.ResponseBody = deref0(lastError), deref0(heldBy), deref0(messageID), deref0(body)

@@ -139,7 +139,7 @@ func TestFindEvent(t *testing.T) {
 		id := uuid.New()
 		st, err := admin.FindEvent(b.ctx, id)
 		require.NoError(t, err, "unknown is an answer, not an error")
-		require.Equal(t, relay.EventStatus{State: relay.EventUnknown, EventID: id}, st)
+		require.Equal(t, relay.EventRecord{State: relay.EventUnknown, EventID: id}, st)
 	})
 }
 
@@ -186,7 +186,7 @@ func TestListEvents(t *testing.T) {
 		VALUES (1, gen_random_uuid(), 'org-ok', 'old.event', 'delivered', 'msg_old', 1, now() - interval '26 hours', now() - interval '25 hours')`)
 	require.NoError(t, err)
 
-	ids := func(evs []relay.EventStatus) []int64 {
+	ids := func(evs []relay.EventRecord) []int64 {
 		var out []int64
 		for _, e := range evs {
 			out = append(out, e.ID)

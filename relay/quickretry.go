@@ -62,7 +62,7 @@ func (h *health) flaky() bool {
 
 // sendRetrying sends ev, and retries a fast transient failure quickly while
 // Svix looks flaky rather than down.
-func (r *Relay) sendRetrying(ctx context.Context, dest Destination, ev *event) result {
+func (r *Relay) sendRetrying(ctx context.Context, dest Destination, ev *pendingEvent) result {
 	res := r.sendRecorded(ctx, dest, ev)
 	delay := r.cfg.QuickRetryDelay
 	for try := 1; try <= r.cfg.QuickRetries && res.fastRetry && r.health.flaky(); try++ {
@@ -80,7 +80,7 @@ func (r *Relay) sendRetrying(ctx context.Context, dest Destination, ev *event) r
 }
 
 // sendRecorded sends ev and records the call in the health signal.
-func (r *Relay) sendRecorded(ctx context.Context, dest Destination, ev *event) result {
+func (r *Relay) sendRecorded(ctx context.Context, dest Destination, ev *pendingEvent) result {
 	res := r.send(ctx, dest, ev)
 	switch res.outcome {
 	case outcomeDelivered, outcomeDeadLetter:

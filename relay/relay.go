@@ -41,7 +41,7 @@ import (
 const levelDebug = slog.LevelDebug
 
 // ErrAlreadyRunning is returned by Run when the Relay is already running.
-var ErrAlreadyRunning = errors.New("relay: already running")
+var ErrAlreadyRunning = errors.New("already running")
 
 // Relay delivers outbox events to Svix. It implements outbox.Signaler, for
 // producers in the same process. Create it with New; it is safe for
@@ -215,7 +215,7 @@ func (r *Relay) poke() {
 // number of processes, may run against one database.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
-		return ErrAlreadyRunning
+		return fmt.Errorf("relay: run: %w", ErrAlreadyRunning)
 	}
 	defer r.running.Store(false)
 	r.log.InfoContext(ctx, "relay: starting", "id", r.cfg.ID, "concurrency", r.cfg.Concurrency, "pool_max_conns", r.pool.Config().MaxConns,

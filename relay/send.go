@@ -15,7 +15,7 @@ import (
 )
 
 // event is one claimed row of the hot table.
-type event struct {
+type pendingEvent struct {
 	id        int64
 	eventID   uuid.UUID
 	eventType string
@@ -61,7 +61,7 @@ type result struct {
 // send creates ev in Svix at dest and classifies the answer. sendCtx ends
 // when the relay gives up on in-flight calls; each call also gets its own
 // SendTimeout.
-func (r *Relay) send(sendCtx context.Context, dest Destination, ev *event) result {
+func (r *Relay) send(sendCtx context.Context, dest Destination, ev *pendingEvent) result {
 	payload, err := decodePayload(ev.payload)
 	if err != nil {
 		return result{outcome: outcomeDeadLetter, err: "payload is not a JSON object: " + err.Error()}
@@ -143,7 +143,7 @@ const lookUpFirstAfter = 6 * time.Hour
 // event: the message exists (delivered) or the lookup failed in a way that
 // decides the attempt (rate limit, bad token, transient error). A 404 is
 // not found: create it.
-func (r *Relay) lookUp(sendCtx context.Context, dest Destination, ev *event) (res result, found bool) {
+func (r *Relay) lookUp(sendCtx context.Context, dest Destination, ev *pendingEvent) (res result, found bool) {
 	ctx, cancel := context.WithTimeout(sendCtx, r.cfg.SendTimeout)
 	defer cancel()
 	ctx, retryAfter := withRetryAfterSlot(ctx)
@@ -174,7 +174,7 @@ const conflictLookups = 3
 // confirm resolves a 409 on eventId: an earlier attempt created the
 // message, so look it up and settle the event as delivered. The lookup's
 // own failures are classified like a create's.
-func (r *Relay) confirm(sendCtx context.Context, dest Destination, ev *event, conflictBody string) result {
+func (r *Relay) confirm(sendCtx context.Context, dest Destination, ev *pendingEvent, conflictBody string) result {
 	ctx, cancel := context.WithTimeout(sendCtx, r.cfg.SendTimeout)
 	defer cancel()
 	ctx, retryAfter := withRetryAfterSlot(ctx)

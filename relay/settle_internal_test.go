@@ -39,10 +39,10 @@ func TestCleanText(t *testing.T) {
 func TestPlanSettlement(t *testing.T) {
 	t.Parallel()
 	r := &Relay{cfg: Config{MaxAttempts: 3, RetryBaseDelay: time.Second, RetryMaxDelay: time.Minute, RateLimitPause: 2 * time.Second}}
-	ev := func(id int64, attempts int) event { return event{id: id, attempts: attempts} }
+	ev := func(id int64, attempts int) pendingEvent { return pendingEvent{id: id, attempts: attempts} }
 	tests := []struct {
 		name     string
-		events   []event
+		events   []pendingEvent
 		results  []result
 		want     settlementPlan // the ids, messages and pause; errors and delays are checked apart
 		counts   counts
@@ -51,35 +51,35 @@ func TestPlanSettlement(t *testing.T) {
 	}{
 		{
 			name:    "delivered and skipped settle together, skipped with no message id",
-			events:  []event{ev(1, 1), ev(2, 1)},
+			events:  []pendingEvent{ev(1, 1), ev(2, 1)},
 			results: []result{{outcome: outcomeDelivered, messageID: "msg_1"}, {outcome: outcomeSkipped}},
 			want:    settlementPlan{doneIDs: []int64{1, 2}, doneMsgs: []string{"msg_1", ""}},
 			counts:  counts{Delivered: 1, Skipped: 1},
 		},
 		{
 			name:    "a transient failure under MaxAttempts is retried",
-			events:  []event{ev(1, 2)},
+			events:  []pendingEvent{ev(1, 2)},
 			results: []result{{outcome: outcomeRetry, err: "503"}},
 			want:    settlementPlan{retryIDs: []int64{1}},
 			counts:  counts{Retried: 1},
 		},
 		{
 			name:    "a transient failure at MaxAttempts is dead-lettered",
-			events:  []event{ev(1, 3)},
+			events:  []pendingEvent{ev(1, 3)},
 			results: []result{{outcome: outcomeRetry, err: "503", status: 503}},
 			want:    settlementPlan{deadLetterIDs: []int64{1}, statuses: []int32{503}},
 			counts:  counts{DeadLettered: 1},
 		},
 		{
 			name:    "a refusal is dead-lettered with Svix's status and body",
-			events:  []event{ev(1, 1)},
+			events:  []pendingEvent{ev(1, 1)},
 			results: []result{{outcome: outcomeDeadLetter, status: 422, body: `{"detail":[]}`, err: "svix refused the message: 422"}},
 			want:    settlementPlan{deadLetterIDs: []int64{1}, statuses: []int32{422}, bodies: []string{`{"detail":[]}`}},
 			counts:  counts{DeadLettered: 1},
 		},
 		{
 			name:    "429 pauses the lane for the longer of Retry-After and RateLimitPause, and costs no attempt",
-			events:  []event{ev(1, 1), ev(2, 1)},
+			events:  []pendingEvent{ev(1, 1), ev(2, 1)},
 			results: []result{{outcome: outcomeRateLimited, retryAfter: 5 * time.Second}, {outcome: outcomeUnsent}},
 			want:    settlementPlan{unsentIDs: []int64{1, 2}, pause: 5 * time.Second},
 			counts:  counts{Unsent: 1},
@@ -87,21 +87,21 @@ func TestPlanSettlement(t *testing.T) {
 		},
 		{
 			name:    "429 without Retry-After pauses for RateLimitPause",
-			events:  []event{ev(1, 1)},
+			events:  []pendingEvent{ev(1, 1)},
 			results: []result{{outcome: outcomeRateLimited}},
 			want:    settlementPlan{unsentIDs: []int64{1}, pause: 2 * time.Second},
 			rateLim: true,
 		},
 		{
 			name:    "a wild Retry-After is capped",
-			events:  []event{ev(1, 1)},
+			events:  []pendingEvent{ev(1, 1)},
 			results: []result{{outcome: outcomeRateLimited, retryAfter: 48 * time.Hour}},
 			want:    settlementPlan{unsentIDs: []int64{1}, pause: maxRetryAfter},
 			rateLim: true,
 		},
 		{
 			name:     "401/403 costs no attempt and dead-letters nothing",
-			events:   []event{ev(1, 1)},
+			events:   []pendingEvent{ev(1, 1)},
 			results:  []result{{outcome: outcomeAuth, status: 401}},
 			want:     settlementPlan{unsentIDs: []int64{1}},
 			authFail: true,
@@ -134,7 +134,7 @@ func TestPlanSettlement(t *testing.T) {
 	}
 	// Dead-lettering after MaxAttempts says so.
 	var rep turnReport
-	p := r.planSettlement([]event{ev(9, 3)}, []result{{outcome: outcomeRetry, err: "503 {}"}}, &rep)
+	p := r.planSettlement([]pendingEvent{ev(9, 3)}, []result{{outcome: outcomeRetry, err: "503 {}"}}, &rep)
 	require.Equal(t, []string{"gave up after 3 attempts: 503 {}"}, p.deadLetterErrs)
 }
 

@@ -26,9 +26,9 @@ const eventColumns = `state, id, event_id, organization_id, event_type, created_
        next_attempt_at, last_attempt_at, last_error, paused_until, held_by,
        settled_at, svix_message_id, dead_at, status_code, response_body`
 
-// pendingEvent selects pending events e with their lane l: paused until
+// pendingEventSelect selects pending events e with their lane l: paused until
 // (only while it is), held by (the relay working it, while its lease holds).
-const pendingEvent = `
+const pendingEventSelect = `
 SELECT 0 AS rank, NULL::timestamptz AS at, 'pending' AS state, e.id, e.event_id, e.organization_id, e.event_type,
        e.created_at, e.attempts, e.next_attempt_at, e.last_attempt_at, e.last_error,
        CASE WHEN l.paused_until > now() THEN l.paused_until END AS paused_until,
@@ -37,15 +37,15 @@ SELECT 0 AS rank, NULL::timestamptz AS at, 'pending' AS state, e.id, e.event_id,
        NULL::timestamptz AS dead_at, NULL::int AS status_code, NULL::text AS response_body
 FROM {events} e LEFT JOIN {lanes} l ON l.organization_id = e.organization_id`
 
-// deadEvent selects dead letters d.
-const deadEvent = `
+// deadEventSelect selects dead letters d.
+const deadEventSelect = `
 SELECT 1, d.dead_at, 'dead_lettered', d.id, d.event_id, d.organization_id, d.event_type,
        d.created_at, d.attempts, NULL, NULL, d.last_error, NULL, NULL,
        NULL, NULL, d.dead_at, d.status_code, d.response_body
 FROM {dead_letters} d`
 
-// settledEvent selects the delivery history h.
-const settledEvent = `
+// settledEventSelect selects the delivery history h.
+const settledEventSelect = `
 SELECT 1, h.settled_at, h.outcome, h.id, h.event_id, h.organization_id, h.event_type,
        h.created_at, h.attempts, NULL, NULL, NULL, NULL, NULL,
        h.settled_at, h.svix_message_id, NULL, NULL, NULL
@@ -57,11 +57,11 @@ FROM {deliveries} h`
 // (migration 0006). $1 event id.
 const sqlFindEvent = `
 SELECT ` + eventColumns + ` FROM (` +
-	pendingEvent + ` WHERE e.event_id = $1
+	pendingEventSelect + ` WHERE e.event_id = $1
     UNION ALL` +
-	deadEvent + ` WHERE d.event_id = $1
+	deadEventSelect + ` WHERE d.event_id = $1
     UNION ALL` +
-	settledEvent + ` WHERE h.event_id = $1
+	settledEventSelect + ` WHERE h.event_id = $1
 ) s ORDER BY rank, at DESC LIMIT 1`
 
 // sqlListEvents lists one organization's events created since a time,
@@ -78,17 +78,17 @@ SELECT ` + eventColumns + ` FROM (` +
 // $3 state (empty: any), $4 limit.
 const sqlListEvents = `
 SELECT ` + eventColumns + ` FROM ((` +
-	pendingEvent + `
+	pendingEventSelect + `
     WHERE $3 IN ('', 'pending')
       AND e.organization_id >= $1 AND e.organization_id <= $1 AND e.created_at >= $2
     ORDER BY e.organization_id DESC, e.id DESC LIMIT $4
 ) UNION ALL (` +
-	deadEvent + `
+	deadEventSelect + `
     WHERE $3 IN ('', 'dead_lettered')
       AND d.organization_id >= $1 AND d.organization_id <= $1 AND d.created_at >= $2
     ORDER BY d.organization_id DESC, d.id DESC LIMIT $4
 ) UNION ALL (` +
-	settledEvent + `
+	settledEventSelect + `
     WHERE $3 IN ('', 'delivered', 'skipped') AND ($3 = '' OR h.outcome = $3)
       AND h.organization_id = $1 AND h.settled_at >= $2 AND h.created_at >= $2
     ORDER BY h.id DESC LIMIT $4

@@ -150,7 +150,7 @@ func newRelayTelemetry(cfg Config) *relayTelemetry {
 // consumer span): a child of the span that appended the event, when its
 // trace context was stored (one trace from the request to the webhook),
 // linked to the lane turn that sends it; a child of the turn otherwise.
-func (t *relayTelemetry) startDelivery(ctx context.Context, turn trace.SpanContext, org string, ev *event) (context.Context, trace.Span) {
+func (t *relayTelemetry) startDelivery(ctx context.Context, turn trace.SpanContext, org string, ev *pendingEvent) (context.Context, trace.Span) {
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
 		telemetry.MessagingSystem.String(telemetry.System),
 		telemetry.MessagingOperationType.String("process"),

@@ -116,7 +116,7 @@ func endTurn(span trace.Span, ln *lane, err error) {
 // PerOrgInFlight at a time. Events it did not send are left outcomeUnsent.
 // It reports whether a failure blocks the lane (its head waits for a retry,
 // a pause, or the resolver), so no other turn should follow at once.
-func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []event, stopAt time.Time) (results []result, blocked bool) {
+func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []pendingEvent, stopAt time.Time) (results []result, blocked bool) {
 	results = make([]result, len(events))
 	if len(events) == 0 {
 		return results, false
@@ -218,7 +218,7 @@ func (r *Relay) resolve(ctx context.Context, org string) (dest Destination, err 
 }
 
 // deliver sends one event under its delivery span.
-func (r *Relay) deliver(ctx context.Context, turn trace.SpanContext, org string, dest Destination, ev *event) result {
+func (r *Relay) deliver(ctx context.Context, turn trace.SpanContext, org string, dest Destination, ev *pendingEvent) result {
 	ctx, span := r.tel.startDelivery(ctx, turn, org, ev)
 	res := r.sendRecovered(ctx, org, dest, ev)
 	res.at = time.Now()
@@ -229,7 +229,7 @@ func (r *Relay) deliver(ctx context.Context, turn trace.SpanContext, org string,
 // sendRecovered is sendWithSlot with a panic turned into a transient
 // failure of the event: the lane is held with backoff and the process, with
 // every other lane, goes on.
-func (r *Relay) sendRecovered(ctx context.Context, org string, dest Destination, ev *event) (res result) {
+func (r *Relay) sendRecovered(ctx context.Context, org string, dest Destination, ev *pendingEvent) (res result) {
 	defer func() {
 		if v := recover(); v != nil {
 			r.log.ErrorContext(ctx, "relay: panic while sending; the event is retried with backoff",
@@ -242,7 +242,7 @@ func (r *Relay) sendRecovered(ctx context.Context, org string, dest Destination,
 
 // sendWithSlot waits for a global send slot and the rate limiter, then
 // sends.
-func (r *Relay) sendWithSlot(ctx context.Context, dest Destination, ev *event) result {
+func (r *Relay) sendWithSlot(ctx context.Context, dest Destination, ev *pendingEvent) result {
 	select {
 	case r.sendSlots <- struct{}{}:
 	case <-ctx.Done():

@@ -142,7 +142,7 @@ func unknownEvent(id uuid.UUID) error {
 	return fmt.Errorf("event %s: unknown: not pending, not dead-lettered, and not in the delivery history (kept for --retention)", id)
 }
 
-func printEvent(env *environment, st relay.EventStatus, asJSON bool) error {
+func printEvent(env *environment, st relay.EventRecord, asJSON bool) error {
 	if asJSON {
 		if err := json.NewEncoder(env.stdout).Encode(st); err != nil {
 			return err
@@ -221,10 +221,10 @@ func printable(s string) string {
 	return s
 }
 
-func printEvents(env *environment, events []relay.EventStatus, asJSON bool) error {
+func printEvents(env *environment, events []relay.EventRecord, asJSON bool) error {
 	if asJSON {
 		if events == nil {
-			events = []relay.EventStatus{}
+			events = []relay.EventRecord{}
 		}
 		return json.NewEncoder(env.stdout).Encode(events)
 	}
@@ -239,7 +239,7 @@ func printEvents(env *environment, events []relay.EventStatus, asJSON bool) erro
 }
 
 // detail is a list row's last column: what the event's state says.
-func detail(now time.Time, e relay.EventStatus) string {
+func detail(now time.Time, e relay.EventRecord) string {
 	switch e.State {
 	case relay.EventDelivered:
 		return e.SvixMessageID

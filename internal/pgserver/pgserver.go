@@ -43,14 +43,14 @@ func NewServer(url, source string, stop func() error) *Server {
 
 // ErrCannotRestart is returned by Restart for servers this package did not
 // start from local binaries.
-var ErrCannotRestart = errors.New("pgserver: only a local cluster started by this package can be restarted")
+var ErrCannotRestart = errors.New("only a local cluster started by this package can be restarted")
 
 // Restart restarts a local cluster with pg_ctl's shutdown mode "fast" or
 // "immediate" (a crash: no checkpoint, recovery on start), waiting until it
 // accepts connections again on the same port.
 func (s *Server) Restart(ctx context.Context, mode string) error {
 	if s == nil || s.restart == nil {
-		return ErrCannotRestart
+		return fmt.Errorf("pgserver: restart: %w", ErrCannotRestart)
 	}
 	return s.restart(ctx, mode)
 }

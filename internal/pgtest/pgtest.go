@@ -2,8 +2,8 @@
 // migrated and ready, so tests run in parallel without seeing each other.
 //
 // The server is found once per test binary by internal/pgserver
-// (OUTBOX_TEST_DATABASE_URL or DATABASE_URL, then testcontainers, then the
-// local PostgreSQL binaries). Packages that use pgtest call [Main] from
+// (OUTBOX_TEST_DATABASE_URL or DATABASE_URL, else a throwaway cluster from
+// the local PostgreSQL binaries). Packages that use pgtest call [Main] from
 // TestMain so a server started for the run is stopped afterwards.
 package pgtest
 

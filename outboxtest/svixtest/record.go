@@ -12,7 +12,7 @@ import (
 )
 
 // ErrClosed is returned by WaitForMessages when the server is closed while waiting.
-var ErrClosed = errors.New("svixtest: server closed")
+var ErrClosed = errors.New("server closed")
 
 // Request is a recorded HTTP request, as received, with its outcome.
 type Request struct {
@@ -247,7 +247,7 @@ func (s *Server) WaitForMessages(ctx context.Context, n int) error {
 	} else if ctx.Err() != nil {
 		return fmt.Errorf("svixtest: waiting for %d messages, have %d: %w", n, have, ctx.Err())
 	}
-	return ErrClosed
+	return fmt.Errorf("svixtest: wait for messages: %w", ErrClosed)
 }
 
 // Reset forgets messages, requests, apps, event types, counters, the idempotency
