@@ -65,13 +65,16 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	claimedAt := time.Now()
 	batch := &pgx.Batch{}
 	batch.Queue(sqlWriteSettings)
+	batch.Queue(r.q.createLanes, orgs)
 	batch.Queue(r.q.claim, orgs, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, r.holder(), r.cfg.BatchSize, r.cfg.BatchMaxBytes)
 	batch.Queue(r.q.laneStates, orgs, token)
 	br := r.pool.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }() // closed and checked below on success
 
-	if _, err := br.Exec(); err != nil {
-		return round{}, fmt.Errorf("relay: claim: %w", err)
+	for range 2 { // the settings, the new lanes
+		if _, err := br.Exec(); err != nil {
+			return round{}, fmt.Errorf("relay: claim: %w", err)
+		}
 	}
 	byOrg := map[string]*lane{}
 	rows, err := br.Query()
@@ -102,7 +105,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	rd.waiting = map[string]time.Time{}
 	seen := map[string]bool{}
 	var (
-		taken                           bool
+		taken, hasEvents                bool
 		leasedUntil, pausedUntil, dueAt *time.Time
 	)
 	rows, err = br.Query()
@@ -110,7 +113,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 		return round{}, fmt.Errorf("relay: claim: lane states: %w", err)
 	}
 	now := time.Now()
-	_, err = pgx.ForEachRow(rows, []any{&org, &taken, &leasedUntil, &pausedUntil, &dueAt}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&org, &taken, &leasedUntil, &pausedUntil, &dueAt, &hasEvents}, func() error {
 		seen[org] = true
 		switch {
 		case taken:
@@ -125,6 +128,11 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 		case leasedUntil != nil && leasedUntil.After(now):
 			// Another holder works it; its release records the lane's due
 			// time, which the sweep reads. Signals meanwhile cost nothing.
+			rd.waiting[org] = now.Add(r.cfg.PollInterval)
+		case hasEvents:
+			// Free, but another relay's claim or settlement had it locked:
+			// that relay is working it (its release records the lane's due
+			// time, which the sweep reads).
 			rd.waiting[org] = now.Add(r.cfg.PollInterval)
 		default: // free and not taken: nothing to deliver
 			rd.empty = append(rd.empty, org)

@@ -34,6 +34,13 @@ const (
 	headOfReleased = `e.organization_id >= l.organization_id AND e.organization_id <= l.organization_id ORDER BY e.organization_id, e.id`
 )
 
+// dueAndSize are an event e's "due" (no retry time, or it has come) and
+// "size" (its payload's bytes as text when due, else 0) for the claim's
+// walk of a head.
+const dueAndSize = `(e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) AS due,
+               CASE WHEN e.next_attempt_at IS NULL OR e.next_attempt_at <= now()
+                    THEN octet_length(e.payload::text)::bigint ELSE 0 END AS size`
+
 // laneFree is true of a lane l nobody may be working: never leased,
 // released, lease expired, or held by a relay whose heartbeat is stale
 // (such a relay has stopped starting calls: it fences itself first).
@@ -41,16 +48,45 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
      OR (l.holder IS NOT NULL AND NOT EXISTS (
          SELECT 1 FROM {relays} r WHERE r.instance = l.holder AND r.alive_until > now())))`
 
+// sqlCreateLanes adds the lanes a claim asks for that do not exist yet, for
+// the organizations that have events (a NOTIFY for any name writes
+// nothing), free and due, so that the claim statement after it can take
+// them. It never locks an existing lane: ON CONFLICT DO NOTHING only waits,
+// in organization order, for another claim inserting the same new lane.
+// $1 organizations.
+const sqlCreateLanes = `
+INSERT INTO {lanes} (organization_id, due_at, updated_at)
+SELECT w.org, now(), now()
+FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS w
+CROSS JOIN LATERAL (
+    -- LATERAL + LIMIT, not EXISTS: a probe of the organization's index
+    -- whatever the planner thinks of the table (an EXISTS it once ran
+    -- as a filter over a million rows of another organization).
+    SELECT 1 FROM {events} e WHERE e.organization_id = w.org LIMIT 1) pending
+WHERE NOT EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = w.org)
+ORDER BY w.org
+ON CONFLICT (organization_id) DO NOTHING`
+
 // sqlClaim takes the leases of many organizations' lanes at once, in one
 // statement, and claims each taken lane's due head events, counting an
-// attempt on each. A lane is taken when it is free (laneFree) and not
-// paused, and only if its organization has events: a NOTIFY from anyone,
-// for any name, writes nothing. Per lane it claims the head events in id
-// order up to the first that is not due (a retry waiting for its time keeps
-// the events behind it waiting too: that is what id order means), at most
-// $6 of them and $7 bytes of payload (the first always: one larger than the
-// bound must still be sent). Every lane taken in one statement shares its
-// lease token.
+// attempt on each. A lane is taken when it is free (laneFree), not paused,
+// its organization has events, and no other transaction has it locked: a
+// lane another relay is claiming or settling right now is skipped (SKIP
+// LOCKED), never waited for, so claims never queue behind settlements or
+// other claims, and no lock cycle can form between replicas (an INSERT ...
+// ON CONFLICT DO UPDATE would lock every lane it names, held ones too).
+//
+// Per lane it claims the head events in id order up to the first that is
+// not due (a retry waiting for its time keeps the events behind it waiting
+// too: that is what id order means), at most $6 of them and $7 bytes of
+// payload (as text, what is sent), the first always: one larger than the
+// bound must still be sent. Only the events it walks are measured, the
+// claimed ones and the one that stops the walk: a claim's cost follows what
+// it returns, never BatchSize times the payload size. Every lane taken in one statement shares its lease
+// token.
+//
+// A lane asked for that is free and due but has no events left (they were
+// deleted by hand) loses its due time, so the sweep stops returning it.
 //
 // $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
 // instance (NULL for a relay that does not heartbeat: its lanes wait for
@@ -58,60 +94,72 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
 // and, per row, how many of the lane's head events were due (more than
 // were claimed: the byte bound cut the claim).
 const sqlClaim = `
-WITH want AS (
-    SELECT DISTINCT w.org FROM unnest($1::text[]) AS w(org)
-), taken AS (
-    INSERT INTO {lanes} AS l (organization_id, lease_token, leased_until, leased_by, holder, due_at, updated_at)
-    SELECT want.org, $2, now() + $3 * interval '1 millisecond', $4, $5, now(), now()
-    FROM want CROSS JOIN LATERAL (
-        -- LATERAL + LIMIT, not EXISTS: a probe of the organization's index
-        -- whatever the planner thinks of the table (an EXISTS it once ran
-        -- as a filter over a million rows of another organization).
-        SELECT 1 FROM {events} e WHERE e.organization_id = want.org LIMIT 1) pending
-    ON CONFLICT (organization_id) DO UPDATE
-    SET lease_token = EXCLUDED.lease_token, leased_until = EXCLUDED.leased_until,
-        leased_by = EXCLUDED.leased_by, holder = EXCLUDED.holder, due_at = now(), updated_at = now()
-    WHERE ` + laneFree + `
+WITH free AS (
+    SELECT l.organization_id AS org, pending.has AS has_events
+    FROM {lanes} l
+    LEFT JOIN LATERAL (
+        SELECT true AS has FROM {events} e WHERE e.organization_id = l.organization_id LIMIT 1) pending ON true
+    WHERE l.organization_id = ANY($1::text[]) AND ` + laneFree + `
       AND (l.paused_until IS NULL OR l.paused_until <= now())
+      AND (pending.has OR l.due_at IS NOT NULL)
+    FOR NO KEY UPDATE OF l SKIP LOCKED
+), forgotten AS (
+    UPDATE {lanes} l SET due_at = NULL, updated_at = now()
+    FROM free WHERE l.organization_id = free.org AND free.has_events IS NULL
+), taken AS (
+    UPDATE {lanes} l
+    SET lease_token = $2, leased_until = now() + $3 * interval '1 millisecond',
+        leased_by = $4, holder = $5, due_at = now(), updated_at = now()
+    FROM free WHERE l.organization_id = free.org AND free.has_events
     RETURNING l.organization_id
-), head AS (
-    SELECT h.id, h.org, h.due,
-           sum(h.size) OVER (PARTITION BY h.org ORDER BY h.id) AS running,
-           row_number() OVER (PARTITION BY h.org ORDER BY h.id) AS n
+), walk AS (
+    -- Each taken lane's head, walked one event at a time in id order
+    -- while the events are due and fit: the walk stops at the first event
+    -- not due, at $6 events, or at the first whose payload passes the
+    -- byte bound (kept as the last row, to tell that the bound cut the
+    -- claim). Only the payloads walked are measured.
+    SELECT t.organization_id AS org, h.id, h.due, h.running, h.n
     FROM taken t CROSS JOIN LATERAL (
-        SELECT e.id, e.organization_id AS org,
-               (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) AS due,
-               octet_length(e.payload::text) AS size
-        FROM {events} e
-        WHERE ` + headOfClaimed + `
-        LIMIT $6
+        WITH RECURSIVE w(id, due, running, n) AS (
+            (SELECT e.id, ` + dueAndSize + `, 1
+             FROM {events} e
+             WHERE ` + headOfClaimed + `
+             LIMIT 1)
+            UNION ALL
+            SELECT nx.id, nx.due, w.running + nx.size, w.n + 1
+            FROM w CROSS JOIN LATERAL (
+                SELECT e.id, ` + dueAndSize + `
+                FROM {events} e
+                WHERE e.id > w.id AND ` + headOfClaimed + `
+                LIMIT 1) nx
+            WHERE w.due AND w.running <= $7 AND w.n < $6
+        )
+        SELECT * FROM w
     ) h
-), waiting AS (
-    SELECT org, min(id) AS id FROM head WHERE NOT due GROUP BY org
-), prefix AS (
-    SELECT h.id, h.org, h.running, h.n
-    FROM head h LEFT JOIN waiting w ON w.org = h.org
-    WHERE w.id IS NULL OR h.id < w.id
-), due AS (
-    SELECT org, count(*) AS n FROM prefix GROUP BY org
 ), take AS (
-    SELECT p.id, d.n AS due FROM prefix p JOIN due d ON d.org = p.org
-    WHERE p.running <= $7 OR p.n = 1
+    SELECT id, org FROM walk WHERE due AND (running <= $7 OR n = 1)
+), counted AS (
+    -- The lane's due head events: those taken, plus one when the byte
+    -- bound cut the claim.
+    SELECT org, count(*) FILTER (WHERE due) AS due FROM walk GROUP BY org
 )
 UPDATE {events} e
 SET attempts = e.attempts + 1, last_attempt_at = now()
-FROM take
+FROM take JOIN counted ON counted.org = take.org
 WHERE e.id = take.id
-RETURNING e.organization_id, e.id, e.event_id, e.event_type, e.payload, e.attempts, e.created_at, take.due,
+RETURNING e.organization_id, e.id, e.event_id, e.event_type, e.payload, e.attempts, e.created_at, counted.due,
           coalesce(e.traceparent, ''), coalesce(e.tracestate, ''), e.channels, e.tags`
 
 // sqlLaneStates reports the lanes of the organizations a claim asked for,
 // read after it in the same transaction: taken (the claim's token), or
-// why not — held until, paused until, due at. An organization with no lane
-// row has no events. $1 organizations, $2 the claim's token.
+// why not — held until, paused until, due at, and whether the lane has
+// events (a free lane with events that was not taken was locked by
+// another relay's claim or settlement). An organization with no lane row
+// has no events. $1 organizations, $2 the claim's token.
 const sqlLaneStates = `
-SELECT organization_id, lease_token IS NOT DISTINCT FROM $2, leased_until, paused_until, due_at
-FROM {lanes} WHERE organization_id = ANY($1)`
+SELECT l.organization_id, l.lease_token IS NOT DISTINCT FROM $2, l.leased_until, l.paused_until, l.due_at,
+       EXISTS (SELECT 1 FROM {events} e WHERE e.organization_id = l.organization_id)
+FROM {lanes} l WHERE l.organization_id = ANY($1)`
 
 // sqlRelease gives many lanes' leases back (or pauses them, after a 429)
 // and records when each is next due: its head event's retry time, now when
