@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,17 +45,31 @@ func partitionEnd(name string) (end time.Time, ok bool) {
 	return time.Time{}, false
 }
 
+// ddlLockTimeout bounds how long a partition DDL waits for its lock: while
+// it waits, the settlements' INSERTs queue behind it.
+const ddlLockTimeout = 100 * time.Millisecond
+
+// ddlStatementTimeout bounds one partition DDL once it has its lock (an
+// ATTACH checks that the default partition holds no row of the new range).
+const ddlStatementTimeout = 2 * time.Second
+
 // maintainHistory creates the partitions from this hour to partitionAhead
 // hours on (none when no history is kept) and drops those that end before
-// now - DeliveredRetention. Each DDL runs under its own savepoint with a
-// short lock timeout: one that cannot run now (a default partition holding
-// rows of a missing hour, a lock that does not come) is tried again at the
-// next tick, and settlements wait on it for a second at most.
-func (r *Relay) maintainHistory(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '1s'"); err != nil {
-		return err
-	}
-	rows, err := tx.Query(ctx, r.q.partitions, r.q.schema.Table(sqlname.Deliveries))
+// now - DeliveredRetention. Each change is a transaction of its own, under
+// the prune lock, that waits at most ddlLockTimeout for its locks and holds
+// them only for the statement: one that cannot run now is tried again at
+// the next tick.
+//
+// A partition is created detached (no lock on the history), with a CHECK
+// constraint that proves its range, then attached: ATTACH takes SHARE UPDATE
+// EXCLUSIVE on the history, which lets settlements insert and readers read,
+// and ACCESS EXCLUSIVE on the default partition (which it checks for rows
+// of the range; the prune keeps it small). A partition past the retention
+// is detached, then dropped. PostgreSQL allows no DETACH CONCURRENTLY while
+// a default partition exists, so the detach takes ACCESS EXCLUSIVE on the
+// history for its few milliseconds, after waiting at most ddlLockTimeout.
+func (r *Relay) maintainHistory(ctx context.Context) error {
+	rows, err := r.pool.Query(ctx, r.q.partitions, r.q.schema.Table(sqlname.Deliveries))
 	if err != nil {
 		return err
 	}
@@ -67,6 +82,7 @@ func (r *Relay) maintainHistory(ctx context.Context, tx pgx.Tx) error {
 		have[n] = true
 	}
 	now := r.now().UTC()
+	history := r.q.schema.Table(sqlname.Deliveries)
 	if r.cfg.DeliveredRetention >= 0 {
 		hour := now.Truncate(time.Hour)
 		for i := range partitionAhead + 1 {
@@ -75,30 +91,47 @@ func (r *Relay) maintainHistory(ctx context.Context, tx pgx.Tx) error {
 			if have[name] {
 				continue
 			}
-			ddl := fmt.Sprintf("CREATE TABLE %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')",
-				r.q.schema.Table(name), r.q.schema.Table(sqlname.Deliveries),
-				start.Format(time.RFC3339), start.Add(time.Hour).Format(time.RFC3339))
-			r.savepointDDL(ctx, tx, ddl)
+			table := r.q.schema.Table(name)
+			from, to := start.Format(time.RFC3339), start.Add(time.Hour).Format(time.RFC3339)
+			r.runDDL(ctx,
+				fmt.Sprintf("CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)", table, history),
+				fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (settled_at >= '%s' AND settled_at < '%s')",
+					table, sqlname.Quote(name+"_range"), from, to),
+				fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')", history, table, from, to))
 		}
 	}
 	horizon := now.Add(-max(r.cfg.DeliveredRetention, 0))
 	for _, n := range names {
 		if end, ok := partitionEnd(n); ok && !end.After(horizon) {
-			r.savepointDDL(ctx, tx, "DROP TABLE "+r.q.schema.Table(n))
+			table := r.q.schema.Table(n)
+			r.runDDL(ctx, fmt.Sprintf("ALTER TABLE %s DETACH PARTITION %s", history, table))
+			r.runDDL(ctx, "DROP TABLE "+table)
 		}
 	}
 	return nil
 }
 
-// savepointDDL runs one DDL statement under a savepoint, so its failure
-// leaves the transaction usable; it logs the failure at debug level (the
-// next tick tries again).
-func (r *Relay) savepointDDL(ctx context.Context, tx pgx.Tx, ddl string) {
-	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-		_, err := sp.Exec(ctx, ddl)
-		return err
+// runDDL runs statements in one short transaction of their own, under the
+// prune lock, with ddlLockTimeout and ddlStatementTimeout. It logs a
+// failure at debug level: the next tick tries again.
+func (r *Relay) runDDL(ctx context.Context, statements ...string) {
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		var locked bool
+		if err := tx.QueryRow(ctx, r.q.pruneLock, r.cfg.Schema).Scan(&locked); err != nil || !locked {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+			strconv.FormatInt(ddlLockTimeout.Milliseconds(), 10), strconv.FormatInt(ddlStatementTimeout.Milliseconds(), 10)); err != nil {
+			return err
+		}
+		for _, ddl := range statements {
+			if _, err := tx.Exec(ctx, ddl); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		r.log.DebugContext(ctx, "relay: history partition maintenance deferred", "statement", ddl, "error", err)
+		r.log.DebugContext(ctx, "relay: history partition maintenance deferred", "statements", statements, "error", err)
 	}
 }

@@ -44,12 +44,14 @@ func (r *Relay) pruneLoop(ctx context.Context) {
 }
 
 // prune maintains the history's partitions (creating the next hours',
-// dropping those past the retention), deletes up to pruneBatchesPerTick
-// batches of old rows from its default partition, and prunes idle lanes and
-// dead relays' rows. One replica at a time prunes: the others find the
-// advisory lock taken and skip the tick.
+// dropping those past the retention), then deletes up to
+// pruneBatchesPerTick batches of old rows from its default partition, and
+// prunes idle lanes and dead relays' rows. One replica at a time prunes:
+// the others find the advisory lock taken and skip the tick. No lock a
+// partition change takes is held while the deletes run.
 func (r *Relay) prune(ctx context.Context) {
 	r.lastPrune.Store(time.Now().UnixNano())
+	r.maintainHistoryOnce(ctx)
 	for i := range pruneBatchesPerTick {
 		n, err := r.pruneOnce(ctx, i == 0)
 		if err != nil {
@@ -66,8 +68,7 @@ func (r *Relay) prune(ctx context.Context) {
 
 // pruneOnce runs one step under the prune lock and returns how many rows
 // of the default history partition it deleted (0 when another replica
-// holds the lock). The first step of a tick also maintains the partitions
-// and prunes lanes and relays.
+// holds the lock). The first step of a tick also prunes lanes and relays.
 func (r *Relay) pruneOnce(ctx context.Context, first bool) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
@@ -78,9 +79,6 @@ func (r *Relay) pruneOnce(ctx context.Context, first bool) (int64, error) {
 			return err
 		}
 		if first {
-			if err := r.maintainHistory(ctx, tx); err != nil {
-				return err
-			}
 			if _, err := tx.Exec(ctx, r.q.pruneLanes, idleLaneAge.Milliseconds(), pruneBatch); err != nil {
 				return err
 			}
@@ -93,6 +91,17 @@ func (r *Relay) pruneOnce(ctx context.Context, first bool) (int64, error) {
 		return err
 	})
 	return deleted, err
+}
+
+// maintainHistoryOnce maintains the history's partitions, each change in a
+// short transaction of its own (see maintainHistory), before the prune's
+// deletes.
+func (r *Relay) maintainHistoryOnce(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
+	defer cancel()
+	if err := r.maintainHistory(ctx); err != nil && ctx.Err() == nil {
+		r.log.WarnContext(ctx, "relay: history partition maintenance failed", "error", err)
+	}
 }
 
 // pruneIfIdle prunes when no Run does it (DrainOrganization alone), at most

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox/internal/pgtest"
@@ -125,4 +126,49 @@ func TestHistoryPartitionsRollOverAndDrop(t *testing.T) {
 	clock = time.Date(2031, 3, 1, 15, 30, 0, 0, time.UTC)
 	r.prune(ctx)
 	require.Equal(t, []string{"outbox_deliveries_default", "outbox_deliveries_p2031030115"}, partitions(t, db))
+}
+
+// The review measured settlements waiting 2.5 s for a prune: the partition
+// DDL's ACCESS EXCLUSIVE lock on the history was held to the end of the
+// prune's transaction, through the lane, relay and default-partition
+// deletes. Here the prune is held in its lane delete (a lane row locked by
+// another transaction) after making this hour's partition, and a
+// settlement's history INSERT, through a pool that refuses to wait for any
+// lock, must go through at once.
+func TestPartitionChangesDoNotHoldSettlementsDuringThePrune(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r, db := setupHistory(t, 2*time.Hour)
+	clock := time.Date(2031, 3, 1, 10, 30, 0, 0, time.UTC)
+	r.now = func() time.Time { return clock }
+	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id, updated_at) VALUES ('org-idle', now() - interval '2 hours')`)
+	require.NoError(t, err)
+	blocker, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = blocker.Rollback(ctx) }()
+	_, err = blocker.Exec(ctx, `SELECT 1 FROM outbox_lanes WHERE organization_id = 'org-idle' FOR UPDATE`)
+	require.NoError(t, err)
+
+	pruned := make(chan struct{})
+	go func() { defer close(pruned); r.prune(ctx) }()
+	require.Eventually(t, func() bool { // the prune waits for the blocker's row lock
+		var waiting bool
+		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM%outbox_lanes%')`).Scan(&waiting)
+		return err == nil && waiting
+	}, 30*time.Second, 10*time.Millisecond)
+	require.Contains(t, partitions(t, db), "outbox_deliveries_p2031030110", "this hour's partition was made first")
+
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	require.NoError(t, err)
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = "1ms"
+	impatient, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer impatient.Close()
+	_, err = impatient.Exec(ctx, `INSERT INTO outbox_deliveries (id, event_id, organization_id, event_type, outcome, attempts, created_at, settled_at)
+		VALUES (1, gen_random_uuid(), 'org', 'x.y', 'delivered', 1, $1, $1)`, clock)
+	require.NoError(t, err, "a settlement waited for the prune")
+
+	require.NoError(t, blocker.Rollback(ctx))
+	<-pruned
 }
