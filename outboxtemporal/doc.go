@@ -15,7 +15,7 @@
 // the drain activity calling relay.Relay.DrainOrganization:
 //
 //	r, err := relay.New(pool, relay.Config{SvixToken: token, Delegate: signaler})
-//	w := worker.New(temporalClient, outboxtemporal.DefaultTaskQueue, worker.Options{})
+//	w := worker.New(temporalClient, outboxtemporal.DefaultTaskQueue, worker.Options{MaxConcurrentActivityExecutionSize: relay.DefaultConcurrency})
 //	err = outboxtemporal.Register(w, r, outboxtemporal.Options{})
 //	go r.Run(ctx) // the safety net for lost signals, see below
 //	err = w.Run(worker.InterruptCh())

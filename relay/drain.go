@@ -11,6 +11,9 @@ import (
 // positive.
 var ErrInvalidBudget = errors.New("drain budget not positive")
 
+// MaxCountedRemaining is the most DrainResult.Remaining counts.
+const MaxCountedRemaining = 10_000
+
 // DrainResult reports one DrainOrganization call.
 type DrainResult struct {
 	// Delivered, Skipped, Retried, DeadLettered and Unsent count outcomes.
@@ -22,10 +25,18 @@ type DrainResult struct {
 	RateLimited bool
 	// AuthFailed is true when Svix refused the token.
 	AuthFailed bool
-	// Remaining is the number of events the organization still has pending.
+	// Fenced is true when this relay's heartbeats are failing (Run is
+	// running but its last heartbeat is older than 3/4 of
+	// LivenessTimeout): it starts no Svix call, so the drain stops at once
+	// and NextTurnAt is the next heartbeat.
+	Fenced bool
+	// Remaining is the number of events the organization still has
+	// pending, counted up to MaxCountedRemaining: a drain's cost never
+	// follows the backlog.
 	Remaining int
-	// NextAttemptAt is when the earliest remaining event is due (zero when
-	// none remain). It may be in the past: due now.
+	// NextAttemptAt is when the organization's head (oldest) event is due
+	// (zero when none remain); the events behind it wait for it. It may be
+	// in the past: due now.
 	NextAttemptAt time.Time
 	// NextTurnAt is when the next DrainOrganization can deliver something
 	// (zero when nothing remains; in the past when that is now): the lane's
@@ -41,10 +52,21 @@ type DrainResult struct {
 // reports what remains. It is the unit a workflow engine drives, one
 // workflow per organization; it does not need Run. ctx bounds the calls
 // in flight; settlements run to completion.
+//
+// At most Concurrency drains work at once per Relay, as Run works at most
+// Concurrency lanes: a drain beyond them waits for one to end (or for ctx),
+// so a worker that runs more activities at once holds no more leases and
+// payloads than Run would. A relay that is fenced (Fenced) stops at once.
 func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, budget time.Duration) (DrainResult, error) {
 	var res DrainResult
 	if budget <= 0 {
 		return res, fmt.Errorf("relay: drain organization: %w (got %s)", ErrInvalidBudget, budget)
+	}
+	select {
+	case r.drainSlots <- struct{}{}:
+		defer func() { <-r.drainSlots }()
+	case <-ctx.Done():
+		return res, fmt.Errorf("relay: drain organization %s: waiting for a lane slot: %w", organizationID, ctx.Err())
 	}
 	stopAt := time.Now().Add(budget)
 	var held time.Time // the lane is held until then
@@ -54,6 +76,11 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 			return res, err
 		}
 		res.add(rep.counts)
+		if rep.fenced {
+			res.Fenced = true
+			held = time.Now().Add(r.cfg.HeartbeatInterval)
+			break
+		}
 		if !rep.leased {
 			res.AuthFailed = rep.authFailed
 			res.Busy = !rep.authFailed && !rep.empty
@@ -70,7 +97,7 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 	var next, laneDue *time.Time
 	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
-	if err := r.pool.QueryRow(qctx, r.q.remaining, organizationID).Scan(&res.Remaining, &next, &laneDue); err != nil {
+	if err := r.pool.QueryRow(qctx, r.q.remaining, organizationID, MaxCountedRemaining).Scan(&res.Remaining, &next, &laneDue); err != nil {
 		return res, fmt.Errorf("relay: count remaining events of %s: %w", organizationID, err)
 	}
 	if next != nil {

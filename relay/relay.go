@@ -55,6 +55,8 @@ type Relay struct {
 	limiter *rate.Limiter
 
 	sendSlots chan struct{}
+	// drainSlots bounds the DrainOrganization calls working at once.
+	drainSlots chan struct{}
 	// settling counts lanes done sending, waiting for their settlement.
 	settling atomic.Int64
 	wake     chan struct{}
@@ -123,19 +125,20 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		return nil, fmt.Errorf("relay: svix client: %w", err)
 	}
 	r := &Relay{
-		pool:      pool,
-		cfg:       cfg,
-		q:         newQueries(cfg.Schema),
-		svix:      client,
-		log:       cfg.Logger,
-		sendSlots: make(chan struct{}, cfg.Concurrency),
-		wake:      make(chan struct{}, 1),
-		queued:    map[string]struct{}{},
-		working:   map[string]*laneWork{},
-		waiting:   map[string]time.Time{},
-		instance:  newInstance(),
-		tel:       tel,
-		now:       time.Now,
+		pool:       pool,
+		cfg:        cfg,
+		q:          newQueries(cfg.Schema),
+		svix:       client,
+		log:        cfg.Logger,
+		sendSlots:  make(chan struct{}, cfg.Concurrency),
+		drainSlots: make(chan struct{}, cfg.Concurrency),
+		wake:       make(chan struct{}, 1),
+		queued:     map[string]struct{}{},
+		working:    map[string]*laneWork{},
+		waiting:    map[string]time.Time{},
+		instance:   newInstance(),
+		tel:        tel,
+		now:        time.Now,
 	}
 	if cfg.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))

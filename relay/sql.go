@@ -57,10 +57,13 @@ func newQueries(schema string) queries {
 	}
 }
 
-// sqlRemaining reports an organization's pending events, when the next
-// one is due, and when its lane is due (its head's due time: the events
-// behind the head wait for it) or paused until. $1 org.
+// sqlRemaining reports an organization's pending events, counted up to
+// $2 (a bounded walk of its index, whatever the backlog), when its head
+// event is due, and when its lane is due (its head's due time: the events
+// behind the head wait for it) or paused until. $1 org, $2 the most to
+// count.
 const sqlRemaining = `
-SELECT count(*), min(coalesce(e.next_attempt_at, e.created_at)),
-       (SELECT greatest(l.due_at, l.paused_until) FROM {lanes} l WHERE l.organization_id = $1)
-FROM {events} e WHERE e.organization_id = $1`
+SELECT (SELECT count(*) FROM (SELECT 1 FROM {events} e WHERE e.organization_id = $1 LIMIT $2) c),
+       (SELECT coalesce(e.next_attempt_at, e.created_at) FROM {events} e
+        WHERE e.organization_id >= $1 AND e.organization_id <= $1 ORDER BY e.organization_id, e.id LIMIT 1),
+       (SELECT greatest(l.due_at, l.paused_until) FROM {lanes} l WHERE l.organization_id = $1)`

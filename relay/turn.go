@@ -22,7 +22,9 @@ type turnReport struct {
 	// empty: the organization has no events (nothing was leased).
 	empty bool
 	// more: the lane may have more due events right now.
-	more        bool
+	more bool
+	// fenced: this relay's heartbeats are failing; it claimed nothing.
+	fenced      bool
 	rateLimited bool
 	authFailed  bool
 	counts      counts
@@ -72,6 +74,9 @@ func (r *Relay) turn(ctx context.Context, org string, stopAt time.Time) (turnRep
 	}
 	if r.authPaused() {
 		return turnReport{authFailed: true}, nil // nothing can be sent until the pause ends
+	}
+	if !r.alive() {
+		return turnReport{fenced: true}, nil // no call may start until a heartbeat gets through
 	}
 	// The claim is not interrupted once sent: a claim the server committed
 	// while the client gave up would hold the lane until its lease expired.

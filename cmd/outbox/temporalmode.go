@@ -133,7 +133,13 @@ func runTemporalRelay(ctx context.Context, env *environment, o *temporalOptions,
 	if err != nil {
 		return err
 	}
-	w := worker.New(c, o.taskQueue, worker.Options{})
+	// As many drains at once as Run works lanes: more would wait for the
+	// relay's lane slots while the activity's timeout runs.
+	concurrency := cfg.Concurrency
+	if concurrency == 0 {
+		concurrency = relay.DefaultConcurrency
+	}
+	w := worker.New(c, o.taskQueue, worker.Options{MaxConcurrentActivityExecutionSize: concurrency})
 	if err := outboxtemporal.Register(w, r, outboxtemporal.Options{DrainBudget: o.drainBudget, ActivityHeartbeatTimeout: o.heartbeatTimeout}); err != nil {
 		return usagef("%v", err)
 	}
