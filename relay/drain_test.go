@@ -82,8 +82,8 @@ func TestDrainReportsWhenTheNextTurnCanDeliver(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, res.Delivered, "the head's retry is not due yet")
 	require.Equal(t, 2, res.Remaining)
-	require.False(t, res.NextAttemptAt.After(time.Now()), "the new event alone would be due now")
-	require.True(t, res.NextTurnAt.After(time.Now()), "but the lane waits for its head: NextTurnAt %s", res.NextTurnAt)
+	require.True(t, res.NextAttemptAt.After(time.Now()), "the head waits for its retry")
+	require.True(t, res.NextTurnAt.After(time.Now()), "and the lane with it, the new event behind it too: NextTurnAt %s", res.NextTurnAt)
 	require.WithinDuration(t, time.Now().Add(2*time.Second), res.NextTurnAt, 2*time.Second)
 
 	time.Sleep(time.Until(res.NextTurnAt))

@@ -24,51 +24,73 @@ import (
 // sends the same eventId and Idempotency-Key, which Svix deduplicates, and
 // every settlement stays fenced by the lease token.
 
+// heartbeatAppName names the heartbeat connection in pg_stat_activity.
+const heartbeatAppName = "outbox relay heartbeat"
+
+// heartbeater proves one relay alive over a connection of its own, dialled
+// apart from the pool (one more server connection, as LISTEN's): the sweep,
+// pruning and the backlog queries may keep every pool connection busy for
+// seconds, which must never fence a healthy relay.
+type heartbeater struct {
+	r    *Relay
+	conn *pgx.Conn // nil until dialled, and after a failure
+}
+
 // heartbeatLoop heartbeats until ctx ends, and queues the lanes of relays
-// it finds dead.
-func (r *Relay) heartbeatLoop(ctx context.Context) {
-	tick := time.NewTicker(r.cfg.HeartbeatInterval)
+// it finds dead. Run ends ctx only once its last settlement is done: a
+// relay that stops gracefully stays alive until its work is recorded.
+func (h *heartbeater) loop(ctx context.Context) {
+	defer h.close()
+	tick := time.NewTicker(h.r.cfg.HeartbeatInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := r.beat(ctx); err != nil && ctx.Err() == nil {
-				r.log.WarnContext(ctx, "relay: heartbeat failed", "error", err, "fenced", !r.alive())
+			if err := h.beat(ctx); err != nil && ctx.Err() == nil {
+				h.r.log.WarnContext(ctx, "relay: heartbeat failed", "error", err, "fenced", !h.r.alive())
 			}
 		}
 	}
 }
 
-// beat sends one heartbeat, and finds the relays that died since a live
-// relay last looked.
-func (r *Relay) beat(ctx context.Context) error {
+// beat sends one heartbeat and, once it has committed, finds the relays
+// that died since a live relay last looked.
+func (h *heartbeater) beat(ctx context.Context) error {
+	r := h.r
 	sent := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.LivenessTimeout)
 	defer cancel()
-	batch := &pgx.Batch{}
-	batch.Queue(r.q.heartbeat, r.instance, r.cfg.ID, r.cfg.LivenessTimeout.Milliseconds())
-	batch.Queue(r.q.mourn, r.instance)
-	br := r.pool.SendBatch(ctx, batch)
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
+	if h.conn == nil {
+		cfg := r.pool.Config().ConnConfig.Copy()
+		cfg.RuntimeParams["application_name"] = heartbeatAppName
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		h.conn = conn
+	}
+	// A statement of its own, committed when it returns: the time it was
+	// sent is what alive() measures from, so it must not count a heartbeat
+	// that a later statement of the same transaction could roll back.
+	if _, err := h.conn.Exec(ctx, r.q.heartbeat, r.instance, r.cfg.ID, r.cfg.LivenessTimeout.Milliseconds()); err != nil {
+		h.close()
 		return err
 	}
 	r.lastBeat.Store(sent.UnixNano())
-	rows, err := br.Query()
-	var dead []pgtype.UUID
-	if err == nil {
-		dead, err = pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
+	rows, err := h.conn.Query(ctx, r.q.mourn, r.instance)
+	if err != nil {
+		h.close()
+		return err
 	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	dead, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
 	if err != nil || len(dead) == 0 {
 		return err
 	}
-	rows, err = r.pool.Query(ctx, r.q.orphanedLanes, dead)
+	rows, err = h.conn.Query(ctx, r.q.orphanedLanes, dead)
 	if err != nil {
+		h.close()
 		return err
 	}
 	orgs, err := pgx.CollectRows(rows, pgx.RowTo[string])
@@ -76,8 +98,19 @@ func (r *Relay) beat(ctx context.Context) error {
 		return err
 	}
 	r.log.InfoContext(ctx, "relay: a replica stopped heartbeating; taking its lanes over", "relays", len(dead), "lanes", len(orgs))
-	r.enqueue(orgs...)
+	r.enqueueDue(orgs...) // due now, whatever this relay thought they waited for
 	return nil
+}
+
+// close hangs up the heartbeat connection; the next beat dials again.
+func (h *heartbeater) close() {
+	if h.conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = h.conn.Close(ctx)
+	h.conn = nil
 }
 
 // alive reports whether this relay may start Svix calls: always, for a

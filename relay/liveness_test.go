@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox/internal/testnet"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 	"github.com/outboxrelay/outbox/relay"
 )
 
@@ -171,4 +172,51 @@ func TestCutOffRelayFencesItselfAndIsTakenOver(t *testing.T) {
 	require.Eventually(t, func() bool { return !a.Ready() }, 5*time.Second, 10*time.Millisecond, "a fenced relay is not ready")
 	b.requireExactlyOnce(t, committed)
 	b.requireInOrder(t, committed)
+}
+
+// A relay stopping gracefully waits up to ShutdownTimeout for its calls in
+// flight. It used to stop heartbeating as soon as Run's context ended, so
+// after LivenessTimeout another replica took its lanes, its settlements
+// wrote nothing, and every event it had sent was sent again. It heartbeats
+// until its last settlement is done.
+func TestGracefulStopKeepsItsLanes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.HeartbeatInterval = 50 * time.Millisecond
+	b.cfg.LivenessTimeout = 300 * time.Millisecond
+	b.cfg.SendTimeout = 10 * time.Second
+	b.cfg.LeaseDuration = 30 * time.Second
+	b.cfg.ShutdownTimeout = 20 * time.Second
+	release := make(chan struct{})
+	b.fake.InjectFault(svixtest.Fault{Match: func(r *svixtest.Request) bool { // a slow create, then a success
+		if r.Method == http.MethodPost {
+			<-release
+		}
+		return false
+	}})
+	committed := b.appendCommitted(t, []string{"org-slow"}, 1)
+
+	stopping, stop := b.start(t)
+	require.Eventually(t, func() bool { return b.fake.CreateAttempts() == 1 }, 10*time.Second, 5*time.Millisecond)
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); stop() }()
+	// The stopping relay's row must stay alive past LivenessTimeout after
+	// the stop began, while the call hangs.
+	var began time.Time
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT now()").Scan(&began))
+	require.Eventually(t, func() bool {
+		var alive bool
+		err := b.db.Pool.QueryRow(b.ctx, `SELECT EXISTS (SELECT 1 FROM outbox_relays
+			WHERE alive_until > $1::timestamptz + $2 * interval '1 millisecond')`, began, 2*b.cfg.LivenessTimeout.Milliseconds()).Scan(&alive)
+		return err == nil && alive
+	}, 20*time.Second, 10*time.Millisecond, "the stopping relay stopped heartbeating")
+	survivor, stopSurvivor := b.start(t)
+	defer stopSurvivor()
+	close(release)
+	<-stopped
+	b.waitSettled(t, 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+	require.Equal(t, 1, b.fake.CreateAttempts(), "the event was sent once: the survivor never took the lane")
+	require.Zero(t, survivor.Stats().Delivered)
+	require.EqualValues(t, 1, stopping.Stats().Delivered, "the stopping relay settled what it sent")
 }

@@ -233,13 +233,19 @@ func (r *Relay) Run(ctx context.Context) error {
 	// fenced (no call starts) until a heartbeat gets through.
 	r.heartbeating.Store(true)
 	defer r.heartbeating.Store(false)
-	if err := r.beat(ctx); err != nil && ctx.Err() == nil {
+	beats := &heartbeater{r: r}
+	if err := beats.beat(ctx); err != nil && ctx.Err() == nil {
 		r.log.WarnContext(ctx, "relay: first heartbeat failed; no call starts until one gets through", "error", err)
 	}
 	defer r.observeBacklog()()
+	// Heartbeats go on until the last settlement is done: a relay that
+	// stopped heartbeating when ctx ended would have its lanes taken over
+	// while its in-flight calls finish, and its settlements thrown away.
+	beatCtx, stopBeats := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBeats()
 	var bg sync.WaitGroup
 	bg.Add(1)
-	go func() { defer bg.Done(); r.heartbeatLoop(ctx) }()
+	go func() { defer bg.Done(); beats.loop(beatCtx) }()
 	if !r.cfg.PollOnly {
 		bg.Add(1)
 		go func() { defer bg.Done(); r.listen(ctx) }()
@@ -265,6 +271,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	close(r.settles)
 	<-settled
+	stopBeats()
 	bg.Wait()
 	r.leave()
 	r.lastSweep.Store(0)

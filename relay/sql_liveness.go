@@ -8,11 +8,17 @@ ON CONFLICT (instance) DO UPDATE SET alive_until = EXCLUDED.alive_until, mourned
 
 // sqlMourn marks every other relay whose heartbeat went stale as mourned,
 // once, and returns them: the relay that mourns one queues its lanes. $1
-// this relay's instance.
+// this relay's instance. It runs after this relay's heartbeat committed,
+// and skips the rows other transactions have locked (a stale relay
+// heartbeating again right now, another relay mourning it): two relays
+// mourning each other can never deadlock.
 const sqlMourn = `
-UPDATE {relays} SET mourned = true
-WHERE alive_until < now() AND NOT mourned AND instance <> $1
-RETURNING instance`
+UPDATE {relays} r SET mourned = true
+FROM (SELECT instance FROM {relays}
+      WHERE alive_until < now() AND NOT mourned AND instance <> $1
+      FOR NO KEY UPDATE SKIP LOCKED) stale
+WHERE r.instance = stale.instance
+RETURNING r.instance`
 
 // sqlOrphanedLanes lists the lanes the given dead instances held. $1
 // instances. (A scan of the lanes, run only when a relay was found dead.)

@@ -21,16 +21,22 @@ const undiscovered = `
 LEFT JOIN {lanes} l ON l.organization_id = o.org
 WHERE l.organization_id IS NULL OR (l.due_at IS NULL AND ` + laneFree + `)`
 
-// sqlNewEvents lists the undiscovered organizations with events of id above
-// $1, and the highest id. It reads the primary key from $1 on: what was
-// appended since the last sweeps, not the backlog.
+// sqlNewEvents lists the undiscovered organizations among the first $2
+// events of id above $1. It reads the primary key from $1 on, a page at a
+// time: what was appended since the last sweeps, however much, never the
+// backlog. Returns the organizations (NULL in the last row), each with the
+// page's highest id and how many events it read.
 const sqlNewEvents = `
 WITH fresh AS (
-    SELECT organization_id, id FROM {events} WHERE id > $1
+    SELECT organization_id, id FROM {events} WHERE id > $1 ORDER BY id LIMIT $2
 ), o AS (
     SELECT DISTINCT organization_id AS org FROM fresh
+), page AS (
+    SELECT coalesce(max(id), $1) AS high, count(*) AS n FROM fresh
 )
-SELECT o.org, (SELECT coalesce(max(id), $1) FROM fresh) FROM o ` + undiscovered
+SELECT o.org, page.high, page.n FROM page, o ` + undiscovered + `
+UNION ALL
+SELECT NULL, page.high, page.n FROM page`
 
 // sqlMaxEventID is the highest pending id (0 when none), where the
 // incremental sweep starts.

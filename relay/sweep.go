@@ -25,6 +25,9 @@ const (
 	// ids of transactions that committed within that many poll intervals of
 	// their insert are found even when higher ids committed first.
 	sweepTrail = 3
+	// newEventsPage bounds the events one incremental step reads: after a
+	// bulk append the step works through it a page per sweep.
+	newEventsPage = 50_000
 )
 
 // sweeper is the sweep's memory between sweeps.
@@ -38,6 +41,9 @@ type sweeper struct {
 	// fullFrom is where a full sweep that filled its page goes on: the
 	// next sweep reads the organizations after it.
 	fullFrom string
+	// page is how many new events one step reads (newEventsPage; tests
+	// make it smaller).
+	page int
 }
 
 // sweepLoop sweeps every PollInterval.
@@ -68,44 +74,58 @@ func (r *Relay) requestFullSweep() {
 // due time has come (retries, pauses that ended, a dead holder's lanes,
 // leftovers), organizations with new events, and, every fullSweepEvery,
 // every organization with pending events no lane knows of. Its cost follows
-// what it returns and what was appended since the last sweeps, never the
-// backlog: a million events waiting in one organization are one row of the
-// lane index.
+// what it returns and what was appended since the last sweeps (a page at a
+// time), never the backlog: a million events waiting in one organization
+// are one row of the lane index.
+//
+// The three steps are read-only transactions of their own, each with its
+// own timeout, so that one that fails or takes long (a bulk append behind
+// the new events) never keeps the others, due retries first, from being
+// found. A sweep counts as done (Ready) when its due-lanes step reached the
+// database.
 func (r *Relay) sweep(ctx context.Context) {
 	r.sweepMu.Lock()
 	defer r.sweepMu.Unlock()
+	var due, found, more []string
+	if r.sweepStep(ctx, "due lanes", func(ctx context.Context, tx pgx.Tx) (err error) {
+		due, err = collectOrgs(ctx, tx, r.q.dueLanes, sweepLimit)
+		return err
+	}) {
+		r.enqueueDue(shuffled(due)...)
+		r.lastSweep.Store(time.Now().UnixNano())
+	}
+	if r.sweepStep(ctx, "new events", func(ctx context.Context, tx pgx.Tx) (err error) {
+		found, err = r.sweepNew(ctx, tx)
+		return err
+	}) {
+		r.enqueue(shuffled(found)...)
+	}
+	if r.sweeper.full || r.sweeper.fullFrom != "" || time.Since(r.sweeper.lastFull) >= fullSweepEvery {
+		if r.sweepStep(ctx, "undiscovered organizations", func(ctx context.Context, tx pgx.Tx) (err error) {
+			more, err = r.sweepUndiscovered(ctx, tx)
+			return err
+		}) {
+			r.enqueue(shuffled(more)...)
+		}
+	}
+}
+
+// sweepStep runs one step of the sweep in a read-only transaction bounded
+// by backgroundTimeout, and reports whether it succeeded (a failure is
+// logged).
+func (r *Relay) sweepStep(ctx context.Context, what string, step func(context.Context, pgx.Tx) error) bool {
 	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
-	var due, found []string
 	err := pgx.BeginTxFunc(qctx, r.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(qctx, sqlReadSettings); err != nil {
 			return err
 		}
-		var err error
-		if due, err = collectOrgs(qctx, tx, r.q.dueLanes, sweepLimit); err != nil {
-			return err
-		}
-		if found, err = r.sweepNew(qctx, tx); err != nil {
-			return err
-		}
-		if r.sweeper.full || r.sweeper.fullFrom != "" || time.Since(r.sweeper.lastFull) >= fullSweepEvery {
-			more, err := r.sweepUndiscovered(qctx, tx)
-			found = append(found, more...)
-			return err
-		}
-		return nil
+		return step(qctx, tx)
 	})
-	if err == nil {
-		r.enqueueDue(shuffled(due)...)
-		r.enqueue(shuffled(found)...)
+	if err != nil && ctx.Err() == nil {
+		r.log.WarnContext(ctx, "relay: sweep failed", "step", what, "error", err)
 	}
-	if err != nil {
-		if ctx.Err() == nil {
-			r.log.WarnContext(ctx, "relay: sweep failed", "error", err)
-		}
-		return
-	}
-	r.lastSweep.Store(time.Now().UnixNano())
+	return err == nil
 }
 
 // sweepNew returns the undiscovered organizations with events appended
@@ -121,31 +141,37 @@ func (r *Relay) sweepNew(ctx context.Context, tx pgx.Tx) ([]string, error) {
 		sw.trail = []int64{top}
 		return nil, nil
 	}
-	rows, err := tx.Query(ctx, r.q.newEvents, sw.trail[0])
+	page := sw.page
+	if page == 0 {
+		page = newEventsPage
+	}
+	rows, err := tx.Query(ctx, r.q.newEvents, sw.trail[0], page)
 	if err != nil {
 		return nil, err
 	}
 	var (
 		orgs []string
-		org  string
-		top  = sw.trail[len(sw.trail)-1]
+		org  *string
 		high int64
+		n    int
 	)
-	_, err = pgx.ForEachRow(rows, []any{&org, &high}, func() error {
-		orgs = append(orgs, org)
-		top = maxOf(top, high)
+	_, err = pgx.ForEachRow(rows, []any{&org, &high, &n}, func() error {
+		if org != nil {
+			orgs = append(orgs, *org)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if len(orgs) == 0 { // the highest id comes with a row; ask for it alone
-		if err := tx.QueryRow(ctx, r.q.maxEventID).Scan(&high); err != nil {
-			return nil, err
-		}
-		top = maxOf(top, high)
+	if n == page {
+		// A full page (a bulk append): go on from its end next sweep. The
+		// trail, for late commits, starts again there; the full sweep
+		// finds what committed late inside the bulk.
+		sw.trail = []int64{high}
+		return orgs, nil
 	}
-	sw.trail = append(sw.trail, top)
+	sw.trail = append(sw.trail, maxOf(sw.trail[len(sw.trail)-1], high))
 	if len(sw.trail) > sweepTrail {
 		sw.trail = sw.trail[1:]
 	}

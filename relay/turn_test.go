@@ -26,6 +26,7 @@ func TestAbandonedLeaseIsTakenOverAfterExpiry(t *testing.T) {
 	require.NoError(t, err)
 
 	r, _ := b.start(t)
+	require.Eventually(t, r.Ready, 10*time.Second, 5*time.Millisecond, "heartbeating: not fenced")
 	res, err := r.DrainOrganization(b.ctx, "org-held", time.Second)
 	require.NoError(t, err)
 	require.True(t, res.Busy, "the lane was worked while another holder's lease was live")

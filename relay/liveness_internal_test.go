@@ -1,0 +1,83 @@
+package relay
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox/internal/pgtest"
+)
+
+// livenessSetup returns a relay that heartbeats through h, on a pool of
+// MinPoolConns connections.
+func livenessSetup(t *testing.T) (*heartbeater, *pgxpool.Pool, *pgtest.DB) {
+	t.Helper()
+	db := pgtest.New(t)
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	require.NoError(t, err)
+	cfg.MaxConns = MinPoolConns
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	r, err := New(pool, Config{SvixToken: "t"})
+	require.NoError(t, err)
+	h := &heartbeater{r: r}
+	t.Cleanup(h.close)
+	return h, pool, db
+}
+
+// aliveInDatabase reports whether the relay's heartbeat row is committed
+// and fresh.
+func aliveInDatabase(t *testing.T, db *pgtest.DB, r *Relay) bool {
+	t.Helper()
+	var alive bool
+	require.NoError(t, db.Pool.QueryRow(context.Background(),
+		`SELECT EXISTS (SELECT 1 FROM outbox_relays WHERE instance = $1 AND alive_until > now())`, r.instance).Scan(&alive))
+	return alive
+}
+
+// The heartbeat and the mourning of stale relays shared a transaction:
+// mourning a row another transaction held (a stale relay heartbeating
+// again, or mourning this one) waited, deadlocked or failed, rolled the
+// heartbeat back, and the relay still counted itself alive from it. The
+// heartbeat commits alone, and mourning skips rows it would wait for.
+func TestHeartbeatCommitsWhatItCounts(t *testing.T) {
+	t.Parallel()
+	h, _, db := livenessSetup(t)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_relays (instance, name, alive_until)
+		VALUES (gen_random_uuid(), 'stale', now() - interval '1 minute')`)
+	require.NoError(t, err)
+	other, err := db.Pool.Begin(ctx) // the stale relay, heartbeating again
+	require.NoError(t, err)
+	defer func() { _ = other.Rollback(ctx) }()
+	_, err = other.Exec(ctx, `UPDATE outbox_relays SET alive_until = now() + interval '1 second' WHERE name = 'stale'`)
+	require.NoError(t, err)
+
+	beatCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.beat(beatCtx), "mourning waited for a row another transaction held")
+	require.NotZero(t, h.r.lastBeat.Load())
+	require.True(t, aliveInDatabase(t, db, h.r), "the heartbeat the relay counts is committed")
+}
+
+// The heartbeat has a connection of its own: a pool kept busy by the
+// sweep, pruning and backlog queries (each up to 5 s) must not fence a
+// healthy relay.
+func TestHeartbeatDoesNotWaitForThePool(t *testing.T) {
+	t.Parallel()
+	h, pool, db := livenessSetup(t)
+	ctx := context.Background()
+	for range pool.Config().MaxConns {
+		conn, err := pool.Acquire(ctx)
+		require.NoError(t, err)
+		defer conn.Release()
+	}
+	beatCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.beat(beatCtx))
+	require.True(t, aliveInDatabase(t, db, h.r))
+}

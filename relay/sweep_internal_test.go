@@ -1,0 +1,82 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox/internal/pgtest"
+)
+
+// queued reports whether org is in r's queue.
+func queued(r *Relay, org string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.queued[org]
+	return ok
+}
+
+// The sweep's steps shared one transaction and one timeout: a step that
+// could not finish (after a bulk append, the new events; here, a table
+// lock) kept the due lanes, read first, from ever being queued. Each step
+// stands alone: the due lane is queued while the new-events step waits.
+func TestDueLanesAreQueuedWhateverTheNewEventsStepDoes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	r, err := New(db.Pool, Config{SvixToken: "t"})
+	require.NoError(t, err)
+	r.sweep(ctx) // the first sweep starts the new-events cursor
+	_, err = db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id, due_at) VALUES ('org-due', now() - interval '1 second')`)
+	require.NoError(t, err)
+
+	lock, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = lock.Rollback(ctx) }()
+	_, err = lock.Exec(ctx, `LOCK TABLE outbox_events IN ACCESS EXCLUSIVE MODE`)
+	require.NoError(t, err)
+
+	swept := make(chan struct{})
+	go func() { defer close(swept); r.sweep(ctx) }()
+	require.Eventually(t, func() bool { return queued(r, "org-due") }, 30*time.Second, 5*time.Millisecond,
+		"the due lane waited for the new-events step")
+	require.NoError(t, lock.Rollback(ctx))
+	<-swept
+}
+
+// After a bulk append larger than a page, the new-events step works
+// through it a page per sweep, every organization found once the pages
+// are read, instead of reading it all in one statement that times out on
+// every sweep.
+func TestNewEventsAreReadAPageAtATime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	r, err := New(db.Pool, Config{SvixToken: "t"})
+	require.NoError(t, err)
+	r.sweeper.page = 100
+	r.sweep(ctx)
+	const orgs = 450
+	_, err = db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+		SELECT gen_random_uuid(), 'org-' || g, 'x.y', '{}' FROM generate_series(1, $1) g`, orgs)
+	require.NoError(t, err)
+	r.sweeper.lastFull = time.Now() // no full sweep: the pages alone
+
+	for sweeps := 1; sweeps <= orgs/100+1; sweeps++ {
+		r.sweep(ctx)
+		r.mu.Lock()
+		n := len(r.queue)
+		r.mu.Unlock()
+		require.Equal(t, min(orgs, 100*sweeps), n, "after %d sweeps", sweeps)
+	}
+	for i := range orgs {
+		require.True(t, queued(r, fmt.Sprint("org-", i+1)))
+	}
+	r.mu.Lock()
+	require.Len(t, slices.Compact(slices.Sorted(slices.Values(r.queue))), orgs)
+	r.mu.Unlock()
+}
