@@ -87,7 +87,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 		id  pgtype.UUID
 		due int
 	)
-	_, err = pgx.ForEachRow(rows, []any{&org, &ev.id, &id, &ev.eventType, &ev.payload, &ev.attempts, &ev.createdAt, &due, &ev.traceparent, &ev.tracestate, &ev.channels, &ev.tags}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&org, &ev.id, &id, &ev.eventType, &ev.payload, &ev.attempts, &ev.createdAt, &due, &ev.traceparent, &ev.tracestate, &ev.channels, &ev.tags, &ev.lastError}, func() error {
 		ln := byOrg[org]
 		if ln == nil {
 			ln = &lane{org: org, token: token, claimedAt: claimedAt}

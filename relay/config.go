@@ -101,8 +101,10 @@ type Config struct {
 	// queue, so it cannot starve the others. Defaults to 100.
 	BatchSize int
 	// BatchMaxBytes bounds the payload bytes one lane turn claims (always at
-	// least one event), so memory stays bounded by 2 × Concurrency ×
-	// BatchMaxBytes (lanes in a turn at most) whatever the payloads.
+	// least one event, which may be larger), so claimed payloads in memory
+	// stay within 4 × Concurrency × BatchMaxBytes whatever their number: a
+	// relay holds at most 4 × Concurrency lanes at once (those sending, and
+	// those waiting for their settlement while the next claim goes out).
 	// Defaults to 1048576 (1 MiB).
 	BatchMaxBytes int
 	// LeaseDuration is how long a claimed lane stays ours without being

@@ -121,7 +121,9 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, lanes
 		r.finish(org, turnReport{}, until, false)
 	}
 	for _, org := range rd.empty {
-		r.finish(org, turnReport{empty: true}, time.Time{}, false)
+		// Settled: a signal that arrived during the claim may be for an
+		// event its snapshot did not see, so it goes back in the queue.
+		r.finish(org, turnReport{empty: true}, time.Time{}, true)
 	}
 	for _, ln := range rd.lanes {
 		lanes.Add(1)

@@ -195,6 +195,19 @@ func (r *Relay) queueLanes(orgs []string, due bool) {
 	r.poke()
 }
 
+// forgetPastWaits drops the waits whose time has come, so that r.waiting
+// holds the lanes waiting now, not every organization ever seen.
+func (r *Relay) forgetPastWaits() {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for org, until := range r.waiting {
+		if !until.After(now) {
+			delete(r.waiting, org)
+		}
+	}
+}
+
 // wait notes that org's lane needs no turn before until.
 func (r *Relay) wait(org string, until time.Time) {
 	if until.IsZero() || !until.After(time.Now()) {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,7 +16,7 @@ import (
 	"github.com/svix/svix-webhooks/go/models"
 )
 
-// event is one claimed row of the hot table.
+// pendingEvent is one claimed row of the hot table.
 type pendingEvent struct {
 	id        int64
 	eventID   uuid.UUID
@@ -27,6 +29,8 @@ type pendingEvent struct {
 	traceparent, tracestate string
 	// channels and tags are the message's Svix routing fields, or nil.
 	channels, tags []string
+	// lastError is the error its last attempt recorded, or "".
+	lastError string
 }
 
 // outcome is what became of one event in a turn.
@@ -194,12 +198,37 @@ func (r *Relay) confirm(sendCtx context.Context, dest Destination, ev *pendingEv
 		res.err = "confirm 409: " + res.err
 		return res
 	}
-	if ev.attempts < conflictLookups {
+	looked := conflictLookupsOf(ev.lastError) + 1
+	if looked < conflictLookups {
 		return result{outcome: outcomeRetry, status: http.StatusConflict,
-			err: "svix answered 409 on eventId but Message.Get does not find it yet; looking again"}
+			err: fmt.Sprintf("%s%d of %d); looking again", conflictLookupPrefix, looked, conflictLookups)}
 	}
 	return result{outcome: outcomeDeadLetter, status: http.StatusConflict, body: conflictBody,
-		err: fmt.Sprintf("svix answered 409 on eventId but has no message with it (looked %d times)", ev.attempts)}
+		err: fmt.Sprintf("svix answered 409 on eventId but has no message with it (looked %d times)", looked)}
+}
+
+// conflictLookupPrefix starts the error a 409 whose message is not found
+// yet records; the count of lookups so far follows it.
+const conflictLookupPrefix = "svix answered 409 on eventId but Message.Get does not find it yet (lookup "
+
+// conflictLookupsOf returns how many 409 lookups in a row found nothing,
+// read from the error the event's last attempt recorded (0 when that
+// attempt was anything else). The event's attempts count every failure,
+// so an event that failed twice before would have been dead-lettered on
+// its first lookup lag.
+func conflictLookupsOf(lastError string) int {
+	rest, ok := strings.CutPrefix(lastError, conflictLookupPrefix)
+	if !ok {
+		return 0
+	}
+	if end := strings.IndexFunc(rest, func(c rune) bool { return c < '0' || c > '9' }); end >= 0 {
+		rest = rest[:end]
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // decodePayload turns the stored JSON object into the map the SDK sends.

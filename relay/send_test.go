@@ -303,3 +303,29 @@ func TestOldEventIsLookedUpBeforeCreate(t *testing.T) {
 	require.Equal(t, 2, gets, "both old events looked up")
 	require.Equal(t, 1, creates, "only the one Svix did not have created")
 }
+
+// The 409 lookups are counted on their own: an event whose first attempts
+// failed for other reasons (two 503s here) still gets its lookups after a
+// 409. It used to count the event's attempts, and was dead-lettered on the
+// first lookup lag although the message existed.
+func TestConflictLookupsAreCountedApartFromAttempts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.QuickRetries = -1 // one call per attempt
+	committed := b.appendCommitted(t, []string{"org-c"}, 1)
+	eventID := committed[0].EventID.String()
+	_, err := b.fake.Client(t).Message.Create(b.ctx, "org-c", models.MessageIn{ // an earlier attempt's
+		EventType: "test.event", EventId: &eventID, Payload: map[string]any{"seq": 0},
+		Application: &models.ApplicationIn{Name: "org-c", Uid: ptr("org-c")},
+	}, nil)
+	require.NoError(t, err)
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503, Times: 2})
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 404, Times: 1, Match: isGetMessage})
+
+	r, _ := b.start(t)
+	b.waitSettled(t, 10*time.Second)
+	waitStats(t, func(st relay.Stats) bool { return st.Delivered == 1 }, r)
+	require.Zero(t, r.Stats().DeadLettered)
+	require.EqualValues(t, 1, r.Stats().ConflictsConfirmed)
+	require.Equal(t, 1, b.fake.MessageCount(), "never a second message")
+}

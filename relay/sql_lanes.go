@@ -148,7 +148,7 @@ SET attempts = e.attempts + 1, last_attempt_at = now()
 FROM take JOIN counted ON counted.org = take.org
 WHERE e.id = take.id
 RETURNING e.organization_id, e.id, e.event_id, e.event_type, e.payload, e.attempts, e.created_at, counted.due,
-          coalesce(e.traceparent, ''), coalesce(e.tracestate, ''), e.channels, e.tags`
+          coalesce(e.traceparent, ''), coalesce(e.tracestate, ''), e.channels, e.tags, coalesce(e.last_error, '')`
 
 // sqlLaneStates reports the lanes of the organizations a claim asked for,
 // read after it in the same transaction: taken (the claim's token), or

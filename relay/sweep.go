@@ -86,6 +86,7 @@ func (r *Relay) requestFullSweep() {
 func (r *Relay) sweep(ctx context.Context) {
 	r.sweepMu.Lock()
 	defer r.sweepMu.Unlock()
+	r.forgetPastWaits()
 	var due, found, more []string
 	if r.sweepStep(ctx, "due lanes", func(ctx context.Context, tx pgx.Tx) (err error) {
 		due, err = collectOrgs(ctx, tx, r.q.dueLanes, sweepLimit)

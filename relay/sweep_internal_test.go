@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,4 +80,40 @@ func TestNewEventsAreReadAPageAtATime(t *testing.T) {
 	r.mu.Lock()
 	require.Len(t, slices.Compact(slices.Sorted(slices.Values(r.queue))), orgs)
 	r.mu.Unlock()
+}
+
+// r.waiting kept an entry for every organization that ever waited; the
+// sweep forgets those whose time has come.
+func TestSweepForgetsPastWaits(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	r, err := New(db.Pool, Config{SvixToken: "t"})
+	require.NoError(t, err)
+	r.mu.Lock()
+	r.waiting["org-past"] = time.Now().Add(-time.Second)
+	r.waiting["org-future"] = time.Now().Add(time.Hour)
+	r.mu.Unlock()
+	r.sweep(context.Background())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	require.NotContains(t, r.waiting, "org-past")
+	require.Contains(t, r.waiting, "org-future")
+}
+
+// A signal that arrives while a claim is on its way is noted on the lane's
+// work; when that claim finds the organization empty (its snapshot did not
+// see the event the signal is for), the lane goes back in the queue
+// instead of waiting for the sweep.
+func TestSignalDuringAnEmptyClaimIsKept(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	r, err := New(db.Pool, Config{SvixToken: "t"})
+	require.NoError(t, err)
+	r.mu.Lock()
+	r.working["org-e"] = &laneWork{signalledAgain: true} // claimed, then signalled
+	r.mu.Unlock()
+	var lanes sync.WaitGroup
+	require.True(t, r.claimAndStart(context.Background(), context.Background(), []string{"org-e"}, &lanes))
+	lanes.Wait()
+	require.True(t, queued(r, "org-e"))
 }
