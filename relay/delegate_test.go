@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,7 +83,8 @@ func TestFailedHandOffIsFoundAgainBySweep(t *testing.T) {
 	b.appendCommitted(t, []string{"org-retry"}, 1)
 	require.NoError(t, r.SignalRelay(b.ctx, "org-retry"))
 	require.Eventually(t, func() bool { return r.Stats().HandOffFailures > 0 }, 5*time.Second, 10*time.Millisecond)
-	require.Contains(t, b.logs.String(), "hand-off to the delegate failed")
+	require.Eventually(t, func() bool { return strings.Contains(b.logs.String(), "hand-off to the delegate failed") }, 5*time.Second, 10*time.Millisecond,
+		"the failure is logged (after it is counted)")
 
 	d.setFail(false)
 	// The new-events step reads back over the last sweeps, the full sweep

@@ -77,8 +77,13 @@ func TestReplicaKilled(t *testing.T) {
 			e.preloadBacklog(orgs, 60)
 			victim := e.startRelayOn(dbURL, "victim", e.token, e.fake.URL(), extra...)
 			survivor := e.startRelayOn(dbURL, "survivor", e.token, e.fake.URL(), extra...)
-			require.Eventually(t, func() bool { return e.fake.MessageCount() >= orgs*10 }, 20*time.Second, 5*time.Millisecond, "mid-work")
-
+			// Mid-work, and the victim holding lanes: the survivor, started
+			// right after it, may have taken every lane first.
+			require.Eventually(t, func() bool {
+				var n int
+				err := e.pool.QueryRow(e.ctx, "SELECT count(*) FROM outbox_lanes WHERE leased_by = 'victim' AND lease_token IS NOT NULL").Scan(&n)
+				return err == nil && n > 0 && e.fake.MessageCount() >= orgs*10
+			}, 20*time.Second, 5*time.Millisecond, "mid-work, the victim holding lanes")
 			held := e.heldBy("victim")
 			require.NotEmpty(t, held, "the victim held lanes when it died")
 			victim.kill9()

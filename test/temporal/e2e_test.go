@@ -24,6 +24,12 @@ import (
 // transaction, each followed by the Temporal signal, except every
 // lostEvery-th commit, whose signal is "lost" (the process died after its
 // commit): the relay's sweep must start that workflow.
+//
+// Each organization has one producer (organization i is producer
+// i % producers'), so its events commit one after the other: the relay
+// promises causal order (an event committed before another is appended is
+// created first), and ids, assigned at insert, follow commit order only
+// when the transactions of an organization do not overlap.
 func produce(t *testing.T, b *bundle, s outbox.Signaler, orgs []string, producers, commits, lostEvery int) *committed {
 	t.Helper()
 	c := &committed{}
@@ -32,8 +38,17 @@ func produce(t *testing.T, b *bundle, s outbox.Signaler, orgs []string, producer
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var mine []string
+			for i, org := range orgs {
+				if i%producers == p {
+					mine = append(mine, org)
+				}
+			}
+			if len(mine) == 0 {
+				return
+			}
 			for i := range commits {
-				org := orgs[rand.IntN(len(orgs))]
+				org := mine[rand.IntN(len(mine))]
 				signaler := s
 				if lostEvery > 0 && (p*commits+i)%lostEvery == 0 {
 					signaler = outbox.NopSignaler
