@@ -2,7 +2,7 @@ module github.com/outboxrelay/outbox/outboxtemporal
 
 go 1.25.0
 
-require github.com/outboxrelay/outbox v0.0.0-00010101000000-000000000000
+require github.com/outboxrelay/outbox v0.1.0
 
 require (
 	github.com/bahlo/generic-list-go v0.2.0 // indirect
@@ -50,5 +50,3 @@ require (
 	google.golang.org/grpc v1.79.3 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
 )
-
-replace github.com/outboxrelay/outbox => ../

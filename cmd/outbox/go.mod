@@ -5,8 +5,8 @@ go 1.25.4
 require (
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
-	github.com/outboxrelay/outbox v0.0.0-00010101000000-000000000000
-	github.com/outboxrelay/outbox/outboxtemporal v0.0.0-00010101000000-000000000000
+	github.com/outboxrelay/outbox v0.1.0
+	github.com/outboxrelay/outbox/outboxtemporal v0.1.0
 	github.com/prometheus/client_golang v1.24.1
 	github.com/prometheus/client_model v0.6.2
 	github.com/prometheus/common v0.70.1
@@ -66,11 +66,4 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260819154853-08b0e4226688 // indirect
 	google.golang.org/grpc v1.83.1 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
-)
-
-// Development: the library next to it. (A release tags the library first and
-// requires that version here, as River does with cmd/river.)
-replace (
-	github.com/outboxrelay/outbox => ../..
-	github.com/outboxrelay/outbox/outboxtemporal => ../../outboxtemporal
 )

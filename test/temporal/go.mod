@@ -3,8 +3,8 @@ module github.com/outboxrelay/outbox/test/temporal
 go 1.26.8
 
 require (
-	github.com/outboxrelay/outbox v0.0.0-00010101000000-000000000000
-	github.com/outboxrelay/outbox/outboxtemporal v0.0.0-00010101000000-000000000000
+	github.com/outboxrelay/outbox v0.1.0
+	github.com/outboxrelay/outbox/outboxtemporal v0.1.0
 	github.com/stretchr/testify v1.12.1
 	go.temporal.io/api v1.63.5
 	go.temporal.io/sdk v1.50.0
