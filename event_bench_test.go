@@ -8,22 +8,25 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/eventtypes"
 )
 
 // BenchmarkTypedAppend is one event appended and committed per op, three
 // ways side by side in one run, alternating in blocks of 50 against one
-// server: the untyped Append of a struct payload, the typed Event.Append
-// of the same struct, and Append with ValidatePayloads checking it
-// against its schema. It reports each one's rate and its ratio to the
-// untyped call; ValidatePayloads is also measured alone (validate-ns, the
-// schema check without the database), as a payload's check costs.
+// server: the untyped Append of a struct payload, the typed
+// EventDefinition.Append of the same struct, and Append with eventtypes'
+// Validator as the PayloadValidator checking it against its schema. It reports each one's
+// rate and its ratio to the untyped call; the Validator is also measured
+// alone (validate-ns, the schema check without the database), as a
+// payload's check costs.
 //
 //	go test -run '^$' -bench TypedAppend -benchtime 15000x .
 func BenchmarkTypedAppend(b *testing.B) {
 	const block = 50
 	ctx := context.Background()
 	pool := benchPool(b)
-	validating, err := outbox.NewProducer(outbox.Config{ValidatePayloads: true, Catalog: auditLogs})
+	validator := eventtypes.NewValidator(auditLogs)
+	validating, err := outbox.NewProducer(outbox.Config{PayloadValidator: validator})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,16 +73,16 @@ func BenchmarkTypedAppend(b *testing.B) {
 	b.ReportMetric(rate(2), "tx/s-validated")
 	b.ReportMetric(rate(1)/rate(0), "typed/untyped")
 	b.ReportMetric(rate(2)/rate(0), "validated/untyped")
-	b.ReportMetric(validateCost(b), "validate-ns")
+	b.ReportMetric(validateCost(b, validator), "validate-ns")
 }
 
 // validateCost is the time of one schema check of entry's JSON, in ns.
-func validateCost(b *testing.B) float64 {
+func validateCost(b *testing.B, v *eventtypes.Validator) float64 {
 	payload := []byte(`{"id":"log_1","action":"login","actor":{"id":"u_1","kind":"user"},"at":"2026-12-01T12:00:00Z","note":"from the benchmark"}`)
 	const n = 20000
 	start := time.Now()
 	for range n {
-		if err := auditLogs.Validate(auditLogCreated.Name(), payload); err != nil {
+		if err := v.ValidatePayload(auditLogCreated.Name(), payload); err != nil {
 			b.Fatal(err)
 		}
 	}

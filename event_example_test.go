@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/eventtypes"
 	"github.com/outboxrelay/outbox/internal/pgtest"
 )
 
@@ -21,7 +22,7 @@ type Login struct {
 // with outbox.DefineEvent.
 var exampleCatalog = outbox.NewCatalog()
 
-var userLoggedIn = outbox.DefineEventIn[Login](exampleCatalog, "user.logged_in", outbox.EventInfo{
+var userLoggedIn = outbox.DefineEventIn[Login](exampleCatalog, "user.logged_in", outbox.EventTypeInfo{
 	Description: "A user logged in.",
 	Group:       "user",
 })
@@ -45,12 +46,19 @@ func ExampleDefineEvent() {
 	_ = tx.QueryRow(ctx, "SELECT event_type FROM outbox_events WHERE organization_id = 'org_42'").Scan(&typ)
 	fmt.Println("appended:", typ)
 
+	// Package eventtypes generates the schema from the Go type the catalog
+	// recorded: for Svix (eventtypes.Sync), a catalog file
+	// (eventtypes.MarshalCatalog), or a PayloadValidator.
 	spec, _ := exampleCatalog.Lookup(userLoggedIn.Name())
+	raw, err := eventtypes.SchemaOf(spec)
+	if err != nil {
+		panic(err)
+	}
 	var schema struct {
 		Required   []string                   `json:"required"`
 		Properties map[string]json.RawMessage `json:"properties"`
 	}
-	_ = json.Unmarshal(spec.Schema, &schema)
+	_ = json.Unmarshal(raw, &schema)
 	fmt.Println("required:", schema.Required)
 	fmt.Println("method:", string(schema.Properties["method"]))
 	// Output:

@@ -3,6 +3,8 @@ package outbox_test
 import (
 	"encoding/json"
 	"errors"
+	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/eventtypes"
 )
 
 // AuditLog is the payload of the example event type.
@@ -29,7 +32,7 @@ type Actor struct {
 
 var auditLogs = outbox.NewCatalog()
 
-var auditLogCreated = outbox.DefineEventIn[AuditLog](auditLogs, "audit_log.created", outbox.EventInfo{
+var auditLogCreated = outbox.DefineEventIn[AuditLog](auditLogs, "audit_log.created", outbox.EventTypeInfo{
 	Description: "An audit log entry was written.",
 	Group:       "audit_log",
 })
@@ -73,19 +76,31 @@ func TestDefineEventRefusesBadDefinitions(t *testing.T) {
 		want   string
 	}{
 		{"bad name", func(c *outbox.Catalog) {
-			outbox.DefineEventIn[AuditLog](c, "audit:created", outbox.EventInfo{Description: "x"})
-		}, "name"},
-		{"no description", func(c *outbox.Catalog) { outbox.DefineEventIn[AuditLog](c, "a.b", outbox.EventInfo{}) }, "Description"},
+			outbox.DefineEventIn[AuditLog](c, "audit:created", outbox.EventTypeInfo{Description: "x"})
+		}, "Name: must contain only"},
+		{"no description", func(c *outbox.Catalog) { outbox.DefineEventIn[AuditLog](c, "a.b", outbox.EventTypeInfo{}) }, "Description"},
 		{"bad group", func(c *outbox.Catalog) {
-			outbox.DefineEventIn[AuditLog](c, "a.b", outbox.EventInfo{Description: "x", Group: "a group"})
+			outbox.DefineEventIn[AuditLog](c, "a.b", outbox.EventTypeInfo{Description: "x", Group: "a group"})
 		}, "Group"},
 		{"bad schema version", func(c *outbox.Catalog) {
-			outbox.DefineEventIn[AuditLog](c, "a.b", outbox.EventInfo{Description: "x", SchemaVersion: "v 2"})
+			outbox.DefineEventIn[AuditLog](c, "a.b", outbox.EventTypeInfo{Description: "x", SchemaVersion: "v 2"})
 		}, "SchemaVersion"},
-		{"not an object", func(c *outbox.Catalog) { outbox.DefineEventIn[[]string](c, "a.b", outbox.EventInfo{Description: "x"}) }, "JSON object"},
+		{"not an object", func(c *outbox.Catalog) {
+			outbox.DefineEventIn[[]string](c, "a.b", outbox.EventTypeInfo{Description: "x"})
+		}, "PayloadType: must marshal to a JSON object (a struct or a map with string keys), and []string is a JSON array"},
+		{"a time", func(c *outbox.Catalog) {
+			outbox.DefineEventIn[*time.Time](c, "a.b", outbox.EventTypeInfo{Description: "x"})
+		}, "time.Time is a string"},
+		{"a text marshaler", func(c *outbox.Catalog) {
+			outbox.DefineEventIn[netip.Addr](c, "a.b", outbox.EventTypeInfo{Description: "x"})
+		}, "netip.Addr is a string (MarshalText)"},
+		{"map with struct keys", func(c *outbox.Catalog) {
+			outbox.DefineEventIn[map[Actor]int](c, "a.b", outbox.EventTypeInfo{Description: "x"})
+		}, "is a map whose keys cannot be JSON object keys"},
+		{"an interface", func(c *outbox.Catalog) { outbox.DefineEventIn[any](c, "a.b", outbox.EventTypeInfo{Description: "x"}) }, "interface"},
 		{"defined twice", func(c *outbox.Catalog) {
-			outbox.DefineEventIn[AuditLog](c, "a.b", outbox.EventInfo{Description: "x"})
-			outbox.DefineEventIn[Actor](c, "a.b", outbox.EventInfo{Description: "y"})
+			outbox.DefineEventIn[AuditLog](c, "a.b", outbox.EventTypeInfo{Description: "x"})
+			outbox.DefineEventIn[Actor](c, "a.b", outbox.EventTypeInfo{Description: "y"})
 		}, "defined twice (first at "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,32 +119,64 @@ func TestDefineEventRefusesBadDefinitions(t *testing.T) {
 	}
 }
 
-// A catalog written as JSON reads back the same, and a bad file says why.
-func TestCatalogJSONRoundTrip(t *testing.T) {
+// The cheap check at definition time accepts what marshals to a JSON
+// object, and the types that say their own shape (the schema generator,
+// in package eventtypes, judges those).
+func TestDefineEventAcceptsObjects(t *testing.T) {
 	t.Parallel()
-	data, err := json.Marshal(auditLogs)
-	require.NoError(t, err)
-	back := outbox.NewCatalog()
-	require.NoError(t, json.Unmarshal(data, back))
-	require.Equal(t, auditLogs.Specs(), back.Specs())
-	spec, ok := back.Lookup("audit_log.created")
+	c := outbox.NewCatalog()
+	outbox.DefineEventIn[AuditLog](c, "a.struct", outbox.EventTypeInfo{Description: "x"})
+	outbox.DefineEventIn[**AuditLog](c, "a.pointer", outbox.EventTypeInfo{Description: "x"})
+	outbox.DefineEventIn[map[string]any](c, "a.map", outbox.EventTypeInfo{Description: "x"})
+	outbox.DefineEventIn[map[int]string](c, "a.int_map", outbox.EventTypeInfo{Description: "x"})
+	outbox.DefineEventIn[json.RawMessage](c, "a.marshaler", outbox.EventTypeInfo{Description: "x"})
+	outbox.DefineEventIn[hooked](c, "a.hook", outbox.EventTypeInfo{Description: "x"})
+	spec, ok := c.Lookup("a.pointer")
 	require.True(t, ok)
-	require.Equal(t, "1", spec.SchemaVersion, "schema version 1 unless the definition says otherwise")
-	require.Equal(t, "audit_log", spec.Group)
-
-	err = json.Unmarshal([]byte(`{"eventTypes":[{"name":"a:b","description":"x","schemaVersion":"1","schema":{}}]}`), outbox.NewCatalog())
-	require.ErrorIs(t, err, outbox.ErrInvalidEventDefinition)
-	err = json.Unmarshal([]byte(`{"eventTypes":[{"nmae":"a.b"}]}`), outbox.NewCatalog())
-	require.ErrorContains(t, err, "nmae")
+	require.Equal(t, reflect.TypeFor[**AuditLog](), spec.PayloadType, "the Go type, for the schema generator")
+	require.Nil(t, spec.JSONSchema)
+	require.Equal(t, outbox.DefaultSchemaVersion, spec.SchemaVersion)
+	require.Len(t, c.Specs(), 6)
 }
 
-// With ValidatePayloads a payload its event type's schema refuses is not
-// appended, and the error says where; event types outside the catalog
-// and payloads that fit go through.
-func TestValidatePayloads(t *testing.T) {
+// hooked is a string with a schema hook: accepted, the generator judges it.
+type hooked string
+
+// JSONSchema is the generator's hook (its real signature returns a
+// *jsonschema.Schema; the cheap check looks at the name only).
+func (hooked) JSONSchema() any { return nil }
+
+// Catalog.Add takes a spec with its JSON Schema (as a catalog file holds
+// it) or its payload type, and refuses one with neither or a schema that is
+// not an object.
+func TestCatalogAdd(t *testing.T) {
+	t.Parallel()
+	c := outbox.NewCatalog()
+	info := outbox.EventTypeInfo{Description: "x"}
+	require.NoError(t, c.Add(outbox.EventTypeSpec{Name: "a.schema", EventTypeInfo: info, JSONSchema: json.RawMessage(`{"type":"object"}`)}))
+	require.NoError(t, c.Add(outbox.EventTypeSpec{Name: "a.type", EventTypeInfo: info, PayloadType: reflect.TypeFor[Actor]()}))
+	for _, tc := range []struct {
+		spec outbox.EventTypeSpec
+		want string
+	}{
+		{outbox.EventTypeSpec{Name: "a.none", EventTypeInfo: info}, `outbox: event type "a.none": JSONSchema: required when PayloadType is nil: invalid event definition`},
+		{outbox.EventTypeSpec{Name: "a.array", EventTypeInfo: info, JSONSchema: json.RawMessage(`[]`)}, `outbox: event type "a.array": JSONSchema: must be a JSON Schema object: invalid event definition`},
+		{outbox.EventTypeSpec{Name: "a.slice", EventTypeInfo: info, PayloadType: reflect.TypeFor[[]Actor]()}, "PayloadType: must marshal to a JSON object"},
+		{outbox.EventTypeSpec{Name: "a.schema", EventTypeInfo: info, PayloadType: reflect.TypeFor[Actor]()}, `outbox: event type "a.schema" is defined twice: invalid event definition`},
+	} {
+		err := c.Add(tc.spec)
+		require.ErrorIs(t, err, outbox.ErrInvalidEventDefinition, tc.want)
+		require.ErrorContains(t, err, tc.want)
+	}
+}
+
+// With eventtypes' Validator as the PayloadValidator, a payload its event
+// type's schema refuses is not appended, and the error says where; event
+// types outside the catalog and payloads that fit go through.
+func TestPayloadValidator(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	p, err := outbox.NewProducer(outbox.Config{ValidatePayloads: true, Catalog: auditLogs})
+	p, err := outbox.NewProducer(outbox.Config{PayloadValidator: eventtypes.NewValidator(auditLogs)})
 	require.NoError(t, err)
 	good := map[string]any{"id": "log_1", "action": "login", "actor": map[string]any{"id": "u", "kind": "user"}, "at": "2026-12-01T12:00:00Z"}
 	_, err = p.Append(b.ctx, b.pool, outbox.AppendParams{OrganizationID: "org-v", EventType: "audit_log.created", Payload: good})
@@ -151,6 +198,7 @@ func TestValidatePayloads(t *testing.T) {
 		require.True(t, errors.As(err, &verr), tc.name)
 		require.Equal(t, "Payload", verr.Field)
 		require.Contains(t, verr.Rule, tc.where, tc.name)
+		require.True(t, strings.HasPrefix(err.Error(), "outbox: Payload: must match the schema of audit_log.created: at /"), "one prefix: %s", err)
 		for _, v := range []string{"delete", "yesterday"} {
 			require.NotContains(t, err.Error(), v, "%s: a payload's values stay out of the message", tc.name)
 		}
@@ -164,6 +212,47 @@ func TestValidatePayloads(t *testing.T) {
 	_, err = p.Append(b.ctx, b.pool, outbox.AppendParams{OrganizationID: "org-v", EventType: "not.in.catalog", Payload: map[string]any{"any": "thing"}})
 	require.NoError(t, err, "types outside the catalog are not checked")
 	require.Equal(t, 2, b.countEvents(t, "org-v"), "nothing refused was written")
+}
+
+// refusal is a PayloadValidator's own error type.
+type refusal struct{ reason string }
+
+func (r *refusal) Error() string { return "mine: " + r.reason }
+
+// refuseAll is a PayloadValidator that refuses every payload, recording
+// what it saw.
+type refuseAll struct{ seen chan string }
+
+func (v refuseAll) ValidatePayload(eventType outbox.EventType, payload []byte) error {
+	v.seen <- string(eventType) + " " + string(payload)
+	return &refusal{reason: "no"}
+}
+
+// Any PayloadValidator plugs in: its error becomes a *ValidationError
+// (Field "Payload") wrapping ErrInvalidPayload and the error itself, and
+// nothing is written; without one nothing is checked.
+func TestPayloadValidatorIsPluggable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	v := refuseAll{seen: make(chan string, 2)}
+	p, err := outbox.NewProducer(outbox.Config{PayloadValidator: v})
+	require.NoError(t, err)
+	_, err = p.Append(b.ctx, b.pool, params("org-pv", map[string]any{"a": 1}))
+	require.EqualError(t, err, "outbox: Payload: mine: no")
+	require.ErrorIs(t, err, outbox.ErrInvalidPayload)
+	var mine *refusal
+	require.ErrorAs(t, err, &mine)
+	var verr *outbox.ValidationError
+	require.ErrorAs(t, err, &verr)
+	require.Equal(t, "Payload", verr.Field)
+	_, err = p.AppendBatch(b.ctx, b.pool, []outbox.AppendParams{params("org-pv", map[string]any{"b": 2})})
+	require.EqualError(t, err, "outbox: batch element 0: Payload: mine: no")
+	require.Equal(t, `audit_log.created {"a":1}`, <-v.seen, "the event type and the encoded payload")
+	require.Equal(t, `audit_log.created {"b":2}`, <-v.seen)
+	require.Equal(t, 0, b.countEvents(t, "org-pv"), "nothing refused was written")
+
+	_, err = outbox.Append(b.ctx, b.pool, params("org-pv", map[string]any{"a": 1}))
+	require.NoError(t, err, "no PayloadValidator by default")
 }
 
 func merge(a, b map[string]any) map[string]any {

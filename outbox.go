@@ -28,14 +28,18 @@
 // sweep finds unsignalled events anyway; the signal only makes delivery
 // immediate.)
 //
-// A typed event binds an event type to its payload's Go type and adds it,
-// with the type's JSON Schema, to [DefaultCatalog], which package
-// eventtypes syncs to Svix:
+// An event definition ([DefineEvent]) binds an event type to its payload's
+// Go type and adds it to [DefaultCatalog]:
 //
-//	var AuditLogCreated = outbox.DefineEvent[AuditLog]("audit_log.created", outbox.EventInfo{
+//	var AuditLogCreated = outbox.DefineEvent[AuditLog]("audit_log.created", outbox.EventTypeInfo{
 //		Description: "An audit log entry was written.",
 //	})
 //	res, err := AuditLogCreated.Append(ctx, tx, orgID, AuditLog{ID: id, Action: "login"})
+//
+// Package eventtypes generates the payload types' JSON Schemas, syncs the
+// catalog to Svix and can check payloads against it
+// ([Config.PayloadValidator]); this package links no JSON Schema code,
+// only pgx, google/uuid and the OpenTelemetry API.
 //
 // Bad input is rejected before any SQL runs, with an error that names the
 // field and the rule and wraps one of the sentinels [ErrInvalidOrganizationID],

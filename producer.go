@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -22,23 +23,29 @@ type Config struct {
 	// MeterProvider makes the outbox.events.appended counter. Defaults to
 	// otel.GetMeterProvider(), the global one.
 	MeterProvider metric.MeterProvider
-	// ValidatePayloads checks each payload against the JSON Schema of its
-	// event type in Catalog before appending it, so a payload the catalog
-	// says customers will not get is refused (ErrInvalidPayload) rather
-	// than sent; event types the catalog does not define are not checked.
-	// Its cost is measured in the README. Defaults to false: typed events
-	// (DefineEvent) already have the shape of their schema.
-	ValidatePayloads bool
-	// Catalog is the event definitions ValidatePayloads checks against.
-	// Defaults to DefaultCatalog.
-	Catalog *Catalog
+	// PayloadValidator, when set, checks each encoded payload before it is
+	// appended; a payload it refuses is not written, and Append returns a
+	// *ValidationError (Field "Payload") wrapping ErrInvalidPayload and the
+	// validator's error. eventtypes.NewValidator(catalog) checks payloads
+	// against the JSON Schemas of their event types (its cost is measured
+	// in the README). Defaults to nil, no check: typed events (DefineEvent)
+	// already have the shape of their schema.
+	PayloadValidator PayloadValidator
+}
+
+// PayloadValidator checks payloads for Config.PayloadValidator.
+// eventtypes.NewValidator returns one that checks them against the JSON
+// Schemas of a catalog's event types.
+type PayloadValidator interface {
+	// ValidatePayload returns nil to accept payload, the JSON object an
+	// event of type eventType will carry (already checked and encoded as
+	// the producer stores it), or an error saying why not. It is called
+	// concurrently, and before any SQL runs.
+	ValidatePayload(eventType EventType, payload []byte) error
 }
 
 func (c Config) withDefaults() Config {
 	config.Default(&c.MaxPayloadBytes, DefaultMaxPayloadBytes)
-	if c.Catalog == nil {
-		c.Catalog = DefaultCatalog
-	}
 	return c
 }
 
@@ -100,10 +107,27 @@ func (p *Producer) validate(ap *AppendParams) ([]byte, *ValidationError) {
 	if err != nil {
 		return nil, err
 	}
-	if p.cfg.ValidatePayloads {
-		if err := p.cfg.Catalog.validate(ap.EventType, payload); err != nil {
-			return nil, err
+	if p.cfg.PayloadValidator != nil {
+		if err := p.cfg.PayloadValidator.ValidatePayload(ap.EventType, payload); err != nil {
+			return nil, payloadRefused(err)
 		}
 	}
 	return payload, nil
+}
+
+// payloadRefused is the ValidationError of a payload the PayloadValidator
+// refused with err: its Rule is err's, or the Rule of the ValidationError
+// err wraps (so the message does not repeat the validator's prefix and
+// field).
+func payloadRefused(err error) *ValidationError {
+	rule := err.Error()
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		rule = ve.Rule
+	}
+	cause := err
+	if !errors.Is(err, ErrInvalidPayload) {
+		cause = errors.Join(ErrInvalidPayload, err)
+	}
+	return &ValidationError{Index: -1, Field: "Payload", Rule: rule, Err: cause}
 }

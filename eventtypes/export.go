@@ -134,8 +134,12 @@ func WriteSchemas(dir string, catalog *outbox.Catalog) ([]string, error) {
 	}
 	var paths []string
 	for _, spec := range catalog.Specs() {
+		raw, err := SchemaOf(spec)
+		if err != nil {
+			return paths, err
+		}
 		var pretty any
-		if err := json.Unmarshal(spec.Schema, &pretty); err != nil {
+		if err := json.Unmarshal(raw, &pretty); err != nil {
 			return paths, fmt.Errorf("eventtypes: the schema of %s: %w", spec.Name, err)
 		}
 		obj, _ := pretty.(map[string]any)

@@ -32,8 +32,8 @@ type refund struct {
 func TestOpenAPI(t *testing.T) {
 	t.Parallel()
 	c := outbox.NewCatalog()
-	outbox.DefineEventIn[order](c, "order.created", outbox.EventInfo{Description: "An order was placed.", Group: "order"})
-	outbox.DefineEventIn[refund](c, "order.refunded", outbox.EventInfo{Description: "An order was refunded.", Deprecated: true})
+	outbox.DefineEventIn[order](c, "order.created", outbox.EventTypeInfo{Description: "An order was placed.", Group: "order"})
+	outbox.DefineEventIn[refund](c, "order.refunded", outbox.EventTypeInfo{Description: "An order was refunded.", Deprecated: true})
 	data, err := eventtypes.OpenAPI(c, eventtypes.OpenAPIInfo{Title: "Acme webhooks"})
 	require.NoError(t, err)
 	var doc map[string]any
@@ -78,8 +78,8 @@ func TestOpenAPI(t *testing.T) {
 func TestWriteSchemas(t *testing.T) {
 	t.Parallel()
 	c := outbox.NewCatalog()
-	outbox.DefineEventIn[order](c, "order.created", outbox.EventInfo{Description: "An order was placed."})
-	outbox.DefineEventIn[refund](c, "order.refunded", outbox.EventInfo{Description: "An order was refunded.", SchemaVersion: "2"})
+	outbox.DefineEventIn[order](c, "order.created", outbox.EventTypeInfo{Description: "An order was placed."})
+	outbox.DefineEventIn[refund](c, "order.refunded", outbox.EventTypeInfo{Description: "An order was refunded.", SchemaVersion: "2"})
 	dir := t.TempDir()
 	paths, err := eventtypes.WriteSchemas(filepath.Join(dir, "schemas"), c)
 	require.NoError(t, err)

@@ -47,22 +47,30 @@ const listPageSize = 250
 // Sync makes Svix's event types what catalog says, and is idempotent: a
 // second run reports every type unchanged. Each catalog type is created,
 // or updated when it differs; its schemas for other versions, already in
-// Svix, are kept. It stops at the first Svix error, with the report of
-// what was done before it.
+// Svix, are kept. Every schema is generated (SchemaOf) before anything
+// changes in Svix, so a type whose schema cannot be generated changes
+// nothing. It stops at the first Svix error, with the report of what was
+// done before it.
 func Sync(ctx context.Context, client *svix.Svix, catalog *outbox.Catalog, opts SyncOptions) (SyncReport, error) {
 	report := SyncReport{Created: []string{}, Updated: []string{}, Unchanged: []string{}, Archived: []string{}}
+	specs := catalog.Specs()
+	schemas := make([]map[string]any, len(specs))
+	for i, spec := range specs { // every schema before the first change in Svix
+		schema, err := decodeSchema(spec)
+		if err != nil {
+			return report, err
+		}
+		schemas[i] = schema
+	}
 	existing, order, err := listAll(ctx, client)
 	if err != nil {
 		return report, err
 	}
 	inCatalog := map[string]bool{}
-	for _, spec := range catalog.Specs() {
+	for i, spec := range specs {
 		name := string(spec.Name)
 		inCatalog[name] = true
-		schema, err := decodeSchema(spec)
-		if err != nil {
-			return report, err
-		}
+		schema := schemas[i]
 		have, ok := existing[name]
 		switch {
 		case !ok:
@@ -123,16 +131,20 @@ func listAll(ctx context.Context, client *svix.Svix) (map[string]models.EventTyp
 	}
 }
 
-// decodeSchema is spec's schema as the SDK sends it.
-func decodeSchema(spec outbox.EventSpec) (map[string]any, error) {
+// decodeSchema is spec's schema (SchemaOf) as the SDK sends it.
+func decodeSchema(spec outbox.EventTypeSpec) (map[string]any, error) {
+	raw, err := SchemaOf(spec)
+	if err != nil {
+		return nil, err
+	}
 	var schema map[string]any
-	if err := json.Unmarshal(spec.Schema, &schema); err != nil {
+	if err := json.Unmarshal(raw, &schema); err != nil {
 		return nil, fmt.Errorf("eventtypes: the schema of %s: %w", spec.Name, err)
 	}
 	return schema, nil
 }
 
-func createIn(spec outbox.EventSpec, schema map[string]any) models.EventTypeIn {
+func createIn(spec outbox.EventTypeSpec, schema map[string]any) models.EventTypeIn {
 	schemas := map[string]any{spec.SchemaVersion: schema}
 	return models.EventTypeIn{Name: string(spec.Name), Description: spec.Description, GroupName: group(spec),
 		Deprecated: ptr(spec.Deprecated), Schemas: &schemas}
@@ -141,7 +153,7 @@ func createIn(spec outbox.EventSpec, schema map[string]any) models.EventTypeIn {
 // updateOf is have made what spec says, keeping what the catalog does
 // not own: its schemas of other versions and its feature flags (a PUT
 // replaces every field).
-func updateOf(have models.EventTypeOut, spec outbox.EventSpec, schema map[string]any) models.EventTypeUpdate {
+func updateOf(have models.EventTypeOut, spec outbox.EventTypeSpec, schema map[string]any) models.EventTypeUpdate {
 	schemas := map[string]any{}
 	if have.Schemas != nil {
 		for v, s := range *have.Schemas {
@@ -154,7 +166,7 @@ func updateOf(have models.EventTypeOut, spec outbox.EventSpec, schema map[string
 }
 
 // differs reports whether Svix's have is not what spec says.
-func differs(have models.EventTypeOut, spec outbox.EventSpec, schema map[string]any) bool {
+func differs(have models.EventTypeOut, spec outbox.EventTypeSpec, schema map[string]any) bool {
 	if archived(have) || have.Description != spec.Description || have.Deprecated != spec.Deprecated {
 		return true
 	}
@@ -189,7 +201,7 @@ func sameJSON(a, b any) bool {
 
 func archived(et models.EventTypeOut) bool { return et.Archived != nil && *et.Archived }
 
-func group(spec outbox.EventSpec) *string {
+func group(spec outbox.EventTypeSpec) *string {
 	if spec.Group == "" {
 		return nil
 	}

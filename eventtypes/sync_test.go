@@ -42,8 +42,8 @@ func setup(t *testing.T) *bundle {
 func catalog(t *testing.T) *outbox.Catalog {
 	t.Helper()
 	c := outbox.NewCatalog()
-	outbox.DefineEventIn[invoice](c, "invoice.paid", outbox.EventInfo{Description: "An invoice was paid.", Group: "invoice"})
-	outbox.DefineEventIn[auditLog](c, "audit_log.created", outbox.EventInfo{Description: "An audit log entry was written.", Group: "audit_log"})
+	outbox.DefineEventIn[invoice](c, "invoice.paid", outbox.EventTypeInfo{Description: "An invoice was paid.", Group: "invoice"})
+	outbox.DefineEventIn[auditLog](c, "audit_log.created", outbox.EventTypeInfo{Description: "An audit log entry was written.", Group: "audit_log"})
 	return c
 }
 
@@ -65,8 +65,10 @@ func TestSyncIsIdempotent(t *testing.T) {
 	require.Equal(t, "An invoice was paid.", got.Description)
 	require.Equal(t, "invoice", *got.GroupName)
 	spec, _ := c.Lookup("invoice.paid")
+	raw, err := eventtypes.SchemaOf(spec)
+	require.NoError(t, err)
 	var want map[string]any
-	require.NoError(t, json.Unmarshal(spec.Schema, &want))
+	require.NoError(t, json.Unmarshal(raw, &want))
 	require.NotNil(t, got.Schemas)
 	require.Equal(t, want, (*got.Schemas)["1"], "the schema under version 1")
 
@@ -77,8 +79,8 @@ func TestSyncIsIdempotent(t *testing.T) {
 	require.Empty(t, report.Updated)
 
 	changed := outbox.NewCatalog()
-	outbox.DefineEventIn[invoice](changed, "invoice.paid", outbox.EventInfo{Description: "An invoice was paid in full.", Group: "invoice"})
-	outbox.DefineEventIn[invoice](changed, "audit_log.created", outbox.EventInfo{Description: "An audit log entry was written.", Group: "audit_log", SchemaVersion: "2"})
+	outbox.DefineEventIn[invoice](changed, "invoice.paid", outbox.EventTypeInfo{Description: "An invoice was paid in full.", Group: "invoice"})
+	outbox.DefineEventIn[invoice](changed, "audit_log.created", outbox.EventTypeInfo{Description: "An audit log entry was written.", Group: "audit_log", SchemaVersion: "2"})
 	report, err = eventtypes.Sync(b.ctx, b.client, changed, eventtypes.SyncOptions{})
 	require.NoError(t, err)
 	require.Equal(t, []string{"audit_log.created", "invoice.paid"}, report.Updated)
@@ -101,7 +103,7 @@ func TestSyncKeepsFeatureFlags(t *testing.T) {
 	_, err = b.client.EventType.Patch(b.ctx, "invoice.paid", models.EventTypePatch{FeatureFlags: utils.NewNullable([]string{"beta-billing"})})
 	require.NoError(t, err)
 	changed := outbox.NewCatalog()
-	outbox.DefineEventIn[invoice](changed, "invoice.paid", outbox.EventInfo{Description: "An invoice was paid in full.", Group: "invoice"})
+	outbox.DefineEventIn[invoice](changed, "invoice.paid", outbox.EventTypeInfo{Description: "An invoice was paid in full.", Group: "invoice"})
 	report, err := eventtypes.Sync(b.ctx, b.client, changed, eventtypes.SyncOptions{})
 	require.NoError(t, err)
 	require.Equal(t, []string{"invoice.paid"}, report.Updated)
@@ -146,7 +148,7 @@ func TestSyncDryRunAndArchiveMissing(t *testing.T) {
 	require.Empty(t, report.Archived, "already archived")
 
 	back := catalog(t)
-	outbox.DefineEventIn[auditLog](back, "legacy.thing", outbox.EventInfo{Description: "Back."})
+	outbox.DefineEventIn[auditLog](back, "legacy.thing", outbox.EventTypeInfo{Description: "Back."})
 	report, err = eventtypes.Sync(b.ctx, b.client, back, eventtypes.SyncOptions{})
 	require.NoError(t, err)
 	require.Equal(t, []string{"legacy.thing"}, report.Updated)
@@ -162,7 +164,7 @@ func TestSyncPagesThroughSvix(t *testing.T) {
 	c := outbox.NewCatalog()
 	for i := range 300 {
 		name := outbox.EventType("type.n" + string(rune('a'+i/26/26%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i%26)))
-		outbox.DefineEventIn[auditLog](c, name, outbox.EventInfo{Description: "d"})
+		outbox.DefineEventIn[auditLog](c, name, outbox.EventTypeInfo{Description: "d"})
 	}
 	report, err := eventtypes.Sync(b.ctx, b.client, c, eventtypes.SyncOptions{})
 	require.NoError(t, err)

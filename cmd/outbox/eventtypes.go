@@ -30,7 +30,7 @@ func runEventTypes(ctx context.Context, env *environment, args []string) error {
 	var o eventTypesOptions
 	fs := newFlagSet(env, "event-types", "outbox event-types sync | export --catalog FILE [flags]\n\n"+
 		"The event catalog a service defines (outbox.DefineEvent), from the file its program writes with\n"+
-		"json.Marshal(outbox.DefaultCatalog). sync creates or updates every event type in Svix (description,\n"+
+		"eventtypes.MarshalCatalog(outbox.DefaultCatalog). sync creates or updates every event type in Svix (description,\n"+
 		"group, JSON Schema), reports created / updated / unchanged, never deletes, and with --archive-missing\n"+
 		"archives the types that left the catalog; it needs SVIX_AUTH_TOKEN (and SVIX_SERVER_URL for a\n"+
 		"non-default Svix). export writes the catalog for customers: an OpenAPI 3.1 document of webhooks\n"+
@@ -39,7 +39,7 @@ func runEventTypes(ctx context.Context, env *environment, args []string) error {
 			"  outbox event-types sync --catalog catalog.json --archive-missing\n"+
 			"  outbox event-types export --catalog catalog.json --format openapi --out webhooks.json\n"+
 			"  outbox event-types export --catalog catalog.json --format schemas --out schemas/")
-	fs.StringVar(&o.catalog, "catalog", "", "the catalog file (JSON, as json.Marshal(outbox.DefaultCatalog) writes it); required")
+	fs.StringVar(&o.catalog, "catalog", "", "the catalog file (JSON, as eventtypes.MarshalCatalog(outbox.DefaultCatalog) writes it); required")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "sync: report what would change, change nothing")
 	fs.BoolVar(&o.archiveMissing, "archive-missing", false, "sync: archive the event types Svix has and the catalog does not")
 	fs.BoolVar(&o.asJSON, "json", false, "sync: print the report as JSON")
@@ -70,14 +70,14 @@ func runEventTypes(ctx context.Context, env *environment, args []string) error {
 // readCatalog reads the --catalog file.
 func readCatalog(path string) (*outbox.Catalog, error) {
 	if path == "" {
-		return nil, usagef("--catalog is required: the file json.Marshal(outbox.DefaultCatalog) writes")
+		return nil, usagef("--catalog is required: the file eventtypes.MarshalCatalog(outbox.DefaultCatalog) writes")
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, usagef("--catalog: %v", err)
 	}
-	c := outbox.NewCatalog()
-	if err := json.Unmarshal(data, c); err != nil {
+	c, err := eventtypes.UnmarshalCatalog(data)
+	if err != nil {
 		return nil, usagef("--catalog %s: %v", path, err)
 	}
 	return c, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/eventtypes"
 	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 )
 
@@ -23,7 +24,7 @@ func writeCatalog(t *testing.T, defs func(c *outbox.Catalog)) string {
 	t.Helper()
 	c := outbox.NewCatalog()
 	defs(c)
-	data, err := json.Marshal(c)
+	data, err := eventtypes.MarshalCatalog(c)
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "catalog.json")
 	require.NoError(t, os.WriteFile(path, data, 0o644))
@@ -37,7 +38,7 @@ func TestEventTypesSync(t *testing.T) {
 	fake := svixtest.NewT(t, svixtest.Options{})
 	env := []string{"SVIX_AUTH_TOKEN=" + fake.Token(), "SVIX_SERVER_URL=" + fake.URL()}
 	path := writeCatalog(t, func(c *outbox.Catalog) {
-		outbox.DefineEventIn[invoicePaid](c, "invoice.paid", outbox.EventInfo{Description: "An invoice was paid.", Group: "invoice"})
+		outbox.DefineEventIn[invoicePaid](c, "invoice.paid", outbox.EventTypeInfo{Description: "An invoice was paid.", Group: "invoice"})
 	})
 
 	r := runOutbox(t, env, "", "event-types", "sync", "--catalog", path, "--dry-run")
@@ -69,7 +70,7 @@ func TestEventTypesSync(t *testing.T) {
 func TestEventTypesExport(t *testing.T) {
 	t.Parallel()
 	path := writeCatalog(t, func(c *outbox.Catalog) {
-		outbox.DefineEventIn[invoicePaid](c, "invoice.paid", outbox.EventInfo{Description: "An invoice was paid."})
+		outbox.DefineEventIn[invoicePaid](c, "invoice.paid", outbox.EventTypeInfo{Description: "An invoice was paid."})
 	})
 	r := runOutbox(t, nil, "", "event-types", "export", "--catalog", path, "--title", "Acme")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -95,7 +96,7 @@ func TestEventTypesUsageErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	require.NoError(t, os.WriteFile(bad, []byte(`{"eventTypes":[{"name":"a:b","description":"x","schemaVersion":"1","schema":{}}]}`), 0o644))
 	good := writeCatalog(t, func(c *outbox.Catalog) {
-		outbox.DefineEventIn[invoicePaid](c, "invoice.paid", outbox.EventInfo{Description: "d"})
+		outbox.DefineEventIn[invoicePaid](c, "invoice.paid", outbox.EventTypeInfo{Description: "d"})
 	})
 	for _, tc := range []struct {
 		args []string
@@ -104,7 +105,7 @@ func TestEventTypesUsageErrors(t *testing.T) {
 		{[]string{"event-types"}, "needs sync or export"},
 		{[]string{"event-types", "sync"}, "--catalog is required"},
 		{[]string{"event-types", "sync", "--catalog", "/nonexistent.json"}, "--catalog"},
-		{[]string{"event-types", "export", "--catalog", bad}, "name"},
+		{[]string{"event-types", "export", "--catalog", bad}, `event type "a:b": Name: must contain only`},
 		{[]string{"event-types", "sync", "--catalog", good}, "SVIX_AUTH_TOKEN is not set"},
 		{[]string{"event-types", "export", "--catalog", good, "--format", "yaml"}, "openapi or schemas"},
 		{[]string{"event-types", "export", "--catalog", good, "--format", "schemas"}, "needs --out"},

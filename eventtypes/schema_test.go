@@ -1,4 +1,4 @@
-package outbox_test
+package eventtypes_test
 
 import (
 	"encoding/json"
@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/eventtypes"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite testdata/schemas from the generator")
@@ -96,46 +97,48 @@ func golden(t *testing.T, name string, got json.RawMessage) {
 		require.NoError(t, os.WriteFile(path, want, 0o644))
 	}
 	have, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test -run TestSchemaGolden -update . to create it")
-	require.Equal(t, string(have), string(want), "schema of %s changed: check it, then go test -run TestSchemaGolden -update .", name)
+	require.NoError(t, err, "run go test -run TestSchemaGolden -update ./eventtypes to create it")
+	require.Equal(t, string(have), string(want), "schema of %s changed: check it, then go test -run TestSchemaGolden -update ./eventtypes", name)
 }
 
 // The generated schemas of representative types are the ones checked in.
 func TestSchemaGolden(t *testing.T) {
 	t.Parallel()
 	for name, schema := range map[string]func() (json.RawMessage, error){
-		"flat":    outbox.SchemaFor[Flat],
-		"invoice": outbox.SchemaFor[Invoice],
-		"folder":  outbox.SchemaFor[Folder],
-		"alert":   outbox.SchemaFor[Alert],
-		"map":     outbox.SchemaFor[map[string]int],
+		"flat":    eventtypes.SchemaFor[Flat],
+		"invoice": eventtypes.SchemaFor[Invoice],
+		"folder":  eventtypes.SchemaFor[Folder],
+		"alert":   eventtypes.SchemaFor[Alert],
+		"map":     eventtypes.SchemaFor[map[string]int],
 	} {
 		got, err := schema()
 		require.NoError(t, err, name)
 		golden(t, name, got)
 	}
-	_, err := outbox.SchemaFor[string]()
-	require.ErrorContains(t, err, "JSON object")
-	_, err = outbox.SchemaFor[json.RawMessage]()
+	_, err := eventtypes.SchemaFor[string]()
+	require.EqualError(t, err, `eventtypes: the schema of string: a payload must be a JSON object (a struct or a map with string keys), and string is "string": invalid event definition`)
+	require.ErrorIs(t, err, outbox.ErrInvalidEventDefinition)
+	_, err = eventtypes.SchemaFor[json.RawMessage]()
 	require.ErrorContains(t, err, "marshals itself")
 }
 
 // A generated schema accepts whatever its type marshals to: random values
 // of each type (testing/quick, through the Generate methods below, which
 // pick nil pointers, slices and maps as often as full ones), validated by
-// the catalog.
+// the catalog's Validator.
 func TestSchemaAcceptsWhatItsTypeMarshals(t *testing.T) {
 	t.Parallel()
 	c := outbox.NewCatalog()
-	outbox.DefineEventIn[Flat](c, "flat", outbox.EventInfo{Description: "d"})
-	outbox.DefineEventIn[Invoice](c, "invoice", outbox.EventInfo{Description: "d"})
-	outbox.DefineEventIn[Folder](c, "folder", outbox.EventInfo{Description: "d"})
-	outbox.DefineEventIn[Alert](c, "alert", outbox.EventInfo{Description: "d"})
+	validator := eventtypes.NewValidator(c)
+	outbox.DefineEventIn[Flat](c, "flat", outbox.EventTypeInfo{Description: "d"})
+	outbox.DefineEventIn[Invoice](c, "invoice", outbox.EventTypeInfo{Description: "d"})
+	outbox.DefineEventIn[Folder](c, "folder", outbox.EventTypeInfo{Description: "d"})
+	outbox.DefineEventIn[Alert](c, "alert", outbox.EventTypeInfo{Description: "d"})
 	accepts := func(name outbox.EventType) func(v any) bool {
 		return func(v any) bool {
 			data, err := json.Marshal(v)
 			require.NoError(t, err)
-			if err := c.Validate(name, data); err != nil {
+			if err := validator.ValidatePayload(name, data); err != nil {
 				t.Logf("%s: %s\n%s", name, err, data)
 				return false
 			}
@@ -225,10 +228,11 @@ func (Alert) Generate(r *rand.Rand, _ int) reflect.Value {
 func TestSchemaRefusesWrongPayloads(t *testing.T) {
 	t.Parallel()
 	c := outbox.NewCatalog()
-	outbox.DefineEventIn[Invoice](c, "invoice", outbox.EventInfo{Description: "d"})
-	outbox.DefineEventIn[Folder](c, "folder", outbox.EventInfo{Description: "d"})
+	outbox.DefineEventIn[Invoice](c, "invoice", outbox.EventTypeInfo{Description: "d"})
+	outbox.DefineEventIn[Folder](c, "folder", outbox.EventTypeInfo{Description: "d"})
+	v := eventtypes.NewValidator(c)
 	good := `{"id":"i","status":"open","customer":{"id":"c"},"lines":[{"sku":"s","quantity":2}],"labels":{},"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z"}`
-	require.NoError(t, c.Validate("invoice", []byte(good)))
+	require.NoError(t, v.ValidatePayload("invoice", []byte(good)))
 	for _, bad := range []string{
 		`{"status":"open","customer":null,"lines":null,"labels":null,"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z"}`,                                // id missing
 		`{"id":"i","status":"void","customer":null,"lines":null,"labels":null,"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z"}`,                       // not in the enum
@@ -238,9 +242,9 @@ func TestSchemaRefusesWrongPayloads(t *testing.T) {
 		`{"id":"i","status":"open","customer":null,"lines":null,"labels":null,"ref":"r","ip":"10.0.0.1","issuedAt":"soon"}`,                                       // date-time
 		`{"id":"i","status":"open","customer":null,"lines":null,"labels":null,"ref":"r","ip":"10.0.0.1","issuedAt":"2026-12-01T00:00:00Z","paidAt":null}`,         // omitempty pointer: never null
 	} {
-		require.ErrorIs(t, c.Validate("invoice", []byte(bad)), outbox.ErrInvalidPayload, bad)
+		require.ErrorIs(t, v.ValidatePayload("invoice", []byte(bad)), outbox.ErrInvalidPayload, bad)
 	}
-	require.ErrorIs(t, c.Validate("folder", []byte(`{"id":"f","created":"2026-12-01T00:00:00Z","name":"n","children":[{"name":"x"}]}`)),
+	require.ErrorIs(t, v.ValidatePayload("folder", []byte(`{"id":"f","created":"2026-12-01T00:00:00Z","name":"n","children":[{"name":"x"}]}`)),
 		outbox.ErrInvalidPayload, "a recursive child is checked too")
-	require.NoError(t, c.Validate("not.defined", []byte(`{"anything":1}`)))
+	require.NoError(t, v.ValidatePayload("not.defined", []byte(`{"anything":1}`)))
 }
