@@ -237,13 +237,7 @@ func TestConflictLookupFailuresAreClassified(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			committed := b.appendCommitted(t, []string{"org-c"}, 1)
-			eventID := committed[0].EventID.String()
-			_, err := b.fake.Client(t).Message.Create(b.ctx, "org-c", models.MessageIn{ // an earlier attempt's
-				EventType: "test.event", EventId: &eventID, Payload: map[string]any{"seq": 0},
-				Application: &models.ApplicationIn{Name: "org-c", Uid: ptr("org-c")},
-			}, nil)
-			require.NoError(t, err)
+			b.appendCreatedBefore(t, "org-c")
 			b.fake.InjectFault(tt.fault)
 
 			r, _ := b.start(t)
@@ -312,13 +306,7 @@ func TestConflictLookupsAreCountedApartFromAttempts(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.QuickRetries = -1 // one call per attempt
-	committed := b.appendCommitted(t, []string{"org-c"}, 1)
-	eventID := committed[0].EventID.String()
-	_, err := b.fake.Client(t).Message.Create(b.ctx, "org-c", models.MessageIn{ // an earlier attempt's
-		EventType: "test.event", EventId: &eventID, Payload: map[string]any{"seq": 0},
-		Application: &models.ApplicationIn{Name: "org-c", Uid: ptr("org-c")},
-	}, nil)
-	require.NoError(t, err)
+	b.appendCreatedBefore(t, "org-c")
 	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 503, Times: 2})
 	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultStatus, Status: 404, Times: 1, Match: isGetMessage})
 
@@ -328,4 +316,18 @@ func TestConflictLookupsAreCountedApartFromAttempts(t *testing.T) {
 	require.Zero(t, r.Stats().DeadLettered)
 	require.EqualValues(t, 1, r.Stats().ConflictsConfirmed)
 	require.Equal(t, 1, b.fake.MessageCount(), "never a second message")
+}
+
+// appendCreatedBefore commits one event for org whose message an earlier
+// attempt already created in Svix (another idempotency key), so the relay's
+// create answers 409.
+func (b *bundle) appendCreatedBefore(t *testing.T, org string) {
+	t.Helper()
+	committed := b.appendCommitted(t, []string{org}, 1)
+	eventID := committed[0].EventID.String()
+	_, err := b.fake.Client(t).Message.Create(b.ctx, org, models.MessageIn{
+		EventType: "test.event", EventId: &eventID, Payload: map[string]any{"seq": 0},
+		Application: &models.ApplicationIn{Name: org, Uid: ptr(org)},
+	}, nil)
+	require.NoError(t, err)
 }
