@@ -176,6 +176,15 @@ func outboxBinary(t *testing.T) string {
 		binaryPath = filepath.Join(dir, "outbox")
 		cmd := exec.Command("go", "build", "-tags", "temporal", "-o", binaryPath, ".")
 		cmd.Dir = filepath.Join("..", "..", "cmd", "outbox")
+		// In the repository's workspace: outside it, cmd/outbox requires
+		// the library at the release VERSION, which no proxy serves
+		// before it is tagged.
+		work, err := filepath.Abs(filepath.Join("..", "..", "go.work"))
+		if err != nil {
+			binaryErr = err
+			return
+		}
+		cmd.Env = append(os.Environ(), "GOWORK="+work)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binaryErr = fmt.Errorf("go build -tags temporal ./cmd/outbox: %v\n%s", err, out)
 		}
