@@ -13,6 +13,15 @@ import (
 	"github.com/outboxrelay/outbox/internal/pgtest"
 )
 
+// sweepSetup returns a relay with default settings on a fresh schema.
+func sweepSetup(t *testing.T) (*Relay, *pgtest.DB) {
+	t.Helper()
+	db := pgtest.New(t)
+	r, err := New(db.Pool, Config{SvixToken: "t"})
+	require.NoError(t, err)
+	return r, db
+}
+
 // queued reports whether org is in r's queue.
 func queued(r *Relay, org string) bool {
 	r.mu.Lock()
@@ -28,11 +37,9 @@ func queued(r *Relay, org string) bool {
 func TestDueLanesAreQueuedWhateverTheNewEventsStepDoes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.New(t)
-	r, err := New(db.Pool, Config{SvixToken: "t"})
-	require.NoError(t, err)
+	r, db := sweepSetup(t)
 	r.sweep(ctx) // the first sweep starts the new-events cursor
-	_, err = db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id, due_at) VALUES ('org-due', now() - interval '1 second')`)
+	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id, due_at) VALUES ('org-due', now() - interval '1 second')`)
 	require.NoError(t, err)
 
 	lock, err := db.Pool.Begin(ctx)
@@ -56,13 +63,11 @@ func TestDueLanesAreQueuedWhateverTheNewEventsStepDoes(t *testing.T) {
 func TestNewEventsAreReadAPageAtATime(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.New(t)
-	r, err := New(db.Pool, Config{SvixToken: "t"})
-	require.NoError(t, err)
+	r, db := sweepSetup(t)
 	r.sweeper.page = 100
 	r.sweep(ctx)
 	const orgs = 450
-	_, err = db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
 		SELECT gen_random_uuid(), 'org-' || g, 'x.y', '{}' FROM generate_series(1, $1) g`, orgs)
 	require.NoError(t, err)
 	r.sweeper.lastFull = time.Now() // no full sweep: the pages alone
@@ -86,9 +91,7 @@ func TestNewEventsAreReadAPageAtATime(t *testing.T) {
 // sweep forgets those whose time has come.
 func TestSweepForgetsPastWaits(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
-	r, err := New(db.Pool, Config{SvixToken: "t"})
-	require.NoError(t, err)
+	r, _ := sweepSetup(t)
 	r.mu.Lock()
 	r.waiting["org-past"] = time.Now().Add(-time.Second)
 	r.waiting["org-future"] = time.Now().Add(time.Hour)
@@ -106,9 +109,7 @@ func TestSweepForgetsPastWaits(t *testing.T) {
 // instead of waiting for the sweep.
 func TestSignalDuringAnEmptyClaimIsKept(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
-	r, err := New(db.Pool, Config{SvixToken: "t"})
-	require.NoError(t, err)
+	r, _ := sweepSetup(t)
 	r.mu.Lock()
 	r.working["org-e"] = &laneWork{signalledAgain: true} // claimed, then signalled
 	r.mu.Unlock()
