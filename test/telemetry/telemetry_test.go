@@ -155,9 +155,13 @@ func TestBacklogGaugesMatchTheTable(t *testing.T) {
 	cfg.BacklogTopOrganizations = 2
 	cfg.Delegate = outbox.NopSignaler // the relay sweeps and reports, and delivers nothing
 	b.run(t, cfg)
-	time.Sleep(200 * time.Millisecond) // Run registers the gauges
-
-	m := b.collect(t)
+	var m map[string]metricdata.Metrics
+	require.Eventually(t, func() bool { // Run registers the gauges as it starts
+		m = b.collect(t)
+		_, events := m[relay.MetricBacklogEvents]
+		_, age := m[relay.MetricBacklogOldestAge]
+		return events && age
+	}, 15*time.Second, 10*time.Millisecond, "the backlog gauges are observed; logs:\n%s", b.logs)
 	events := gauge[int64](t, m[relay.MetricBacklogEvents])
 	age := gauge[float64](t, m[relay.MetricBacklogOldestAge])
 	require.Equal(t, map[string]int64{"org-a": 2, "org-b": 3, relay.OtherOrganizations: 9}, events, "the two oldest by name, the rest together")
