@@ -62,7 +62,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	}()
 	r.stats.claims.Add(1)
 	token := pgtype.UUID{Bytes: uuid.New(), Valid: true}
-	claimedAt := time.Now()
+	claimedAt := r.clock.Now()
 	batch := &pgx.Batch{}
 	batch.Queue(sqlWriteSettings)
 	batch.Queue(r.q.createLanes, orgs)
@@ -112,7 +112,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	if err != nil {
 		return round{}, fmt.Errorf("relay: claim: lane states: %w", err)
 	}
-	now := time.Now()
+	now := r.clock.Now()
 	_, err = pgx.ForEachRow(rows, []any{&org, &taken, &leasedUntil, &pausedUntil, &dueAt, &hasEvents}, func() error {
 		seen[org] = true
 		switch {

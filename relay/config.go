@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -207,6 +208,12 @@ type Config struct {
 	// ID names this process in outbox_lanes.leased_by. Defaults to
 	// hostname-pid.
 	ID string
+
+	// clock is the relay's one source of time for its own waiting and
+	// measuring (timers, tickers, backoff, pauses, budgets); the database's
+	// now() stays the clock of leases and due times, which replicas share.
+	// Tests set a fake (export_test.go). Defaults to the real clock.
+	clock clockwork.Clock
 }
 
 func (c Config) withDefaults() Config {
@@ -239,6 +246,9 @@ func (c Config) withDefaults() Config {
 	c.Logger = slog.New(telemetry.LogHandler(c.Logger.Handler()))
 	if c.ID == "" {
 		c.ID = defaultID()
+	}
+	if c.clock == nil {
+		c.clock = clockwork.NewRealClock()
 	}
 	return c
 }

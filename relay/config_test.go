@@ -144,6 +144,9 @@ func TestDefaultsAreDocumented(t *testing.T) {
 
 	cfgType := reflect.TypeOf(relay.Config{})
 	for i := range cfgType.NumField() {
+		if !cfgType.Field(i).IsExported() {
+			continue // the clock: tests set it
+		}
 		name := cfgType.Field(i).Name
 		doc, ok := docs[name]
 		require.True(t, ok, "Config.%s has a doc comment", name)

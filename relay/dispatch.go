@@ -52,7 +52,7 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, lanes *sync.WaitGroup) {
 				// sweep, and the next claim waits a moment.
 				select {
 				case <-ctx.Done():
-				case <-time.After(100 * time.Millisecond):
+				case <-r.clock.After(100 * time.Millisecond):
 				}
 			}
 		}()

@@ -68,9 +68,9 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 	case <-ctx.Done():
 		return res, fmt.Errorf("relay: drain organization %s: waiting for a lane slot: %w", organizationID, ctx.Err())
 	}
-	stopAt := time.Now().Add(budget)
+	stopAt := r.clock.Now().Add(budget)
 	var held time.Time // the lane is held until then
-	for time.Now().Before(stopAt) && ctx.Err() == nil {
+	for r.clock.Now().Before(stopAt) && ctx.Err() == nil {
 		rep, err := r.turn(ctx, organizationID, stopAt)
 		if err != nil {
 			return res, err
@@ -78,7 +78,7 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 		res.add(rep.counts)
 		if rep.fenced {
 			res.Fenced = true
-			held = time.Now().Add(r.cfg.HeartbeatInterval)
+			held = r.clock.Now().Add(r.cfg.HeartbeatInterval)
 			break
 		}
 		if !rep.leased {

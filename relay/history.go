@@ -81,7 +81,7 @@ func (r *Relay) maintainHistory(ctx context.Context) error {
 	for _, n := range names {
 		have[n] = true
 	}
-	now := r.now().UTC()
+	now := r.clock.Now().UTC()
 	history := r.q.schema.Table(sqlname.Deliveries)
 	if r.cfg.DeliveredRetention >= 0 {
 		hour := now.Truncate(time.Hour)

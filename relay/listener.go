@@ -21,20 +21,20 @@ const listenPing = 30 * time.Second
 func (r *Relay) listen(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		connected := time.Now()
+		connected := r.clock.Now()
 		err := r.listenOnce(ctx)
 		r.listening.Store(false)
 		if ctx.Err() != nil {
 			return
 		}
-		if time.Since(connected) > time.Minute {
+		if r.clock.Since(connected) > time.Minute {
 			backoff = 100 * time.Millisecond // it was healthy: start over
 		}
 		r.log.WarnContext(ctx, "relay: LISTEN connection lost, reconnecting", "error", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-r.clock.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}

@@ -41,13 +41,13 @@ type heartbeater struct {
 // relay that stops gracefully stays alive until its work is recorded.
 func (h *heartbeater) loop(ctx context.Context) {
 	defer h.close()
-	tick := time.NewTicker(h.r.cfg.HeartbeatInterval)
+	tick := h.r.clock.NewTicker(h.r.cfg.HeartbeatInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick.Chan():
 			if err := h.beat(ctx); err != nil && ctx.Err() == nil {
 				h.r.log.WarnContext(ctx, "relay: heartbeat failed", "error", err, "fenced", !h.r.alive())
 			}
@@ -57,9 +57,10 @@ func (h *heartbeater) loop(ctx context.Context) {
 
 // beat sends one heartbeat and, once it has committed, finds the relays
 // that died since a live relay last looked.
-func (h *heartbeater) beat(ctx context.Context) error {
+func (h *heartbeater) beat(ctx context.Context) (err error) {
 	r := h.r
-	sent := time.Now()
+	defer func() { r.testSignals.Beat.Signal(err) }()
+	sent := r.clock.Now()
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.LivenessTimeout)
 	defer cancel()
 	if h.conn == nil {
@@ -121,7 +122,7 @@ func (r *Relay) alive() bool {
 	if !r.heartbeating.Load() {
 		return true
 	}
-	return time.Since(time.Unix(0, r.lastBeat.Load())) < r.cfg.LivenessTimeout*3/4
+	return r.clock.Since(time.Unix(0, r.lastBeat.Load())) < r.cfg.LivenessTimeout*3/4
 }
 
 // holder is the instance a claim records: this relay's while it

@@ -72,17 +72,20 @@ func TestRelayHeartbeats(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.HeartbeatInterval, b.cfg.LivenessTimeout = 50*time.Millisecond, 500*time.Millisecond
-	r, stop := b.start(t)
-	require.Eventually(t, r.Ready, 10*time.Second, 10*time.Millisecond)
-	fresh := func() bool {
-		var ok bool
-		require.NoError(t, b.db.Pool.QueryRow(b.ctx,
-			"SELECT count(*) = 1 AND bool_and(alive_until > now()) FROM outbox_relays").Scan(&ok))
-		return ok
+	r := b.newRelay(t)
+	signals := relay.InitTestSignals(r)
+	stop := b.run(t, r)
+	require.NoError(t, signals.Beat.Wait(t), "the first heartbeat")
+	var firstUntil time.Time
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT alive_until FROM outbox_relays").Scan(&firstUntil))
+	for past := false; !past; { // the database's clock passes the first heartbeat's lease
+		require.NoError(t, signals.Beat.Wait(t))
+		require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT now() > $1", firstUntil).Scan(&past))
 	}
-	require.True(t, fresh())
-	time.Sleep(600 * time.Millisecond) // past LivenessTimeout: only heartbeats keep the row fresh
-	require.True(t, fresh(), "heartbeats keep the row alive")
+	var fresh bool
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx,
+		"SELECT count(*) = 1 AND bool_and(alive_until > now()) FROM outbox_relays").Scan(&fresh))
+	require.True(t, fresh, "heartbeats keep the row alive")
 	stop()
 	var rows int
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_relays").Scan(&rows))

@@ -30,14 +30,14 @@ func (r *Relay) pruneLoop(ctx context.Context) {
 	if r.cfg.DeliveredRetention >= 0 {
 		every = max(min(pruneEvery, r.cfg.DeliveredRetention), r.cfg.PollInterval)
 	}
-	tick := time.NewTicker(every)
+	tick := r.clock.NewTicker(every)
 	defer tick.Stop()
 	r.prune(ctx) // this hour's partition, before the first settlement if it can
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick.Chan():
 			r.prune(ctx)
 		}
 	}
@@ -50,7 +50,8 @@ func (r *Relay) pruneLoop(ctx context.Context) {
 // the others find the advisory lock taken and skip the tick. No lock a
 // partition change takes is held while the deletes run.
 func (r *Relay) prune(ctx context.Context) {
-	r.lastPrune.Store(time.Now().UnixNano())
+	defer r.testSignals.Pruned.Signal(struct{}{})
+	r.lastPrune.Store(r.clock.Now().UnixNano())
 	r.maintainHistoryOnce(ctx)
 	for i := range pruneBatchesPerTick {
 		n, err := r.pruneOnce(ctx, i == 0)
@@ -107,7 +108,7 @@ func (r *Relay) maintainHistoryOnce(ctx context.Context) {
 // pruneIfIdle prunes when no Run does it (DrainOrganization alone), at most
 // every pruneEvery.
 func (r *Relay) pruneIfIdle(ctx context.Context) {
-	if r.running.Load() || time.Since(time.Unix(0, r.lastPrune.Load())) < pruneEvery {
+	if r.running.Load() || r.clock.Since(time.Unix(0, r.lastPrune.Load())) < pruneEvery {
 		return
 	}
 	r.prune(ctx)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox/internal/pgtest"
@@ -74,8 +75,8 @@ func TestHistoryPartitionsRollOverAndDrop(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	r, db := setupHistory(t, 2*time.Hour)
-	clock := time.Date(2031, 3, 1, 10, 30, 0, 0, time.UTC)
-	r.now = func() time.Time { return clock }
+	clock := clockwork.NewFakeClockAt(time.Date(2031, 3, 1, 10, 30, 0, 0, time.UTC))
+	r.clock = clock
 
 	r.prune(ctx)
 	require.Equal(t, []string{"outbox_deliveries_default", "outbox_deliveries_p2031030110",
@@ -86,13 +87,13 @@ func TestHistoryPartitionsRollOverAndDrop(t *testing.T) {
 			VALUES ($1, gen_random_uuid(), 'org', 'x.y', 'delivered', 1, $2, $2)`, id, at)
 		require.NoError(t, err)
 	}
-	insert(1, clock.Add(-20*time.Minute)) // 10:10
-	insert(2, clock.Add(50*time.Minute))  // 11:20
+	insert(1, clock.Now().Add(-20*time.Minute)) // 10:10
+	insert(2, clock.Now().Add(50*time.Minute))  // 11:20
 	var where string
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT tableoid::regclass::text FROM outbox_deliveries WHERE id = 1").Scan(&where))
 	require.Equal(t, "outbox_deliveries_p2031030110", where, "a row lands in its hour's partition")
 
-	clock = time.Date(2031, 3, 1, 13, 5, 0, 0, time.UTC) // horizon 11:05
+	clock.Advance(2*time.Hour + 35*time.Minute) // 13:05, horizon 11:05
 	r.prune(ctx)
 	require.Equal(t, []string{"outbox_deliveries_default", "outbox_deliveries_p2031030111", "outbox_deliveries_p2031030112",
 		"outbox_deliveries_p2031030113", "outbox_deliveries_p2031030114", "outbox_deliveries_p2031030115"}, partitions(t, db),
@@ -123,7 +124,7 @@ func TestHistoryPartitionsRollOverAndDrop(t *testing.T) {
 
 	// No history kept: every partition that ended is dropped, none made.
 	r.cfg.DeliveredRetention = -1
-	clock = time.Date(2031, 3, 1, 15, 30, 0, 0, time.UTC)
+	clock.Advance(2*time.Hour + 25*time.Minute) // 15:30
 	r.prune(ctx)
 	require.Equal(t, []string{"outbox_deliveries_default", "outbox_deliveries_p2031030115"}, partitions(t, db))
 }
@@ -139,8 +140,8 @@ func TestPartitionChangesDoNotHoldSettlementsDuringThePrune(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	r, db := setupHistory(t, 2*time.Hour)
-	clock := time.Date(2031, 3, 1, 10, 30, 0, 0, time.UTC)
-	r.now = func() time.Time { return clock }
+	clock := clockwork.NewFakeClockAt(time.Date(2031, 3, 1, 10, 30, 0, 0, time.UTC))
+	r.clock = clock
 	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id, updated_at) VALUES ('org-idle', now() - interval '2 hours')`)
 	require.NoError(t, err)
 	blocker, err := db.Pool.Begin(ctx)
@@ -166,7 +167,7 @@ func TestPartitionChangesDoNotHoldSettlementsDuringThePrune(t *testing.T) {
 	require.NoError(t, err)
 	defer impatient.Close()
 	_, err = impatient.Exec(ctx, `INSERT INTO outbox_deliveries (id, event_id, organization_id, event_type, outcome, attempts, created_at, settled_at)
-		VALUES (1, gen_random_uuid(), 'org', 'x.y', 'delivered', 1, $1, $1)`, clock)
+		VALUES (1, gen_random_uuid(), 'org', 'x.y', 'delivered', 1, $1, $1)`, clock.Now())
 	require.NoError(t, err, "a settlement waited for the prune")
 
 	require.NoError(t, blocker.Rollback(ctx))

@@ -4,7 +4,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox/relay"
 )
 
 // historyRows counts the delivery history.
@@ -61,4 +64,31 @@ func TestPruningDoesNotDelaySweeps(t *testing.T) {
 		require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_deliveries WHERE organization_id = 'org-h'").Scan(&old))
 		return old == 0
 	}, 30*time.Second, 20*time.Millisecond, "all old history pruned")
+}
+
+// Delivered history goes with its hour's partition once the whole hour is
+// past the retention: the relay's clock is moved three hours on, so the
+// test holds whatever the hour.
+func TestDeliveryHistoryIsPruned(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.DeliveredRetention = time.Hour
+	clock := clockwork.NewFakeClockAt(time.Now())
+	relay.SetClock(&b.cfg, clock)
+	r := b.newRelay(t)
+	signals := relay.InitTestSignals(r)
+	b.run(t, r)
+	signals.Pruned.Wait(t) // the prune at start made this hour's partition
+
+	committed := b.appendCommitted(t, []string{"org-h"}, 3)
+	require.NoError(t, r.SignalRelay(b.ctx, "org-h"))
+	b.waitMessages(t, 3, 10*time.Second)
+	b.waitSettled(t, 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+	require.Equal(t, 3, b.historyRows(t))
+
+	signals.Pruned.Drain()
+	clock.Advance(3 * time.Hour)
+	signals.Pruned.Wait(t)
+	require.Zero(t, b.historyRows(t), "history past its retention is dropped with its partition")
 }

@@ -2,9 +2,10 @@ package relay
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // Quick retries. A transient failure that came back fast (a 5xx, a reset
@@ -48,6 +49,18 @@ func (h *health) record(failed bool) {
 	h.next = (h.next + 1) % healthWindow
 }
 
+// recordOutcome adds one call's outcome: a transient failure, or an
+// answer; a call that was not made (unsent, auth) says nothing of Svix's
+// health.
+func (h *health) recordOutcome(o outcome) {
+	switch o {
+	case outcomeDelivered, outcomeDeadLetter:
+		h.record(false)
+	case outcomeRetry:
+		h.record(true)
+	}
+}
+
 // healthMinCalls is how many calls the signal needs before it may say
 // "down": the first failures of a fresh relay are taken for isolated ones.
 const healthMinCalls = 8
@@ -60,44 +73,13 @@ func (h *health) flaky() bool {
 	return h.n < healthMinCalls || h.failures*4 <= h.n
 }
 
-// sendRetrying sends ev, and retries a fast transient failure quickly while
-// Svix looks flaky rather than down.
-func (r *Relay) sendRetrying(ctx context.Context, dest Destination, ev *pendingEvent) result {
-	res := r.sendRecorded(ctx, dest, ev)
-	delay := r.cfg.QuickRetryDelay
-	for try := 1; try <= r.cfg.QuickRetries && res.fastRetry && r.health.flaky(); try++ {
-		if !sleepCtx(ctx, delay/2+rand.N(delay/2+1)) || !r.alive() {
-			return res
-		}
-		if r.limiter != nil && r.limiter.Wait(ctx) != nil {
-			return res
-		}
-		r.stats.quickRetries.Add(1)
-		res = r.sendRecorded(ctx, dest, ev)
-		delay *= 2
-	}
-	return res
-}
-
-// sendRecorded sends ev and records the call in the health signal.
-func (r *Relay) sendRecorded(ctx context.Context, dest Destination, ev *pendingEvent) result {
-	res := r.send(ctx, dest, ev)
-	switch res.outcome {
-	case outcomeDelivered, outcomeDeadLetter:
-		r.health.record(false)
-	case outcomeRetry:
-		r.health.record(true)
-	}
-	return res
-}
-
 // sleepCtx waits d, or less if ctx ends first; it reports whether the wait
 // was whole.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+func sleepCtx(ctx context.Context, clock clockwork.Clock, d time.Duration) bool {
+	t := clock.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-t.Chan():
 		return true
 	case <-ctx.Done():
 		return false

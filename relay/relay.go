@@ -1,24 +1,3 @@
-// Package relay delivers committed outbox events to Svix: one lane per
-// organization, in id order, once per event, across any number of
-// processes on one database.
-//
-// A Relay claims an organization's lane with a lease in outbox_lanes, so at
-// most one process works an organization at a time while other
-// organizations proceed in parallel. Each event is created in Svix with its
-// public id as eventId and a stable Idempotency-Key, so a repeat after a
-// crash, a lost response or an expired lease never creates a second
-// message: Svix answers 409 and the relay confirms the existing message.
-//
-// Wake-ups come from the outbox NOTIFY channel (LISTEN on a dedicated
-// connection), from SignalRelay in the same process, and from a sweep every
-// PollInterval that also picks up retries whose time has come.
-//
-// Failures: 429 pauses the organization's lane (honouring Retry-After);
-// 5xx, timeouts and connection errors are retried with capped exponential
-// backoff and full jitter; 400, 404, 413, 422 and an unconfirmed 409
-// dead-letter the event and the lane goes on; 401 and 403 pause all
-// delivery and never dead-letter anything. Settled events leave the hot
-// table for outbox_deliveries (or outbox_dead_letters).
 package relay
 
 import (
@@ -32,10 +11,12 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jonboulle/clockwork"
 	svix "github.com/svix/svix-webhooks/go"
 	"golang.org/x/time/rate"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/internal/testsignal"
 )
 
 const levelDebug = slog.LevelDebug
@@ -87,8 +68,18 @@ type Relay struct {
 	sweepMu sync.Mutex // one sweep at a time
 	sweeper sweeper
 
-	// now tells the time to history maintenance (tests move it).
-	now func() time.Time
+	clock clockwork.Clock // Config.clock
+
+	// testSignals tell tests what the background loops did; inert in
+	// production.
+	testSignals testSignals
+}
+
+// testSignals are the relay's moments a test can wait for.
+type testSignals struct {
+	Swept  testsignal.Signal[struct{}] // a sweep ended (reached the database or not)
+	Pruned testsignal.Signal[struct{}] // a prune tick ended
+	Beat   testsignal.Signal[error]    // a heartbeat ended: its error, or nil
 }
 
 var _ outbox.Signaler = (*Relay)(nil)
@@ -138,7 +129,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		waiting:    map[string]time.Time{},
 		instance:   newInstance(),
 		tel:        tel,
-		now:        time.Now,
+		clock:      cfg.clock,
 	}
 	if cfg.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
@@ -172,7 +163,7 @@ func (r *Relay) enqueue(orgs ...string) { r.queueLanes(orgs, false) }
 func (r *Relay) enqueueDue(orgs ...string) { r.queueLanes(orgs, true) }
 
 func (r *Relay) queueLanes(orgs []string, due bool) {
-	now := time.Now()
+	now := r.clock.Now()
 	r.mu.Lock()
 	for _, org := range orgs {
 		if w, busy := r.working[org]; busy {
@@ -198,7 +189,7 @@ func (r *Relay) queueLanes(orgs []string, due bool) {
 // forgetPastWaits drops the waits whose time has come, so that r.waiting
 // holds the lanes waiting now, not every organization ever seen.
 func (r *Relay) forgetPastWaits() {
-	now := time.Now()
+	now := r.clock.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for org, until := range r.waiting {
@@ -210,7 +201,7 @@ func (r *Relay) forgetPastWaits() {
 
 // wait notes that org's lane needs no turn before until.
 func (r *Relay) wait(org string, until time.Time) {
-	if until.IsZero() || !until.After(time.Now()) {
+	if until.IsZero() || !until.After(r.clock.Now()) {
 		return
 	}
 	r.mu.Lock()
@@ -278,7 +269,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 
 	r.log.InfoContext(ctx, "relay: stopping, settling in-flight work", "timeout", r.cfg.ShutdownTimeout)
-	if !waitTimeout(&lanes, r.cfg.ShutdownTimeout) {
+	if !waitTimeout(r.clock, &lanes, r.cfg.ShutdownTimeout) {
 		cancelCalls() // interrupt in-flight calls; their events are settled as unsent
 		lanes.Wait()
 	}
@@ -292,13 +283,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+func waitTimeout(clock clockwork.Clock, wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return true
-	case <-time.After(d):
+	case <-clock.After(d):
 		return false
 	}
 }
@@ -311,13 +302,13 @@ func (r *Relay) Ready() bool {
 }
 
 func (r *Relay) authPaused() bool {
-	return time.Now().UnixNano() < r.authPausedUntil.Load()
+	return r.clock.Now().UnixNano() < r.authPausedUntil.Load()
 }
 
 // pauseForAuth holds every lane after a 401/403: the token is bad or
 // revoked, which no retry of the event can fix.
 func (r *Relay) pauseForAuth(res result) {
-	until := time.Now().Add(r.cfg.AuthPause).UnixNano()
+	until := r.clock.Now().Add(r.cfg.AuthPause).UnixNano()
 	prev := r.authPausedUntil.Load()
 	if prev >= until-int64(time.Second) || !r.authPausedUntil.CompareAndSwap(prev, until) {
 		return // another lane just paused

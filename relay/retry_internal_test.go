@@ -7,9 +7,11 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
 )
 
+// In a synctest bubble the real clock's time is virtual.
 func TestRetry(t *testing.T) {
 	t.Parallel()
 	failing := errors.New("down")
@@ -30,7 +32,7 @@ func TestRetry(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			calls := 0
 			start := time.Now()
-			err := retry(context.Background(), tt.tries, 50*time.Millisecond, func(context.Context) error {
+			err := retry(context.Background(), clockwork.NewRealClock(), tt.tries, 50*time.Millisecond, func(context.Context) error {
 				calls++
 				if calls <= tt.failFirst {
 					return failing
@@ -52,7 +54,7 @@ func TestRetry(t *testing.T) {
 		defer cancel()
 		start := time.Now()
 		calls := 0
-		err := retry(ctx, 10, 50*time.Millisecond, func(context.Context) error { calls++; return failing })
+		err := retry(ctx, clockwork.NewRealClock(), 10, 50*time.Millisecond, func(context.Context) error { calls++; return failing })
 		require.ErrorIs(t, err, failing)
 		require.Equal(t, 2, calls, "tries at 0 and 50 ms; the 200 ms wait is cut at 100 ms")
 		require.Equal(t, 100*time.Millisecond, time.Since(start))

@@ -62,15 +62,16 @@ type result struct {
 	at time.Time
 }
 
-// send creates ev in Svix at dest and classifies the answer. sendCtx ends
-// when the relay gives up on in-flight calls; each call also gets its own
-// SendTimeout.
-func (r *Relay) send(sendCtx context.Context, dest Destination, ev *pendingEvent) result {
+// send creates ev in Svix at dest, classifies the answer and records it in
+// the health signal. sendCtx ends when the relay gives up on in-flight
+// calls; each call also gets its own SendTimeout.
+func (r *Relay) send(sendCtx context.Context, dest Destination, ev *pendingEvent) (res result) {
+	defer func() { r.health.recordOutcome(res.outcome) }()
 	payload, err := decodePayload(ev.payload)
 	if err != nil {
 		return result{outcome: outcomeDeadLetter, err: "payload is not a JSON object: " + err.Error()}
 	}
-	if time.Since(ev.createdAt) > lookUpFirstAfter {
+	if r.clock.Since(ev.createdAt) > lookUpFirstAfter {
 		if res, found := r.lookUp(sendCtx, dest, ev); found {
 			return res
 		}
@@ -90,15 +91,12 @@ func (r *Relay) send(sendCtx context.Context, dest Destination, ev *pendingEvent
 	if r.log.Enabled(ctx, levelDebug) {
 		r.log.DebugContext(ctx, "relay: creating message", "event_id", eventID, "app", dest.App, "payload", string(ev.payload))
 	}
-	started := time.Now()
+	started := r.clock.Now()
 	out, err := r.svix.Message.Create(ctx, dest.App, in, &svix.MessageCreateOptions{IdempotencyKey: &key, WithContent: &withContent})
 	if err == nil {
 		return result{outcome: outcomeDelivered, messageID: out.Id}
 	}
-	var (
-		serr *svix.Error
-		res  result
-	)
+	var serr *svix.Error
 	if !errors.As(err, &serr) {
 		res = transportFailure(sendCtx, err)
 	} else if status, body := serr.Status(), string(serr.Body()); status == http.StatusConflict {
@@ -106,7 +104,7 @@ func (r *Relay) send(sendCtx context.Context, dest Destination, ev *pendingEvent
 	} else {
 		res = classify(status, body, retryAfter)
 	}
-	res.fastRetry = res.outcome == outcomeRetry && time.Since(started) < r.cfg.SendTimeout/2
+	res.fastRetry = res.outcome == outcomeRetry && r.clock.Since(started) < r.cfg.SendTimeout/2
 	return res
 }
 

@@ -41,7 +41,7 @@ func (r *Relay) settle(lanes []*lane) (due map[string]time.Time, err error) {
 		}
 		span.End()
 	}()
-	err = retry(ctx, settleTries, 50*time.Millisecond, func(ctx context.Context) error {
+	err = retry(ctx, r.clock, settleTries, 50*time.Millisecond, func(ctx context.Context) error {
 		// A fresh batch each try: pgx caches statement descriptions on the
 		// batch, which a new connection (after a reconnect) does not have.
 		var err error

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // newSvixClient builds the SDK client the relay owns: SDK retries off (the
@@ -21,7 +23,7 @@ func newSvixClient(cfg Config, tel *relayTelemetry) (*svix.Svix, error) {
 		RetrySchedule: &[]time.Duration{},
 		HTTPClient:    ownHTTPClient(cfg.HTTPClient, cfg.Concurrency),
 		TransportWrapper: func(rt http.RoundTripper) http.RoundTripper {
-			return retryAfterTransport{next: tel.httpTransport(rt)}
+			return retryAfterTransport{next: tel.httpTransport(rt), clock: cfg.clock}
 		},
 	}
 	if cfg.SvixServerURL != "" {
@@ -70,13 +72,16 @@ func withRetryAfterSlot(ctx context.Context) (context.Context, *atomic.Int64) {
 	return context.WithValue(ctx, retryAfterKey{}, slot), slot
 }
 
-type retryAfterTransport struct{ next http.RoundTripper }
+type retryAfterTransport struct {
+	next  http.RoundTripper
+	clock clockwork.Clock
+}
 
 func (t retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
 	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
 		if slot, ok := req.Context().Value(retryAfterKey{}).(*atomic.Int64); ok {
-			if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t.clock.Now()); ok {
 				slot.Store(d.Milliseconds())
 			}
 		}

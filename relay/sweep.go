@@ -48,7 +48,7 @@ type sweeper struct {
 
 // sweepLoop sweeps every PollInterval.
 func (r *Relay) sweepLoop(ctx context.Context) {
-	poll := time.NewTicker(r.cfg.PollInterval)
+	poll := r.clock.NewTicker(r.cfg.PollInterval)
 	defer poll.Stop()
 	r.requestFullSweep()
 	r.sweep(ctx)
@@ -56,7 +56,7 @@ func (r *Relay) sweepLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-poll.C:
+		case <-poll.Chan():
 			r.sweep(ctx)
 		}
 	}
@@ -86,6 +86,7 @@ func (r *Relay) requestFullSweep() {
 func (r *Relay) sweep(ctx context.Context) {
 	r.sweepMu.Lock()
 	defer r.sweepMu.Unlock()
+	defer r.testSignals.Swept.Signal(struct{}{})
 	r.forgetPastWaits()
 	var due, found, more []string
 	if r.sweepStep(ctx, "due lanes", func(ctx context.Context, tx pgx.Tx) (err error) {
@@ -93,7 +94,7 @@ func (r *Relay) sweep(ctx context.Context) {
 		return err
 	}) {
 		r.enqueueDue(shuffled(due)...)
-		r.lastSweep.Store(time.Now().UnixNano())
+		r.lastSweep.Store(r.clock.Now().UnixNano())
 	}
 	if r.sweepStep(ctx, "new events", func(ctx context.Context, tx pgx.Tx) (err error) {
 		found, err = r.sweepNew(ctx, tx)
@@ -101,7 +102,7 @@ func (r *Relay) sweep(ctx context.Context) {
 	}) {
 		r.enqueue(shuffled(found)...)
 	}
-	if r.sweeper.full || r.sweeper.fullFrom != "" || time.Since(r.sweeper.lastFull) >= fullSweepEvery {
+	if r.sweeper.full || r.sweeper.fullFrom != "" || r.clock.Since(r.sweeper.lastFull) >= fullSweepEvery {
 		if r.sweepStep(ctx, "undiscovered organizations", func(ctx context.Context, tx pgx.Tx) (err error) {
 			more, err = r.sweepUndiscovered(ctx, tx)
 			return err
@@ -210,7 +211,7 @@ func (r *Relay) sweepUndiscovered(ctx context.Context, tx pgx.Tx) ([]string, err
 	}
 	sw.full = false
 	if last == nil { // past the last organization
-		sw.fullFrom, sw.lastFull = "", time.Now()
+		sw.fullFrom, sw.lastFull = "", r.clock.Now()
 	} else {
 		sw.fullFrom = *last
 	}
@@ -237,5 +238,5 @@ func shuffled(orgs []string) []string {
 // three PollIntervals plus the time one sweep may take.
 func (r *Relay) sweptRecently() bool {
 	last := r.lastSweep.Load()
-	return last != 0 && time.Since(time.Unix(0, last)) < 3*r.cfg.PollInterval+backgroundTimeout
+	return last != 0 && r.clock.Since(time.Unix(0, last)) < 3*r.cfg.PollInterval+backgroundTimeout
 }

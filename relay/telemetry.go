@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jonboulle/clockwork"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -78,6 +79,7 @@ var latencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 
 // relayTelemetry is a Relay's tracer and instruments.
 type relayTelemetry struct {
+	clock  clockwork.Clock
 	tp     trace.TracerProvider
 	mp     metric.MeterProvider
 	tracer trace.Tracer
@@ -105,7 +107,7 @@ type backlogRow struct {
 }
 
 func newRelayTelemetry(cfg Config) *relayTelemetry {
-	t := &relayTelemetry{tp: cfg.TracerProvider, mp: cfg.MeterProvider}
+	t := &relayTelemetry{tp: cfg.TracerProvider, mp: cfg.MeterProvider, clock: cfg.clock}
 	if t.tp == nil {
 		t.tp = otel.GetTracerProvider()
 	}
@@ -208,7 +210,7 @@ func (t *relayTelemetry) startSpan(ctx context.Context, name string, attrs ...at
 // recordSettled counts a settled lane's outcomes: what planSettlement
 // decided and the database recorded.
 func (t *relayTelemetry) recordSettled(ctx context.Context, ln *lane, maxAttempts int) {
-	now := time.Now()
+	now := t.clock.Now()
 	for i := range ln.events {
 		ev, res := &ln.events[i], ln.results[i]
 		typ := metric.WithAttributeSet(t.eventTypeSet(ev.eventType))
@@ -323,10 +325,10 @@ func (r *Relay) readBacklog(ctx context.Context) ([]backlogRow, error) {
 	t := r.tel
 	t.backlogMu.Lock()
 	defer t.backlogMu.Unlock()
-	if time.Since(t.backlogAt) < max(backlogCacheTTL, backlogCostFactor*t.backlogTook) {
+	if t.clock.Since(t.backlogAt) < max(backlogCacheTTL, backlogCostFactor*t.backlogTook) {
 		return t.backlogRead, nil
 	}
-	start := time.Now()
+	start := t.clock.Now()
 	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
 	rows, err := r.pool.Query(qctx, r.q.backlog, max(r.cfg.BacklogTopOrganizations, 0))
@@ -353,6 +355,6 @@ func (r *Relay) readBacklog(ctx context.Context) ([]backlogRow, error) {
 	if len(read) == 0 { // nothing pending: say so, rather than go silent
 		read = append(read, backlogRow{org: OtherOrganizations})
 	}
-	t.backlogRead, t.backlogAt, t.backlogTook = read, time.Now(), time.Since(start)
+	t.backlogRead, t.backlogAt, t.backlogTook = read, t.clock.Now(), t.clock.Since(start)
 	return read, nil
 }

@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -33,6 +33,7 @@ var httpDurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 
 // events. No trace header goes to Svix.
 type httpTelemetry struct {
 	next     http.RoundTripper
+	clock    clockwork.Clock
 	duration metric.Float64Histogram
 	// sets caches the metric attribute sets, by method, host, port and
 	// status or error: a handful of distinct values.
@@ -40,7 +41,7 @@ type httpTelemetry struct {
 }
 
 func (t *relayTelemetry) httpTransport(rt http.RoundTripper) http.RoundTripper {
-	h := &httpTelemetry{next: rt}
+	h := &httpTelemetry{next: rt, clock: t.clock}
 	var err error
 	h.duration, err = t.meter.Float64Histogram(MetricHTTPClientDuration, metric.WithUnit("s"),
 		metric.WithDescription("Duration of HTTP client requests."),
@@ -55,9 +56,9 @@ func (t *relayTelemetry) httpTransport(rt http.RoundTripper) http.RoundTripper {
 // event's delivery span), the status of a success or an event for a
 // failure.
 func (h *httpTelemetry) RoundTrip(req *http.Request) (*http.Response, error) {
-	start := time.Now()
+	start := h.clock.Now()
 	resp, err := h.next.RoundTrip(req)
-	elapsed := time.Since(start)
+	elapsed := h.clock.Since(start)
 	status, errorType := 0, ""
 	switch {
 	case err != nil:

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -98,7 +99,7 @@ func TestHTTPTelemetry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h := &histogram{}
-			tel := newRelayTelemetry(Config{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: meterProvider{h: h}})
+			tel := newRelayTelemetry(Config{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: meterProvider{h: h}, clock: clockwork.NewRealClock()})
 			rt := tel.httpTransport(tc.answer)
 			sp := &span{events: map[string][]attribute.KeyValue{}}
 			ctx := trace.ContextWithSpan(context.Background(), sp)

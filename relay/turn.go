@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -161,7 +162,7 @@ func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []pendi
 		if blocked || next == len(events) {
 			return 0, false
 		}
-		if time.Now().After(stopAt) || r.authPaused() || !r.alive() || ctx.Err() != nil {
+		if r.clock.Now().After(stopAt) || r.authPaused() || !r.alive() || ctx.Err() != nil {
 			return 0, false
 		}
 		next++
@@ -222,44 +223,46 @@ func (r *Relay) resolve(ctx context.Context, org string) (dest Destination, err 
 	return r.cfg.Resolver.Resolve(ctx, org)
 }
 
-// deliver sends one event under its delivery span.
-func (r *Relay) deliver(ctx context.Context, turn trace.SpanContext, org string, dest Destination, ev *pendingEvent) result {
+// deliver sends one event under its delivery span, the one place that
+// holds a send slot, waits for the rate limiter and retries quickly: a fast
+// transient failure is sent again (up to QuickRetries times, the delay
+// doubling from QuickRetryDelay) while Svix looks flaky rather than down. A
+// refused token pauses all delivery. A panic becomes a transient failure of
+// the event: the lane is held with backoff and the process, with every
+// other lane, goes on.
+func (r *Relay) deliver(ctx context.Context, turn trace.SpanContext, org string, dest Destination, ev *pendingEvent) (res result) {
 	ctx, span := r.tel.startDelivery(ctx, turn, org, ev)
-	res := r.sendRecovered(ctx, org, dest, ev)
-	res.at = time.Now()
-	endDelivery(span, res, res.outcome == outcomeRetry && ev.attempts >= r.cfg.MaxAttempts)
-	return res
-}
-
-// sendRecovered is sendWithSlot with a panic turned into a transient
-// failure of the event: the lane is held with backoff and the process, with
-// every other lane, goes on.
-func (r *Relay) sendRecovered(ctx context.Context, org string, dest Destination, ev *pendingEvent) (res result) {
 	defer func() {
 		if v := recover(); v != nil {
 			r.log.ErrorContext(ctx, "relay: panic while sending; the event is retried with backoff",
 				"organization_id", org, "event_id", ev.eventID.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			res = result{outcome: outcomeRetry, err: fmt.Sprintf("panic: %v", v)}
 		}
+		res.at = r.clock.Now()
+		endDelivery(span, res, res.outcome == outcomeRetry && ev.attempts >= r.cfg.MaxAttempts)
 	}()
-	return r.sendWithSlot(ctx, dest, ev)
-}
-
-// sendWithSlot waits for a global send slot and the rate limiter, then
-// sends.
-func (r *Relay) sendWithSlot(ctx context.Context, dest Destination, ev *pendingEvent) result {
 	select {
 	case r.sendSlots <- struct{}{}:
 	case <-ctx.Done():
 		return result{outcome: outcomeUnsent}
 	}
 	defer func() { <-r.sendSlots }()
-	if r.limiter != nil {
-		if err := r.limiter.Wait(ctx); err != nil {
-			return result{outcome: outcomeUnsent}
-		}
+	if r.limiter != nil && r.limiter.Wait(ctx) != nil {
+		return result{outcome: outcomeUnsent}
 	}
-	res := r.sendRetrying(ctx, dest, ev)
+	res = r.send(ctx, dest, ev)
+	delay := r.cfg.QuickRetryDelay
+	for try := 1; try <= r.cfg.QuickRetries && res.fastRetry && r.health.flaky(); try++ {
+		if !sleepCtx(ctx, r.clock, delay/2+rand.N(delay/2+1)) || !r.alive() {
+			break
+		}
+		if r.limiter != nil && r.limiter.Wait(ctx) != nil {
+			break
+		}
+		r.stats.quickRetries.Add(1)
+		res = r.send(ctx, dest, ev)
+		delay *= 2
+	}
 	if res.outcome == outcomeAuth {
 		r.pauseForAuth(res)
 	}
