@@ -33,7 +33,7 @@ func TestFencedDrainStopsAtOnce(t *testing.T) {
 	t.Parallel()
 	r := drainSetup(t, Config{})
 	r.heartbeating.Store(true)
-	r.lastBeat.Store(time.Now().Add(-r.cfg.LivenessTimeout).UnixNano())
+	r.beats.lastBeat.Store(time.Now().Add(-r.cfg.LivenessTimeout).UnixNano())
 
 	res, err := r.DrainOrganization(context.Background(), "org-d", time.Minute)
 	require.NoError(t, err)

@@ -68,8 +68,8 @@ const ddlStatementTimeout = 2 * time.Second
 // is detached, then dropped. PostgreSQL allows no DETACH CONCURRENTLY while
 // a default partition exists, so the detach takes ACCESS EXCLUSIVE on the
 // history for its few milliseconds, after waiting at most ddlLockTimeout.
-func (r *Relay) maintainHistory(ctx context.Context) error {
-	rows, err := r.pool.Query(ctx, r.q.partitions, r.q.schema.Table(sqlname.Deliveries))
+func (p *pruner) maintainHistory(ctx context.Context) error {
+	rows, err := p.pool.Query(ctx, p.q.partitions, p.q.schema.Table(sqlname.Deliveries))
 	if err != nil {
 		return err
 	}
@@ -81,9 +81,9 @@ func (r *Relay) maintainHistory(ctx context.Context) error {
 	for _, n := range names {
 		have[n] = true
 	}
-	now := r.clock.Now().UTC()
-	history := r.q.schema.Table(sqlname.Deliveries)
-	if r.cfg.DeliveredRetention >= 0 {
+	now := p.clock.Now().UTC()
+	history := p.q.schema.Table(sqlname.Deliveries)
+	if p.retention >= 0 {
 		hour := now.Truncate(time.Hour)
 		for i := range partitionAhead + 1 {
 			start := hour.Add(time.Duration(i) * time.Hour)
@@ -91,21 +91,21 @@ func (r *Relay) maintainHistory(ctx context.Context) error {
 			if have[name] {
 				continue
 			}
-			table := r.q.schema.Table(name)
+			table := p.q.schema.Table(name)
 			from, to := start.Format(time.RFC3339), start.Add(time.Hour).Format(time.RFC3339)
-			r.runDDL(ctx,
+			p.runDDL(ctx,
 				fmt.Sprintf("CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)", table, history),
 				fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (settled_at >= '%s' AND settled_at < '%s')",
 					table, sqlname.Quote(name+"_range"), from, to),
 				fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')", history, table, from, to))
 		}
 	}
-	horizon := now.Add(-max(r.cfg.DeliveredRetention, 0))
+	horizon := now.Add(-max(p.retention, 0))
 	for _, n := range names {
 		if end, ok := partitionEnd(n); ok && !end.After(horizon) {
-			table := r.q.schema.Table(n)
-			r.runDDL(ctx, fmt.Sprintf("ALTER TABLE %s DETACH PARTITION %s", history, table))
-			r.runDDL(ctx, "DROP TABLE "+table)
+			table := p.q.schema.Table(n)
+			p.runDDL(ctx, fmt.Sprintf("ALTER TABLE %s DETACH PARTITION %s", history, table))
+			p.runDDL(ctx, "DROP TABLE "+table)
 		}
 	}
 	return nil
@@ -114,10 +114,10 @@ func (r *Relay) maintainHistory(ctx context.Context) error {
 // runDDL runs statements in one short transaction of their own, under the
 // prune lock, with ddlLockTimeout and ddlStatementTimeout. It logs a
 // failure at debug level: the next tick tries again.
-func (r *Relay) runDDL(ctx context.Context, statements ...string) {
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+func (p *pruner) runDDL(ctx context.Context, statements ...string) {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var locked bool
-		if err := tx.QueryRow(ctx, r.q.pruneLock, r.cfg.Schema).Scan(&locked); err != nil || !locked {
+		if err := tx.QueryRow(ctx, p.q.pruneLock, p.schema).Scan(&locked); err != nil || !locked {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
@@ -132,6 +132,6 @@ func (r *Relay) runDDL(ctx context.Context, statements ...string) {
 		return nil
 	})
 	if err != nil {
-		r.log.DebugContext(ctx, "relay: history partition maintenance deferred", "statements", statements, "error", err)
+		p.log.DebugContext(ctx, "relay: history partition maintenance deferred", "statements", statements, "error", err)
 	}
 }

@@ -2,11 +2,16 @@ package relay
 
 import (
 	"context"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jonboulle/clockwork"
+
+	"github.com/outboxrelay/outbox/internal/testsignal"
 )
 
 // Liveness. A running relay heartbeats its row in outbox_relays every
@@ -31,9 +36,36 @@ const heartbeatAppName = "outbox relay heartbeat"
 // apart from the pool (one more server connection, as LISTEN's): the sweep,
 // pruning and the backlog queries may keep every pool connection busy for
 // seconds, which must never fence a healthy relay.
+//
+// It is a service of its own: it needs the database's address, the
+// queries, a clock, a logger and a callback for the lanes of dead relays,
+// nothing of the lanes themselves.
 type heartbeater struct {
-	r    *Relay
-	conn *pgx.Conn // nil until dialled, and after a failure
+	connConfig *pgx.ConnConfig
+	q          queries
+	clock      clockwork.Clock
+	log        *slog.Logger
+	instance   pgtype.UUID // this relay's row in outbox_relays
+	name       string      // Config.ID
+	interval   time.Duration
+	timeout    time.Duration // Config.LivenessTimeout
+	// takeOver queues dead relays' lanes, due now.
+	takeOver func(orgs ...string)
+	// beaten is signalled after each heartbeat with its error (tests).
+	beaten *testsignal.Signal[error]
+
+	// lastBeat is when the last successful heartbeat was sent, in unix
+	// nanoseconds.
+	lastBeat atomic.Int64
+	conn     *pgx.Conn // nil until dialled, and after a failure
+}
+
+// newHeartbeater returns the heartbeater of a relay configured by cfg
+// (defaults applied), dialling as the pool does.
+func newHeartbeater(connConfig *pgx.ConnConfig, q queries, cfg Config, instance pgtype.UUID,
+	takeOver func(orgs ...string), beaten *testsignal.Signal[error]) *heartbeater {
+	return &heartbeater{connConfig: connConfig, q: q, clock: cfg.clock, log: cfg.Logger, instance: instance, name: cfg.ID,
+		interval: cfg.HeartbeatInterval, timeout: cfg.LivenessTimeout, takeOver: takeOver, beaten: beaten}
 }
 
 // heartbeatLoop heartbeats until ctx ends, and queues the lanes of relays
@@ -41,7 +73,7 @@ type heartbeater struct {
 // relay that stops gracefully stays alive until its work is recorded.
 func (h *heartbeater) loop(ctx context.Context) {
 	defer h.close()
-	tick := h.r.clock.NewTicker(h.r.cfg.HeartbeatInterval)
+	tick := h.clock.NewTicker(h.interval)
 	defer tick.Stop()
 	for {
 		select {
@@ -49,7 +81,7 @@ func (h *heartbeater) loop(ctx context.Context) {
 			return
 		case <-tick.Chan():
 			if err := h.beat(ctx); err != nil && ctx.Err() == nil {
-				h.r.log.WarnContext(ctx, "relay: heartbeat failed", "error", err, "fenced", !h.r.alive())
+				h.log.WarnContext(ctx, "relay: heartbeat failed", "error", err, "fenced", !h.fresh())
 			}
 		}
 	}
@@ -58,13 +90,12 @@ func (h *heartbeater) loop(ctx context.Context) {
 // beat sends one heartbeat and, once it has committed, finds the relays
 // that died since a live relay last looked.
 func (h *heartbeater) beat(ctx context.Context) (err error) {
-	r := h.r
-	defer func() { r.testSignals.Beat.Signal(err) }()
-	sent := r.clock.Now()
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.LivenessTimeout)
+	defer func() { h.beaten.Signal(err) }()
+	sent := h.clock.Now()
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	if h.conn == nil {
-		cfg := r.pool.Config().ConnConfig.Copy()
+		cfg := h.connConfig.Copy()
 		cfg.RuntimeParams["application_name"] = heartbeatAppName
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
@@ -75,12 +106,12 @@ func (h *heartbeater) beat(ctx context.Context) (err error) {
 	// A statement of its own, committed when it returns: the time it was
 	// sent is what alive() measures from, so it must not count a heartbeat
 	// that a later statement of the same transaction could roll back.
-	if _, err := h.conn.Exec(ctx, r.q.heartbeat, r.instance, r.cfg.ID, r.cfg.LivenessTimeout.Milliseconds()); err != nil {
+	if _, err := h.conn.Exec(ctx, h.q.heartbeat, h.instance, h.name, h.timeout.Milliseconds()); err != nil {
 		h.close()
 		return err
 	}
-	r.lastBeat.Store(sent.UnixNano())
-	rows, err := h.conn.Query(ctx, r.q.mourn, r.instance)
+	h.lastBeat.Store(sent.UnixNano())
+	rows, err := h.conn.Query(ctx, h.q.mourn, h.instance)
 	if err != nil {
 		h.close()
 		return err
@@ -89,7 +120,7 @@ func (h *heartbeater) beat(ctx context.Context) (err error) {
 	if err != nil || len(dead) == 0 {
 		return err
 	}
-	rows, err = h.conn.Query(ctx, r.q.orphanedLanes, dead)
+	rows, err = h.conn.Query(ctx, h.q.orphanedLanes, dead)
 	if err != nil {
 		h.close()
 		return err
@@ -98,8 +129,8 @@ func (h *heartbeater) beat(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	r.log.InfoContext(ctx, "relay: a replica stopped heartbeating; taking its lanes over", "relays", len(dead), "lanes", len(orgs))
-	r.enqueueDue(orgs...) // due now, whatever this relay thought they waited for
+	h.log.InfoContext(ctx, "relay: a replica stopped heartbeating; taking its lanes over", "relays", len(dead), "lanes", len(orgs))
+	h.takeOver(orgs...) // due now, whatever this relay thought they waited for
 	return nil
 }
 
@@ -119,10 +150,13 @@ func (h *heartbeater) close() {
 // have no holder and wait for their leases); else while its last heartbeat
 // was sent within 3/4 of LivenessTimeout.
 func (r *Relay) alive() bool {
-	if !r.heartbeating.Load() {
-		return true
-	}
-	return r.clock.Since(time.Unix(0, r.lastBeat.Load())) < r.cfg.LivenessTimeout*3/4
+	return !r.heartbeating.Load() || r.beats.fresh()
+}
+
+// fresh reports whether the last successful heartbeat was sent within 3/4
+// of the liveness timeout.
+func (h *heartbeater) fresh() bool {
+	return h.clock.Since(time.Unix(0, h.lastBeat.Load())) < h.timeout*3/4
 }
 
 // holder is the instance a claim records: this relay's while it

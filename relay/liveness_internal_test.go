@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox/internal/pgtest"
+	"github.com/outboxrelay/outbox/internal/testsignal"
 )
 
-// livenessSetup returns a relay that heartbeats through h, on a pool of
-// MinPoolConns connections.
+// livenessSetup returns a heartbeater alone (no relay) and a pool of
+// MinPoolConns connections on the same database.
 func livenessSetup(t *testing.T) (*heartbeater, *pgxpool.Pool, *pgtest.DB) {
 	t.Helper()
 	db := pgtest.New(t)
@@ -22,20 +24,19 @@ func livenessSetup(t *testing.T) (*heartbeater, *pgxpool.Pool, *pgtest.DB) {
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	r, err := New(pool, Config{SvixToken: "t"})
-	require.NoError(t, err)
-	h := &heartbeater{r: r}
+	h := newHeartbeater(pool.Config().ConnConfig, newQueries(""), Config{SvixToken: "t"}.withDefaults(), newInstance(),
+		func(...string) {}, &testsignal.Signal[error]{})
 	t.Cleanup(h.close)
 	return h, pool, db
 }
 
 // aliveInDatabase reports whether the relay's heartbeat row is committed
 // and fresh.
-func aliveInDatabase(t *testing.T, db *pgtest.DB, r *Relay) bool {
+func aliveInDatabase(t *testing.T, db *pgtest.DB, h *heartbeater) bool {
 	t.Helper()
 	var alive bool
 	require.NoError(t, db.Pool.QueryRow(context.Background(),
-		`SELECT EXISTS (SELECT 1 FROM outbox_relays WHERE instance = $1 AND alive_until > now())`, r.instance).Scan(&alive))
+		`SELECT EXISTS (SELECT 1 FROM outbox_relays WHERE instance = $1 AND alive_until > now())`, h.instance).Scan(&alive))
 	return alive
 }
 
@@ -60,8 +61,8 @@ func TestHeartbeatCommitsWhatItCounts(t *testing.T) {
 	beatCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	require.NoError(t, h.beat(beatCtx), "mourning waited for a row another transaction held")
-	require.NotZero(t, h.r.lastBeat.Load())
-	require.True(t, aliveInDatabase(t, db, h.r), "the heartbeat the relay counts is committed")
+	require.NotZero(t, h.lastBeat.Load())
+	require.True(t, aliveInDatabase(t, db, h), "the heartbeat the relay counts is committed")
 }
 
 // The heartbeat has a connection of its own: a pool kept busy by the
@@ -79,5 +80,33 @@ func TestHeartbeatDoesNotWaitForThePool(t *testing.T) {
 	beatCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	require.NoError(t, h.beat(beatCtx))
-	require.True(t, aliveInDatabase(t, db, h.r))
+	require.True(t, aliveInDatabase(t, db, h))
+}
+
+// The heartbeater alone on a fake clock: it beats once per interval of its
+// clock, each beat keeps it fresh, and it goes stale (the relay fences
+// itself) 3/4 of the liveness timeout after the last beat it sent.
+func TestHeartbeaterBeatsOnItsClock(t *testing.T) {
+	t.Parallel()
+	h, _, db := livenessSetup(t)
+	clock := clockwork.NewFakeClock()
+	h.clock = clock
+	h.beaten.Init()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.loop(ctx) }()
+	require.NoError(t, clock.BlockUntilContext(ctx, 1), "the loop's ticker")
+	require.False(t, h.fresh(), "no beat yet")
+
+	for range 3 {
+		clock.Advance(h.interval)
+		require.NoError(t, h.beaten.Wait(t))
+		require.Equal(t, clock.Now().UnixNano(), h.lastBeat.Load(), "a beat counts from when it was sent")
+		require.True(t, h.fresh())
+		require.True(t, aliveInDatabase(t, db, h))
+	}
+	cancel()
+	<-done
+	clock.Advance(h.timeout * 3 / 4)
+	require.False(t, h.fresh(), "3/4 of the timeout after the last beat, the relay fences itself")
 }

@@ -2,9 +2,15 @@ package relay
 
 import (
 	"context"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jonboulle/clockwork"
+
+	"github.com/outboxrelay/outbox/internal/testsignal"
 )
 
 const (
@@ -23,22 +29,51 @@ const (
 	idleLaneAge = time.Hour
 )
 
-// pruneLoop prunes history and idle lanes at start and every pruneEvery,
-// in a goroutine of its own so that no amount of pruning delays a sweep.
-func (r *Relay) pruneLoop(ctx context.Context) {
+// pruner is the maintenance service that keeps the delivery history's
+// hourly partitions (history.go) and prunes old history, idle lanes and
+// dead relays' rows. It needs the pool, the queries, a clock and a logger,
+// nothing of the lanes, so it is built and tested alone.
+type pruner struct {
+	pool  *pgxpool.Pool
+	q     queries
+	clock clockwork.Clock
+	log   *slog.Logger
+	// schema keys the prune lock: one replica per schema prunes.
+	schema string
+	// retention is Config.DeliveredRetention; negative keeps no history.
+	retention time.Duration
+	// every is how often Run prunes.
+	every time.Duration
+	// last is when the last prune started, in unix nanoseconds.
+	last atomic.Int64
+	// pruned is signalled after each prune (tests).
+	pruned *testsignal.Signal[struct{}]
+}
+
+// newPruner returns the pruner of a relay configured by cfg (defaults
+// applied): it prunes every pruneEvery, more often when the retention is
+// shorter, never more often than the sweep.
+func newPruner(pool *pgxpool.Pool, q queries, cfg Config, pruned *testsignal.Signal[struct{}]) *pruner {
 	every := pruneEvery
-	if r.cfg.DeliveredRetention >= 0 {
-		every = max(min(pruneEvery, r.cfg.DeliveredRetention), r.cfg.PollInterval)
+	if cfg.DeliveredRetention >= 0 {
+		every = max(min(pruneEvery, cfg.DeliveredRetention), cfg.PollInterval)
 	}
-	tick := r.clock.NewTicker(every)
+	return &pruner{pool: pool, q: q, clock: cfg.clock, log: cfg.Logger, schema: cfg.Schema,
+		retention: cfg.DeliveredRetention, every: every, pruned: pruned}
+}
+
+// Run prunes at start and every p.every until ctx ends, in a goroutine of
+// its own so that no amount of pruning delays a sweep.
+func (p *pruner) Run(ctx context.Context) {
+	tick := p.clock.NewTicker(p.every)
 	defer tick.Stop()
-	r.prune(ctx) // this hour's partition, before the first settlement if it can
+	p.prune(ctx) // this hour's partition, before the first settlement if it can
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.Chan():
-			r.prune(ctx)
+			p.prune(ctx)
 		}
 	}
 }
@@ -49,15 +84,15 @@ func (r *Relay) pruneLoop(ctx context.Context) {
 // prunes idle lanes and dead relays' rows. One replica at a time prunes:
 // the others find the advisory lock taken and skip the tick. No lock a
 // partition change takes is held while the deletes run.
-func (r *Relay) prune(ctx context.Context) {
-	defer r.testSignals.Pruned.Signal(struct{}{})
-	r.lastPrune.Store(r.clock.Now().UnixNano())
-	r.maintainHistoryOnce(ctx)
+func (p *pruner) prune(ctx context.Context) {
+	defer p.pruned.Signal(struct{}{})
+	p.last.Store(p.clock.Now().UnixNano())
+	p.maintainHistoryOnce(ctx)
 	for i := range pruneBatchesPerTick {
-		n, err := r.pruneOnce(ctx, i == 0)
+		n, err := p.pruneOnce(ctx, i == 0)
 		if err != nil {
 			if ctx.Err() == nil {
-				r.log.WarnContext(ctx, "relay: prune failed", "error", err)
+				p.log.WarnContext(ctx, "relay: prune failed", "error", err)
 			}
 			return
 		}
@@ -70,24 +105,24 @@ func (r *Relay) prune(ctx context.Context) {
 // pruneOnce runs one step under the prune lock and returns how many rows
 // of the default history partition it deleted (0 when another replica
 // holds the lock). The first step of a tick also prunes lanes and relays.
-func (r *Relay) pruneOnce(ctx context.Context, first bool) (int64, error) {
+func (p *pruner) pruneOnce(ctx context.Context, first bool) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
 	var deleted int64
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var locked bool
-		if err := tx.QueryRow(ctx, r.q.pruneLock, r.cfg.Schema).Scan(&locked); err != nil || !locked {
+		if err := tx.QueryRow(ctx, p.q.pruneLock, p.schema).Scan(&locked); err != nil || !locked {
 			return err
 		}
 		if first {
-			if _, err := tx.Exec(ctx, r.q.pruneLanes, idleLaneAge.Milliseconds(), pruneBatch); err != nil {
+			if _, err := tx.Exec(ctx, p.q.pruneLanes, idleLaneAge.Milliseconds(), pruneBatch); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, r.q.pruneRelays); err != nil {
+			if _, err := tx.Exec(ctx, p.q.pruneRelays); err != nil {
 				return err
 			}
 		}
-		tag, err := tx.Exec(ctx, r.q.pruneDefaultPartition, max(r.cfg.DeliveredRetention, 0).Milliseconds(), pruneBatch)
+		tag, err := tx.Exec(ctx, p.q.pruneDefaultPartition, max(p.retention, 0).Milliseconds(), pruneBatch)
 		deleted = tag.RowsAffected()
 		return err
 	})
@@ -97,19 +132,19 @@ func (r *Relay) pruneOnce(ctx context.Context, first bool) (int64, error) {
 // maintainHistoryOnce maintains the history's partitions, each change in a
 // short transaction of its own (see maintainHistory), before the prune's
 // deletes.
-func (r *Relay) maintainHistoryOnce(ctx context.Context) {
+func (p *pruner) maintainHistoryOnce(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
-	if err := r.maintainHistory(ctx); err != nil && ctx.Err() == nil {
-		r.log.WarnContext(ctx, "relay: history partition maintenance failed", "error", err)
+	if err := p.maintainHistory(ctx); err != nil && ctx.Err() == nil {
+		p.log.WarnContext(ctx, "relay: history partition maintenance failed", "error", err)
 	}
 }
 
 // pruneIfIdle prunes when no Run does it (DrainOrganization alone), at most
 // every pruneEvery.
 func (r *Relay) pruneIfIdle(ctx context.Context) {
-	if r.running.Load() || r.clock.Since(time.Unix(0, r.lastPrune.Load())) < pruneEvery {
+	if r.running.Load() || r.clock.Since(time.Unix(0, r.pruner.last.Load())) < pruneEvery {
 		return
 	}
-	r.prune(ctx)
+	r.pruner.prune(ctx)
 }

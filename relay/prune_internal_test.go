@@ -11,11 +11,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox/internal/pgtest"
+	"github.com/outboxrelay/outbox/internal/testsignal"
 )
 
 // setupHistory returns a relay on a fresh schema whose pre-migration
 // history partition is detached, so the test controls every partition.
-func setupHistory(t *testing.T, retention time.Duration) (*Relay, *pgtest.DB) {
+// setupHistory returns a pruner alone (no relay) on a fresh schema whose
+// legacy history partition is detached, on a fake clock at 2031-03-01
+// 10:30 UTC.
+func setupHistory(t *testing.T, retention time.Duration) (*pruner, *clockwork.FakeClock, *pgtest.DB) {
 	t.Helper()
 	ctx := context.Background()
 	db := pgtest.New(t)
@@ -24,9 +28,10 @@ func setupHistory(t *testing.T, retention time.Duration) (*Relay, *pgtest.DB) {
 		WHERE i.inhparent = 'outbox_deliveries'::regclass AND c.relname LIKE 'outbox_deliveries_before_%'`).Scan(&legacy))
 	_, err := db.Pool.Exec(ctx, "ALTER TABLE outbox_deliveries DETACH PARTITION "+legacy)
 	require.NoError(t, err)
-	r, err := New(db.Pool, Config{SvixToken: "t", DeliveredRetention: retention})
-	require.NoError(t, err)
-	return r, db
+	clock := clockwork.NewFakeClockAt(time.Date(2031, 3, 1, 10, 30, 0, 0, time.UTC))
+	cfg := Config{SvixToken: "t", DeliveredRetention: retention}.withDefaults()
+	cfg.clock = clock
+	return newPruner(db.Pool, newQueries(cfg.Schema), cfg, &testsignal.Signal[struct{}]{}), clock, db
 }
 
 // One replica prunes at a time: while another holds the schema's prune
@@ -34,7 +39,7 @@ func setupHistory(t *testing.T, retention time.Duration) (*Relay, *pgtest.DB) {
 func TestPruneSkipsWhileAnotherReplicaPrunes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	r, db := setupHistory(t, time.Hour)
+	p, _, db := setupHistory(t, time.Hour)
 	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_deliveries (id, event_id, organization_id, event_type, outcome, attempts, created_at, settled_at)
 		SELECT g, gen_random_uuid(), 'org-h', 'test.event', 'delivered', 1, now() - interval '2 days', now() - interval '2 days'
 		FROM generate_series(1, 100) g`)
@@ -44,14 +49,14 @@ func TestPruneSkipsWhileAnotherReplicaPrunes(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(ctx) }()
 	var got bool
-	require.NoError(t, tx.QueryRow(ctx, r.q.pruneLock, "").Scan(&got))
+	require.NoError(t, tx.QueryRow(ctx, p.q.pruneLock, "").Scan(&got))
 	require.True(t, got)
 
-	n, err := r.pruneOnce(ctx, true)
+	n, err := p.pruneOnce(ctx, true)
 	require.NoError(t, err)
 	require.Zero(t, n, "pruned while another replica held the lock")
 	require.NoError(t, tx.Rollback(ctx))
-	n, err = r.pruneOnce(ctx, true)
+	n, err = p.pruneOnce(ctx, true)
 	require.NoError(t, err)
 	require.EqualValues(t, 100, n)
 }
@@ -74,11 +79,9 @@ func partitions(t *testing.T, db *pgtest.DB) []string {
 func TestHistoryPartitionsRollOverAndDrop(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	r, db := setupHistory(t, 2*time.Hour)
-	clock := clockwork.NewFakeClockAt(time.Date(2031, 3, 1, 10, 30, 0, 0, time.UTC))
-	r.clock = clock
+	p, clock, db := setupHistory(t, 2*time.Hour)
 
-	r.prune(ctx)
+	p.prune(ctx)
 	require.Equal(t, []string{"outbox_deliveries_default", "outbox_deliveries_p2031030110",
 		"outbox_deliveries_p2031030111", "outbox_deliveries_p2031030112"}, partitions(t, db), "this hour and two ahead")
 
@@ -94,7 +97,7 @@ func TestHistoryPartitionsRollOverAndDrop(t *testing.T) {
 	require.Equal(t, "outbox_deliveries_p2031030110", where, "a row lands in its hour's partition")
 
 	clock.Advance(2*time.Hour + 35*time.Minute) // 13:05, horizon 11:05
-	r.prune(ctx)
+	p.prune(ctx)
 	require.Equal(t, []string{"outbox_deliveries_default", "outbox_deliveries_p2031030111", "outbox_deliveries_p2031030112",
 		"outbox_deliveries_p2031030113", "outbox_deliveries_p2031030114", "outbox_deliveries_p2031030115"}, partitions(t, db),
 		"10:00-11:00 ended before the horizon and was dropped; 11:00-12:00 holds rows inside it")
@@ -123,9 +126,9 @@ func TestHistoryPartitionsRollOverAndDrop(t *testing.T) {
 	require.NoError(t, tx.Rollback(ctx)) // its locks would hold the drops below off
 
 	// No history kept: every partition that ended is dropped, none made.
-	r.cfg.DeliveredRetention = -1
+	p.retention = -1
 	clock.Advance(2*time.Hour + 25*time.Minute) // 15:30
-	r.prune(ctx)
+	p.prune(ctx)
 	require.Equal(t, []string{"outbox_deliveries_default", "outbox_deliveries_p2031030115"}, partitions(t, db))
 }
 
@@ -139,9 +142,7 @@ func TestHistoryPartitionsRollOverAndDrop(t *testing.T) {
 func TestPartitionChangesDoNotHoldSettlementsDuringThePrune(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	r, db := setupHistory(t, 2*time.Hour)
-	clock := clockwork.NewFakeClockAt(time.Date(2031, 3, 1, 10, 30, 0, 0, time.UTC))
-	r.clock = clock
+	p, clock, db := setupHistory(t, 2*time.Hour)
 	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id, updated_at) VALUES ('org-idle', now() - interval '2 hours')`)
 	require.NoError(t, err)
 	blocker, err := db.Pool.Begin(ctx)
@@ -151,7 +152,7 @@ func TestPartitionChangesDoNotHoldSettlementsDuringThePrune(t *testing.T) {
 	require.NoError(t, err)
 
 	pruned := make(chan struct{})
-	go func() { defer close(pruned); r.prune(ctx) }()
+	go func() { defer close(pruned); p.prune(ctx) }()
 	require.Eventually(t, func() bool { // the prune waits for the blocker's row lock
 		var waiting bool
 		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity

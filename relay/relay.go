@@ -58,12 +58,13 @@ type Relay struct {
 	listening       atomic.Bool  // the LISTEN connection is up
 	instance        pgtype.UUID  // this Relay's heartbeat row in outbox_relays
 	heartbeating    atomic.Bool  // Run is heartbeating: claims record the instance
-	lastBeat        atomic.Int64 // unix nanoseconds when the last successful heartbeat was sent
 	lastSweep       atomic.Int64 // unix nanoseconds of the last sweep that reached the database
-	lastPrune       atomic.Int64 // unix nanoseconds of the last prune tick
 	stats           stats
 	tel             *relayTelemetry
 	health          health // recent Svix calls, for quick retries
+
+	beats  *heartbeater // liveness
+	pruner *pruner      // history partitions and pruning
 
 	sweepMu sync.Mutex // one sweep at a time
 	sweeper sweeper
@@ -131,6 +132,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		tel:        tel,
 		clock:      cfg.clock,
 	}
+	r.beats = newHeartbeater(pool.Config().ConnConfig, r.q, cfg, r.instance, r.enqueueDue, &r.testSignals.Beat)
+	r.pruner = newPruner(pool, r.q, cfg, &r.testSignals.Pruned)
 	if cfg.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
 	}
@@ -237,7 +240,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	// fenced (no call starts) until a heartbeat gets through.
 	r.heartbeating.Store(true)
 	defer r.heartbeating.Store(false)
-	beats := &heartbeater{r: r}
+	beats := r.beats
 	if err := beats.beat(ctx); err != nil && ctx.Err() == nil {
 		r.log.WarnContext(ctx, "relay: first heartbeat failed; no call starts until one gets through", "error", err)
 	}
@@ -256,7 +259,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	bg.Add(2)
 	go func() { defer bg.Done(); r.sweepLoop(ctx) }()
-	go func() { defer bg.Done(); r.pruneLoop(ctx) }()
+	go func() { defer bg.Done(); r.pruner.Run(ctx) }()
 
 	var lanes sync.WaitGroup
 	r.settles = make(chan *settleRequest, lanesPerCall*r.cfg.Concurrency)
