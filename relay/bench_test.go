@@ -174,8 +174,14 @@ func BenchmarkCommitToCreateLatency(b *testing.B) {
 				b.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			go func() { _ = r.Run(ctx) }()
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx) }()
+			defer func() { // Run's goroutines end before the benchmark does
+				cancel()
+				if err := <-done; err != nil {
+					b.Error(err)
+				}
+			}()
 			for !r.Ready() {
 				time.Sleep(5 * time.Millisecond)
 			}

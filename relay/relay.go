@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ type Relay struct {
 	cfg     Config
 	q       queries
 	svix    *svix.Svix
+	pooled  *http.Transport // the Svix client's, when the relay made it
 	log     *slog.Logger
 	limiter *rate.Limiter
 
@@ -112,7 +114,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 			Rule: fmt.Sprintf("MaxConns must be at least %d (the sweep and one lane turn), got %d; %d lets lane turns never wait", MinPoolConns, maxConns, PoolConns(cfg))})
 	}
 	tel := newRelayTelemetry(cfg)
-	client, err := newSvixClient(cfg, tel)
+	client, pooled, err := newSvixClient(cfg, tel)
 	if err != nil {
 		return nil, fmt.Errorf("relay: svix client: %w", err)
 	}
@@ -121,6 +123,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		cfg:        cfg,
 		q:          newQueries(cfg.Schema),
 		svix:       client,
+		pooled:     pooled,
 		log:        cfg.Logger,
 		sendSlots:  make(chan struct{}, cfg.Concurrency),
 		drainSlots: make(chan struct{}, cfg.Concurrency),
@@ -281,6 +284,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	stopBeats()
 	bg.Wait()
 	r.leave()
+	if r.pooled != nil {
+		r.pooled.CloseIdleConnections() // a stopped relay holds no socket
+	}
 	r.lastSweep.Store(0)
 	r.log.InfoContext(ctx, "relay: stopped", "stats", r.Stats())
 	return nil

@@ -330,6 +330,8 @@ func TestGracefulShutdownLosesNothing(t *testing.T) {
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_deliveries").Scan(&history))
 	require.Equal(t, delivered, history, "everything Svix created was settled before Run returned")
 	require.Equal(t, len(committed)-delivered, b.pending(t))
+	require.Eventually(t, func() bool { return b.fake.OpenConnections() == 0 }, 30*time.Second, 10*time.Millisecond,
+		"a stopped relay holds no connection to Svix (%d open)", b.fake.OpenConnections())
 
 	b.start(t)
 	b.waitMessages(t, len(committed), 20*time.Second)

@@ -17,11 +17,18 @@ import (
 // newSvixClient builds the SDK client the relay owns: SDK retries off (the
 // relay schedules its own, and the SDK's are microseconds apart and ignore
 // 429), and a transport that reports Retry-After back to the caller and
-// traces and measures each call.
-func newSvixClient(cfg Config, tel *relayTelemetry) (*svix.Svix, error) {
+// traces and measures each call. pooled is the transport the relay made
+// for it (nil when the caller gave one): the relay closes its idle
+// connections when Run stops.
+func newSvixClient(cfg Config, tel *relayTelemetry) (client *svix.Svix, pooled *http.Transport, err error) {
+	httpClient := ownHTTPClient(cfg.HTTPClient, cfg.Concurrency)
+	pooled, _ = httpClient.Transport.(*http.Transport)
+	if cfg.HTTPClient != nil && cfg.HTTPClient.Transport != nil {
+		pooled = nil // the caller's transport is the caller's to close
+	}
 	opts := &svix.SvixOptions{
 		RetrySchedule: &[]time.Duration{},
-		HTTPClient:    ownHTTPClient(cfg.HTTPClient, cfg.Concurrency),
+		HTTPClient:    httpClient,
 		TransportWrapper: func(rt http.RoundTripper) http.RoundTripper {
 			return retryAfterTransport{next: tel.httpTransport(rt), clock: cfg.clock}
 		},
@@ -29,11 +36,12 @@ func newSvixClient(cfg Config, tel *relayTelemetry) (*svix.Svix, error) {
 	if cfg.SvixServerURL != "" {
 		u, err := url.Parse(cfg.SvixServerURL)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		opts.ServerUrl = u
 	}
-	return svix.New(cfg.SvixToken, opts)
+	client, err = svix.New(cfg.SvixToken, opts)
+	return client, pooled, err
 }
 
 // ownHTTPClient returns the client the SDK gets: never the caller's, which

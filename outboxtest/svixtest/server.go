@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -64,6 +65,7 @@ type Server struct {
 	token          atomic.Pointer[string]
 	latency        atomic.Int64
 	createAttempts atomic.Int64
+	openConns      atomic.Int64
 
 	mu  sync.Mutex // guards st and ids
 	st  store
@@ -93,6 +95,7 @@ func New(opts Options) *Server {
 	s.SetLatency(opts.Latency)
 	s.ts = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
 	s.ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	s.ts.Config.ConnState = s.countConn
 	s.ts.Start()
 	return s
 }
@@ -104,6 +107,21 @@ func NewT(t testing.TB, opts Options) *Server {
 	t.Cleanup(s.Close)
 	return s
 }
+
+// countConn keeps the count of open client connections.
+func (s *Server) countConn(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		s.openConns.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		s.openConns.Add(-1)
+	}
+}
+
+// OpenConnections is the number of client connections open to the fake
+// now, idle keep-alive ones included: a client that stopped should hold
+// none.
+func (s *Server) OpenConnections() int { return int(s.openConns.Load()) }
 
 // URL is the base URL of the fake (http://127.0.0.1:port), to be used as SvixOptions.ServerUrl.
 func (s *Server) URL() string { return s.ts.URL }
