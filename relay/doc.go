@@ -40,20 +40,23 @@
 //     outcomes per round trip and releases their leases; backoff.go picks
 //     the next attempt's time.
 //
-// The background loops Run starts beside the lanes, each a goroutine with
-// its own ticker on the relay's clock:
+// The background services Run starts beside the lanes, each a small type
+// with a Run method, its own ticker on the relay's clock, and only the
+// dependencies it uses (so each is built and tested alone):
 //
 //   - liveness.go (sql_liveness.go): the heartbeater, on a connection of its
 //     own; a relay whose heartbeat is late fences itself, and dead
 //     relays' lanes are taken over.
-//   - listener.go: LISTEN for the producers' NOTIFY, reconnecting with
-//     backoff; every reconnect asks for a full sweep.
-//   - sweep.go (sql_sweep.go): every PollInterval, due lanes, new events
-//     and, every 30 s, every pending organization.
-//   - prune.go, history.go (sql_prune.go, sql_history.go): hourly history
-//     partitions made ahead and dropped whole, idle lanes and dead relays'
-//     rows pruned.
-//   - telemetry.go: spans, counters and the backlog gauges' sampler.
+//   - sweep.go (sql_sweep.go): the sweeper, every PollInterval: due lanes,
+//     new events and, every 30 s, every pending organization.
+//   - prune.go, history.go (sql_prune.go, sql_history.go): the pruner:
+//     hourly history partitions made ahead and dropped whole, idle lanes
+//     and dead relays' rows pruned.
+//
+// Still methods of Relay: listener.go (LISTEN for the producers' NOTIFY,
+// reconnecting with backoff; every reconnect asks the sweeper for a full
+// sweep) and telemetry.go (spans, counters and the backlog gauges'
+// sampler).
 //
 // Beside Run: drain.go (DrainOrganization, one lane on demand, used by the
 // Temporal adapter), delegate.go (hand lanes to another Signaler instead of

@@ -62,8 +62,8 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 	}
 	r.listening.Store(true)
 	r.log.DebugContext(ctx, "relay: listening", "channel", r.cfg.Channel)
-	r.requestFullSweep() // what was notified while nobody listened is lost
-	r.sweep(ctx)
+	r.sweeper.requestFull() // what was notified while nobody listened is lost
+	r.sweeper.sweep(ctx)
 	for {
 		waitCtx, cancel := context.WithTimeout(ctx, listenPing)
 		n, err := conn.WaitForNotification(waitCtx)

@@ -60,7 +60,6 @@ type Relay struct {
 	listening       atomic.Bool  // the LISTEN connection is up
 	instance        pgtype.UUID  // this Relay's heartbeat row in outbox_relays
 	heartbeating    atomic.Bool  // Run is heartbeating: claims record the instance
-	lastSweep       atomic.Int64 // unix nanoseconds of the last sweep that reached the database
 	stats           stats
 	tel             *relayTelemetry
 	health          health // recent Svix calls, for quick retries
@@ -68,8 +67,7 @@ type Relay struct {
 	beats  *heartbeater // liveness
 	pruner *pruner      // history partitions and pruning
 
-	sweepMu sync.Mutex // one sweep at a time
-	sweeper sweeper
+	sweeper *sweeper // work no signal announced
 
 	clock clockwork.Clock // Config.clock
 
@@ -137,6 +135,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 	}
 	r.beats = newHeartbeater(pool.Config().ConnConfig, r.q, cfg, r.instance, r.enqueueDue, &r.testSignals.Beat)
 	r.pruner = newPruner(pool, r.q, cfg, &r.testSignals.Pruned)
+	r.sweeper = newSweeper(r)
 	if cfg.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
 	}
@@ -261,7 +260,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		go func() { defer bg.Done(); r.listen(ctx) }()
 	}
 	bg.Add(2)
-	go func() { defer bg.Done(); r.sweepLoop(ctx) }()
+	go func() { defer bg.Done(); r.sweeper.Run(ctx) }()
 	go func() { defer bg.Done(); r.pruner.Run(ctx) }()
 
 	var lanes sync.WaitGroup
@@ -287,7 +286,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if r.pooled != nil {
 		r.pooled.CloseIdleConnections() // a stopped relay holds no socket
 	}
-	r.lastSweep.Store(0)
+	r.sweeper.last.Store(0)
 	r.log.InfoContext(ctx, "relay: stopped", "stats", r.Stats())
 	return nil
 }
@@ -307,7 +306,7 @@ func waitTimeout(clock clockwork.Clock, wg *sync.WaitGroup, d time.Duration) boo
 // the LISTEN connection is up (or PollOnly is set) and the last sweep
 // reached the database.
 func (r *Relay) Ready() bool {
-	return r.running.Load() && r.alive() && r.sweptRecently() && (r.cfg.PollOnly || r.listening.Load())
+	return r.running.Load() && r.alive() && r.sweeper.recently() && (r.cfg.PollOnly || r.listening.Load())
 }
 
 func (r *Relay) authPaused() bool {

@@ -2,10 +2,17 @@ package relay
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jonboulle/clockwork"
+
+	"github.com/outboxrelay/outbox/internal/testsignal"
 )
 
 const (
@@ -30,8 +37,29 @@ const (
 	newEventsPage = 50_000
 )
 
-// sweeper is the sweep's memory between sweeps.
+// sweeper is the maintenance service that finds work no signal announced:
+// every PollInterval it queues the lanes due now, the organizations of
+// new events, and (every fullSweepEvery) those of any pending event no
+// lane knows of. It needs the pool, the queries, a clock, a logger and the
+// relay's queueing callbacks, nothing of the lanes themselves.
 type sweeper struct {
+	pool  *pgxpool.Pool
+	q     queries
+	clock clockwork.Clock
+	log   *slog.Logger
+	every time.Duration // Config.PollInterval
+	// enqueue queues organizations for a turn unless known to wait;
+	// enqueueDue queues them whatever they waited for; forgetPastWaits
+	// drops the relay's waits whose time has come.
+	enqueue, enqueueDue func(orgs ...string)
+	forgetPastWaits     func()
+	// swept is signalled after each sweep (tests).
+	swept *testsignal.Signal[struct{}]
+	// last is when a sweep last reached the database, in unix nanoseconds.
+	last atomic.Int64
+
+	mu sync.Mutex // one sweep at a time; guards what follows
+
 	// trail holds the highest id seen by the last sweepTrail sweeps,
 	// oldest first; the next sweep reads ids above trail[0].
 	trail    []int64
@@ -46,28 +74,34 @@ type sweeper struct {
 	page int
 }
 
-// sweepLoop sweeps every PollInterval.
-func (r *Relay) sweepLoop(ctx context.Context) {
-	poll := r.clock.NewTicker(r.cfg.PollInterval)
+// newSweeper returns the sweeper of relay r, configured by r.cfg.
+func newSweeper(r *Relay) *sweeper {
+	return &sweeper{pool: r.pool, q: r.q, clock: r.clock, log: r.log, every: r.cfg.PollInterval,
+		enqueue: r.enqueue, enqueueDue: r.enqueueDue, forgetPastWaits: r.forgetPastWaits, swept: &r.testSignals.Swept}
+}
+
+// Run sweeps at start (a full sweep) and every s.every until ctx ends.
+func (s *sweeper) Run(ctx context.Context) {
+	poll := s.clock.NewTicker(s.every)
 	defer poll.Stop()
-	r.requestFullSweep()
-	r.sweep(ctx)
+	s.requestFull()
+	s.sweep(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-poll.Chan():
-			r.sweep(ctx)
+			s.sweep(ctx)
 		}
 	}
 }
 
 // requestFullSweep makes the next sweep look at every pending organization
 // (notifications sent while LISTEN was down are lost).
-func (r *Relay) requestFullSweep() {
-	r.sweepMu.Lock()
-	r.sweeper.full = true
-	r.sweepMu.Unlock()
+func (s *sweeper) requestFull() {
+	s.mu.Lock()
+	s.full = true
+	s.mu.Unlock()
 }
 
 // sweep queues the lanes that need a turn and nobody signalled: lanes whose
@@ -83,31 +117,31 @@ func (r *Relay) requestFullSweep() {
 // the new events) never keeps the others, due retries first, from being
 // found. A sweep counts as done (Ready) when its due-lanes step reached the
 // database.
-func (r *Relay) sweep(ctx context.Context) {
-	r.sweepMu.Lock()
-	defer r.sweepMu.Unlock()
-	defer r.testSignals.Swept.Signal(struct{}{})
-	r.forgetPastWaits()
+func (s *sweeper) sweep(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.swept.Signal(struct{}{})
+	s.forgetPastWaits()
 	var due, found, more []string
-	if r.sweepStep(ctx, "due lanes", func(ctx context.Context, tx pgx.Tx) (err error) {
-		due, err = collectOrgs(ctx, tx, r.q.dueLanes, sweepLimit)
+	if s.step(ctx, "due lanes", func(ctx context.Context, tx pgx.Tx) (err error) {
+		due, err = collectOrgs(ctx, tx, s.q.dueLanes, sweepLimit)
 		return err
 	}) {
-		r.enqueueDue(shuffled(due)...)
-		r.lastSweep.Store(r.clock.Now().UnixNano())
+		s.enqueueDue(shuffled(due)...)
+		s.last.Store(s.clock.Now().UnixNano())
 	}
-	if r.sweepStep(ctx, "new events", func(ctx context.Context, tx pgx.Tx) (err error) {
-		found, err = r.sweepNew(ctx, tx)
+	if s.step(ctx, "new events", func(ctx context.Context, tx pgx.Tx) (err error) {
+		found, err = s.sweepNew(ctx, tx)
 		return err
 	}) {
-		r.enqueue(shuffled(found)...)
+		s.enqueue(shuffled(found)...)
 	}
-	if r.sweeper.full || r.sweeper.fullFrom != "" || r.clock.Since(r.sweeper.lastFull) >= fullSweepEvery {
-		if r.sweepStep(ctx, "undiscovered organizations", func(ctx context.Context, tx pgx.Tx) (err error) {
-			more, err = r.sweepUndiscovered(ctx, tx)
+	if s.full || s.fullFrom != "" || s.clock.Since(s.lastFull) >= fullSweepEvery {
+		if s.step(ctx, "undiscovered organizations", func(ctx context.Context, tx pgx.Tx) (err error) {
+			more, err = s.sweepUndiscovered(ctx, tx)
 			return err
 		}) {
-			r.enqueue(shuffled(more)...)
+			s.enqueue(shuffled(more)...)
 		}
 	}
 }
@@ -115,29 +149,29 @@ func (r *Relay) sweep(ctx context.Context) {
 // sweepStep runs one step of the sweep in a read-only transaction bounded
 // by backgroundTimeout, and reports whether it succeeded (a failure is
 // logged).
-func (r *Relay) sweepStep(ctx context.Context, what string, step func(context.Context, pgx.Tx) error) bool {
+func (s *sweeper) step(ctx context.Context, what string, step func(context.Context, pgx.Tx) error) bool {
 	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 	defer cancel()
-	err := pgx.BeginTxFunc(qctx, r.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(qctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(qctx, sqlReadSettings); err != nil {
 			return err
 		}
 		return step(qctx, tx)
 	})
 	if err != nil && ctx.Err() == nil {
-		r.log.WarnContext(ctx, "relay: sweep failed", "step", what, "error", err)
+		s.log.WarnContext(ctx, "relay: sweep failed", "step", what, "error", err)
 	}
 	return err == nil
 }
 
 // sweepNew returns the undiscovered organizations with events appended
 // since the last sweeps.
-func (r *Relay) sweepNew(ctx context.Context, tx pgx.Tx) ([]string, error) {
-	sw := &r.sweeper
+func (s *sweeper) sweepNew(ctx context.Context, tx pgx.Tx) ([]string, error) {
+	sw := s
 	if len(sw.trail) == 0 {
 		// Start at the end: what is already pending is the full sweep's.
 		var top int64
-		if err := tx.QueryRow(ctx, r.q.maxEventID).Scan(&top); err != nil {
+		if err := tx.QueryRow(ctx, s.q.maxEventID).Scan(&top); err != nil {
 			return nil, err
 		}
 		sw.trail = []int64{top}
@@ -147,7 +181,7 @@ func (r *Relay) sweepNew(ctx context.Context, tx pgx.Tx) ([]string, error) {
 	if page == 0 {
 		page = newEventsPage
 	}
-	rows, err := tx.Query(ctx, r.q.newEvents, sw.trail[0], page)
+	rows, err := tx.Query(ctx, s.q.newEvents, sw.trail[0], page)
 	if err != nil {
 		return nil, err
 	}
@@ -190,9 +224,9 @@ func maxOf(a, b int64) int64 {
 // sweepUndiscovered returns a page of the organizations with pending
 // events no lane knows of, and notes where the next page starts (the next
 // sweep reads it) until the scan reaches the last organization.
-func (r *Relay) sweepUndiscovered(ctx context.Context, tx pgx.Tx) ([]string, error) {
-	sw := &r.sweeper
-	rows, err := tx.Query(ctx, r.q.undiscovered, sweepLimit, sw.fullFrom)
+func (s *sweeper) sweepUndiscovered(ctx context.Context, tx pgx.Tx) ([]string, error) {
+	sw := s
+	rows, err := tx.Query(ctx, s.q.undiscovered, sweepLimit, sw.fullFrom)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +245,7 @@ func (r *Relay) sweepUndiscovered(ctx context.Context, tx pgx.Tx) ([]string, err
 	}
 	sw.full = false
 	if last == nil { // past the last organization
-		sw.fullFrom, sw.lastFull = "", r.clock.Now()
+		sw.fullFrom, sw.lastFull = "", s.clock.Now()
 	} else {
 		sw.fullFrom = *last
 	}
@@ -234,9 +268,9 @@ func shuffled(orgs []string) []string {
 	return orgs
 }
 
-// sweptRecently reports whether a sweep reached the database lately: within
+// recently reports whether a sweep reached the database lately: within
 // three PollIntervals plus the time one sweep may take.
-func (r *Relay) sweptRecently() bool {
-	last := r.lastSweep.Load()
-	return last != 0 && r.clock.Since(time.Unix(0, last)) < 3*r.cfg.PollInterval+backgroundTimeout
+func (s *sweeper) recently() bool {
+	last := s.last.Load()
+	return last != 0 && s.clock.Since(time.Unix(0, last)) < 3*s.every+backgroundTimeout
 }

@@ -52,7 +52,7 @@ func BenchmarkSweep(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			r.sweep(ctx) // starts the incremental cursor
+			r.sweeper.sweep(ctx) // starts the incremental cursor
 			b.ResetTimer()
 			for range b.N {
 				b.StopTimer()
@@ -64,10 +64,10 @@ func BenchmarkSweep(b *testing.B) {
 					r.sweeper.lastFull = time.Now()
 				}
 				b.StartTimer()
-				r.sweep(ctx)
+				r.sweeper.sweep(ctx)
 			}
 			b.StopTimer()
-			if r.lastSweep.Load() == 0 {
+			if r.sweeper.last.Load() == 0 {
 				b.Fatal("the sweep never reached the database")
 			}
 			r.mu.Lock()

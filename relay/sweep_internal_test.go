@@ -38,7 +38,7 @@ func TestDueLanesAreQueuedWhateverTheNewEventsStepDoes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	r, db := sweepSetup(t)
-	r.sweep(ctx) // the first sweep starts the new-events cursor
+	r.sweeper.sweep(ctx) // the first sweep starts the new-events cursor
 	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id, due_at) VALUES ('org-due', now() - interval '1 second')`)
 	require.NoError(t, err)
 
@@ -49,7 +49,7 @@ func TestDueLanesAreQueuedWhateverTheNewEventsStepDoes(t *testing.T) {
 	require.NoError(t, err)
 
 	swept := make(chan struct{})
-	go func() { defer close(swept); r.sweep(ctx) }()
+	go func() { defer close(swept); r.sweeper.sweep(ctx) }()
 	require.Eventually(t, func() bool { return queued(r, "org-due") }, 30*time.Second, 5*time.Millisecond,
 		"the due lane waited for the new-events step")
 	require.NoError(t, lock.Rollback(ctx))
@@ -65,7 +65,7 @@ func TestNewEventsAreReadAPageAtATime(t *testing.T) {
 	ctx := context.Background()
 	r, db := sweepSetup(t)
 	r.sweeper.page = 100
-	r.sweep(ctx)
+	r.sweeper.sweep(ctx)
 	const orgs = 450
 	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
 		SELECT gen_random_uuid(), 'org-' || g, 'x.y', '{}' FROM generate_series(1, $1) g`, orgs)
@@ -73,7 +73,7 @@ func TestNewEventsAreReadAPageAtATime(t *testing.T) {
 	r.sweeper.lastFull = time.Now() // no full sweep: the pages alone
 
 	for sweeps := 1; sweeps <= orgs/100+1; sweeps++ {
-		r.sweep(ctx)
+		r.sweeper.sweep(ctx)
 		r.mu.Lock()
 		n := len(r.queue)
 		r.mu.Unlock()
@@ -96,7 +96,7 @@ func TestSweepForgetsPastWaits(t *testing.T) {
 	r.waiting["org-past"] = time.Now().Add(-time.Second)
 	r.waiting["org-future"] = time.Now().Add(time.Hour)
 	r.mu.Unlock()
-	r.sweep(context.Background())
+	r.sweeper.sweep(context.Background())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	require.NotContains(t, r.waiting, "org-past")
