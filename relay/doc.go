@@ -52,11 +52,12 @@
 //   - prune.go, history.go (sql_prune.go, sql_history.go): the pruner:
 //     hourly history partitions made ahead and dropped whole, idle lanes
 //     and dead relays' rows pruned.
+//   - listener.go: the listener, LISTEN for the producers' NOTIFY on a
+//     connection of its own, reconnecting with backoff; every reconnect
+//     asks the sweeper for a full sweep.
 //
-// Still methods of Relay: listener.go (LISTEN for the producers' NOTIFY,
-// reconnecting with backoff; every reconnect asks the sweeper for a full
-// sweep) and telemetry.go (spans, counters and the backlog gauges'
-// sampler).
+// Still part of Relay: telemetry.go (spans, counters and the backlog
+// gauges' sampler).
 //
 // Beside Run: drain.go (DrainOrganization, one lane on demand, used by the
 // Temporal adapter), delegate.go (hand lanes to another Signaler instead of

@@ -3,9 +3,12 @@ package relay
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/outboxrelay/outbox"
 )
@@ -14,27 +17,52 @@ import (
 // server, so a dead connection is noticed.
 const listenPing = 30 * time.Second
 
-// listen holds a dedicated connection LISTENing on the channel and queues
-// the organization each notification names. It reconnects with backoff
-// and sweeps after every (re)connect, since notifications sent while it
-// was away are lost.
-func (r *Relay) listen(ctx context.Context) {
+// listener is the service that holds a dedicated connection LISTENing on
+// the channel and queues the organization each notification names. It
+// needs the database's address, the channel, a clock, a logger and two
+// callbacks, nothing of the lanes.
+type listener struct {
+	connConfig *pgx.ConnConfig
+	channel    string
+	clock      clockwork.Clock
+	log        *slog.Logger
+	// enqueue queues a notified organization for a turn; connected runs
+	// after every (re)connect (a full sweep: notifications sent while
+	// nobody listened are lost).
+	enqueue   func(orgs ...string)
+	connected func(ctx context.Context)
+	// up: the LISTEN connection is up.
+	up atomic.Bool
+}
+
+// newListener returns the listener of relay r.
+func newListener(r *Relay) *listener {
+	return &listener{connConfig: r.pool.Config().ConnConfig, channel: r.cfg.Channel, clock: r.clock, log: r.log,
+		enqueue: r.enqueue, connected: func(ctx context.Context) {
+			r.sweeper.requestFull()
+			r.sweeper.sweep(ctx)
+		}}
+}
+
+// Run listens until ctx ends, reconnecting with backoff (100 ms doubling
+// to 5 s, reset after a connection that lasted a minute).
+func (l *listener) Run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		connected := r.clock.Now()
-		err := r.listenOnce(ctx)
-		r.listening.Store(false)
+		connected := l.clock.Now()
+		err := l.listenOnce(ctx)
+		l.up.Store(false)
 		if ctx.Err() != nil {
 			return
 		}
-		if r.clock.Since(connected) > time.Minute {
+		if l.clock.Since(connected) > time.Minute {
 			backoff = 100 * time.Millisecond // it was healthy: start over
 		}
-		r.log.WarnContext(ctx, "relay: LISTEN connection lost, reconnecting", "error", err, "backoff", backoff)
+		l.log.WarnContext(ctx, "relay: LISTEN connection lost, reconnecting", "error", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.clock.After(backoff):
+		case <-l.clock.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
@@ -45,8 +73,8 @@ func (r *Relay) listen(ctx context.Context) {
 // MaxConns), so that it never holds a pool connection for good.
 const listenAppName = "outbox relay LISTEN"
 
-func (r *Relay) listenOnce(ctx context.Context) error {
-	cfg := r.pool.Config().ConnConfig.Copy()
+func (l *listener) listenOnce(ctx context.Context) error {
+	cfg := l.connConfig.Copy()
 	cfg.RuntimeParams["application_name"] = listenAppName
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -57,13 +85,12 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.cfg.Channel}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
 		return err
 	}
-	r.listening.Store(true)
-	r.log.DebugContext(ctx, "relay: listening", "channel", r.cfg.Channel)
-	r.sweeper.requestFull() // what was notified while nobody listened is lost
-	r.sweeper.sweep(ctx)
+	l.up.Store(true)
+	l.log.DebugContext(ctx, "relay: listening", "channel", l.channel)
+	l.connected(ctx)
 	for {
 		waitCtx, cancel := context.WithTimeout(ctx, listenPing)
 		n, err := conn.WaitForNotification(waitCtx)
@@ -71,7 +98,7 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 		switch {
 		case err == nil:
 			if outbox.ValidateOrganizationID(n.Payload) == nil {
-				r.enqueue(n.Payload)
+				l.enqueue(n.Payload)
 			}
 		case ctx.Err() != nil:
 			return ctx.Err()

@@ -57,7 +57,6 @@ type Relay struct {
 	running atomic.Bool
 
 	authPausedUntil atomic.Int64 // unix nanoseconds
-	listening       atomic.Bool  // the LISTEN connection is up
 	instance        pgtype.UUID  // this Relay's heartbeat row in outbox_relays
 	heartbeating    atomic.Bool  // Run is heartbeating: claims record the instance
 	stats           stats
@@ -67,7 +66,8 @@ type Relay struct {
 	beats  *heartbeater // liveness
 	pruner *pruner      // history partitions and pruning
 
-	sweeper *sweeper // work no signal announced
+	sweeper  *sweeper  // work no signal announced
+	listener *listener // NOTIFY
 
 	clock clockwork.Clock // Config.clock
 
@@ -136,6 +136,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 	r.beats = newHeartbeater(pool.Config().ConnConfig, r.q, cfg, r.instance, r.enqueueDue, &r.testSignals.Beat)
 	r.pruner = newPruner(pool, r.q, cfg, &r.testSignals.Pruned)
 	r.sweeper = newSweeper(r)
+	r.listener = newListener(r)
 	if cfg.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
 	}
@@ -257,7 +258,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); beats.loop(beatCtx) }()
 	if !r.cfg.PollOnly {
 		bg.Add(1)
-		go func() { defer bg.Done(); r.listen(ctx) }()
+		go func() { defer bg.Done(); r.listener.Run(ctx) }()
 	}
 	bg.Add(2)
 	go func() { defer bg.Done(); r.sweeper.Run(ctx) }()
@@ -306,7 +307,7 @@ func waitTimeout(clock clockwork.Clock, wg *sync.WaitGroup, d time.Duration) boo
 // the LISTEN connection is up (or PollOnly is set) and the last sweep
 // reached the database.
 func (r *Relay) Ready() bool {
-	return r.running.Load() && r.alive() && r.sweeper.recently() && (r.cfg.PollOnly || r.listening.Load())
+	return r.running.Load() && r.alive() && r.sweeper.recently() && (r.cfg.PollOnly || r.listener.up.Load())
 }
 
 func (r *Relay) authPaused() bool {
