@@ -68,7 +68,6 @@ func TestDrainReportsWhenTheNextTurnCanDeliver(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.QuickRetries = -1
-	b.cfg.RetryBaseDelay, b.cfg.RetryMaxDelay = 2*time.Second, 2*time.Second
 	b.appendCommitted(t, []string{"org-next"}, 1)
 	r := b.newRelay(t)
 
@@ -76,15 +75,21 @@ func TestDrainReportsWhenTheNextTurnCanDeliver(t *testing.T) {
 	res, err := r.DrainOrganization(b.ctx, "org-next", 5*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Retried)
+	// The retry's delay is jittered (it may be a millisecond): in the
+	// database, the head's retry is an hour away.
+	var retryAt time.Time
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `UPDATE outbox_events SET next_attempt_at = now() + interval '1 hour'
+		WHERE next_attempt_at IS NOT NULL RETURNING next_attempt_at`).Scan(&retryAt))
+	_, err = b.db.Pool.Exec(b.ctx, `UPDATE outbox_lanes SET due_at = $1`, retryAt)
+	require.NoError(t, err)
 	b.appendCommitted(t, []string{"org-next"}, 1) // due now, but behind the head
 
 	res, err = r.DrainOrganization(b.ctx, "org-next", 5*time.Second)
 	require.NoError(t, err)
 	require.Zero(t, res.Delivered, "the head's retry is not due yet")
 	require.Equal(t, 2, res.Remaining)
-	require.True(t, res.NextAttemptAt.After(time.Now()), "the head waits for its retry")
-	require.True(t, res.NextTurnAt.After(time.Now()), "and the lane with it, the new event behind it too: NextTurnAt %s", res.NextTurnAt)
-	require.WithinDuration(t, time.Now().Add(2*time.Second), res.NextTurnAt, 2*time.Second)
+	require.True(t, res.NextAttemptAt.Equal(retryAt), "the head waits for its retry: %s, want %s", res.NextAttemptAt, retryAt)
+	require.True(t, res.NextTurnAt.Equal(retryAt), "and the lane with it, the new event behind it too: NextTurnAt %s", res.NextTurnAt)
 
 	// Time passes in the database: the head's retry and the lane come due.
 	_, err = b.db.Pool.Exec(b.ctx, `UPDATE outbox_events SET next_attempt_at = now() WHERE next_attempt_at > now()`)
