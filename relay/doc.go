@@ -56,8 +56,9 @@
 //     connection of its own, reconnecting with backoff; every reconnect
 //     asks the sweeper for a full sweep.
 //
-// Still part of Relay: telemetry.go (spans, counters and the backlog
-// gauges' sampler).
+// Collections drive one more, with no loop of its own: backlog.go
+// (sql_backlog.go), the backlog gauges' sampler, one cached query per
+// collection at most. telemetry.go holds the spans and counters.
 //
 // Beside Run: drain.go (DrainOrganization, one lane on demand, used by the
 // Temporal adapter), delegate.go (hand lanes to another Signaler instead of

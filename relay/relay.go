@@ -68,6 +68,7 @@ type Relay struct {
 
 	sweeper  *sweeper  // work no signal announced
 	listener *listener // NOTIFY
+	backlog  *backlogSampler
 
 	clock clockwork.Clock // Config.clock
 
@@ -137,6 +138,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 	r.pruner = newPruner(pool, r.q, cfg, &r.testSignals.Pruned)
 	r.sweeper = newSweeper(r)
 	r.listener = newListener(r)
+	r.backlog = newBacklogSampler(pool, r.q, cfg)
 	if cfg.RateLimit > 0 {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit/10)))
 	}
@@ -247,7 +249,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err := beats.beat(ctx); err != nil && ctx.Err() == nil {
 		r.log.WarnContext(ctx, "relay: first heartbeat failed; no call starts until one gets through", "error", err)
 	}
-	defer r.observeBacklog()()
+	defer r.backlog.observe(r.tel)()
 	// Heartbeats go on until the last settlement is done: a relay that
 	// stopped heartbeating when ctx ended would have its lanes taken over
 	// while its in-flight calls finish, and its settlements thrown away.

@@ -6,9 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jonboulle/clockwork"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -63,16 +61,6 @@ const (
 // that aggregates the organizations not reported by name.
 const OtherOrganizations = "_other"
 
-// backlogCacheTTL is how long one backlog reading answers collections at
-// least, so that several scrapers cost one query; a reading that took long
-// (a deep backlog: the query is O(pending events)) answers for
-// backlogCostFactor times its duration, so that it never takes more than
-// 1/backlogCostFactor of one connection's time.
-const (
-	backlogCacheTTL   = 5 * time.Second
-	backlogCostFactor = 20
-)
-
 // latencyBuckets are the delivery latency histogram's bounds, in seconds:
 // from a millisecond (NOTIFY) to an hour (an outage's backlog).
 var latencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
@@ -92,18 +80,6 @@ type relayTelemetry struct {
 
 	typeSets     sync.Map // event type → attribute.Set
 	typeSetCount atomic.Int64
-
-	backlogMu   sync.Mutex
-	backlogAt   time.Time
-	backlogTook time.Duration
-	backlogRead []backlogRow
-}
-
-// backlogRow is one series of the backlog gauges.
-type backlogRow struct {
-	org    string
-	events int64
-	age    float64
 }
 
 func newRelayTelemetry(cfg Config) *relayTelemetry {
@@ -294,67 +270,4 @@ func (o outcome) String() string {
 		return "auth_failed"
 	}
 	return "unsent"
-}
-
-// observeBacklog registers the backlog gauges' callback until the returned
-// function is called (Run's lifetime).
-func (r *Relay) observeBacklog() (stop func()) {
-	t := r.tel
-	reg, err := t.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		rows, err := r.readBacklog(ctx)
-		if err != nil {
-			return err
-		}
-		for _, row := range rows {
-			org := metric.WithAttributes(telemetry.OrganizationID.String(row.org))
-			o.ObserveInt64(t.backlogEvents, row.events, org)
-			o.ObserveFloat64(t.backlogAge, row.age, org)
-		}
-		return nil
-	}, t.backlogEvents, t.backlogAge)
-	if err != nil {
-		otel.Handle(err)
-		return func() {}
-	}
-	return func() { _ = reg.Unregister() }
-}
-
-// readBacklog returns the backlog series, read at most every
-// backlogCacheTTL.
-func (r *Relay) readBacklog(ctx context.Context) ([]backlogRow, error) {
-	t := r.tel
-	t.backlogMu.Lock()
-	defer t.backlogMu.Unlock()
-	if t.clock.Since(t.backlogAt) < max(backlogCacheTTL, backlogCostFactor*t.backlogTook) {
-		return t.backlogRead, nil
-	}
-	start := t.clock.Now()
-	qctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
-	defer cancel()
-	rows, err := r.pool.Query(qctx, r.q.backlog, max(r.cfg.BacklogTopOrganizations, 0))
-	if err != nil {
-		return nil, err
-	}
-	var (
-		read   = []backlogRow{}
-		org    *string
-		events int64
-		age    float64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&org, &events, &age}, func() error {
-		row := backlogRow{org: OtherOrganizations, events: events, age: age}
-		if org != nil {
-			row.org = *org
-		}
-		read = append(read, row)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if len(read) == 0 { // nothing pending: say so, rather than go silent
-		read = append(read, backlogRow{org: OtherOrganizations})
-	}
-	t.backlogRead, t.backlogAt, t.backlogTook = read, t.clock.Now(), t.clock.Since(start)
-	return read, nil
 }
