@@ -202,11 +202,11 @@ func (a *Admin) ListEvents(ctx context.Context, p ListEventsParams) ([]EventReco
 	if p.Limit == 0 {
 		p.Limit = DefaultListEventsLimit
 	}
-	since := p.Since
-	if since.IsZero() {
-		since = time.Now().Add(-DefaultListEventsSince)
+	var since *time.Time // NULL: DefaultListEventsSince before the database's now()
+	if !p.Since.IsZero() {
+		since = &p.Since
 	}
-	rows, err := a.db.Query(ctx, a.q.events.list, p.OrganizationID, since, string(p.State), p.Limit)
+	rows, err := a.db.Query(ctx, a.q.events.list, p.OrganizationID, since, string(p.State), p.Limit, DefaultListEventsSince.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("relay: list events of %s: %w", p.OrganizationID, err)
 	}

@@ -64,6 +64,9 @@ SELECT ` + eventColumns + ` FROM (` +
 	settledEventSelect + ` WHERE h.event_id = $1
 ) s ORDER BY rank, at DESC LIMIT 1`
 
+// listSince is sqlListEvents' lower bound on created_at.
+const listSince = `coalesce($2::timestamptz, now() - make_interval(secs => $5::float8))`
+
 // sqlListEvents lists one organization's events created since a time,
 // newest (highest id) first, each place's at most $4 by its own key:
 //
@@ -74,22 +77,23 @@ SELECT ` + eventColumns + ` FROM (` +
 //     by settled_at instead (an event settles after it is created), which
 //     prunes the hourly partitions that end before $2 and reads the others.
 //
-// A branch whose state $3 excludes is not run. $1 org, $2 created since,
-// $3 state (empty: any), $4 limit.
+// A branch whose state $3 excludes is not run. $1 org, $2 created since
+// (NULL: $5 seconds before the database's now(), the clock created_at was
+// read from), $3 state (empty: any), $4 limit.
 const sqlListEvents = `
 SELECT ` + eventColumns + ` FROM ((` +
 	pendingEventSelect + `
     WHERE $3 IN ('', 'pending')
-      AND e.organization_id >= $1 AND e.organization_id <= $1 AND e.created_at >= $2
+      AND e.organization_id >= $1 AND e.organization_id <= $1 AND e.created_at >= ` + listSince + `
     ORDER BY e.organization_id DESC, e.id DESC LIMIT $4
 ) UNION ALL (` +
 	deadEventSelect + `
     WHERE $3 IN ('', 'dead_lettered')
-      AND d.organization_id >= $1 AND d.organization_id <= $1 AND d.created_at >= $2
+      AND d.organization_id >= $1 AND d.organization_id <= $1 AND d.created_at >= ` + listSince + `
     ORDER BY d.organization_id DESC, d.id DESC LIMIT $4
 ) UNION ALL (` +
 	settledEventSelect + `
     WHERE $3 IN ('', 'delivered', 'skipped') AND ($3 = '' OR h.outcome = $3)
-      AND h.organization_id = $1 AND h.settled_at >= $2 AND h.created_at >= $2
+      AND h.organization_id = $1 AND h.settled_at >= ` + listSince + ` AND h.created_at >= ` + listSince + `
     ORDER BY h.id DESC LIMIT $4
 )) s ORDER BY id DESC, rank, at DESC LIMIT $4`
