@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -55,7 +56,10 @@ func (r DrainResult) progressed() bool {
 func (r DrainResult) held() bool { return r.Busy || r.RateLimited || r.AuthFailed }
 
 // activities holds the drain activity's dependencies.
-type activities struct{ drainer Drainer }
+type activities struct {
+	drainer Drainer
+	clock   clockwork.Clock // the heartbeat ticker's: real, or a test's fake
+}
 
 // drain is the drain activity: one DrainOrganization call, heartbeating
 // while it works. It fails only when the database is out of reach (the
@@ -66,7 +70,7 @@ func (a *activities) drain(ctx context.Context, in DrainInput) (DrainResult, err
 		return DrainResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrorTypeInvalidInput, err)
 	}
 	budget := time.Duration(in.BudgetMillis) * time.Millisecond
-	stop := heartbeat(ctx)
+	stop := heartbeat(ctx, a.clock, activity.GetInfo(ctx).HeartbeatTimeout, func() { activity.RecordHeartbeat(ctx) })
 	res, err := a.drainer.DrainOrganization(ctx, in.OrganizationID, budget)
 	stop()
 	if errors.Is(err, relay.ErrInvalidBudget) {
@@ -82,19 +86,19 @@ func (a *activities) drain(ctx context.Context, in DrainInput) (DrainResult, err
 	}, nil
 }
 
-// heartbeat records a heartbeat every third of the activity's heartbeat
-// timeout until stop is called, so Temporal knows the drain is alive (and
-// retries it elsewhere soon after its worker dies).
-func heartbeat(ctx context.Context) (stop func()) {
-	timeout := activity.GetInfo(ctx).HeartbeatTimeout
+// heartbeat calls record every third of the activity's heartbeat timeout
+// on clock, until stop is called or ctx ends, so Temporal knows the drain
+// is alive (and retries it elsewhere soon after its worker dies). No
+// timeout: no heartbeat.
+func heartbeat(ctx context.Context, clock clockwork.Clock, timeout time.Duration, record func()) (stop func()) {
 	if timeout <= 0 {
 		return func() {}
 	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
+	t := clock.NewTicker(timeout / 3)
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(timeout / 3)
 		defer t.Stop()
 		for {
 			select {
@@ -102,8 +106,8 @@ func heartbeat(ctx context.Context) (stop func()) {
 				return
 			case <-ctx.Done():
 				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx)
+			case <-t.Chan():
+				record()
 			}
 		}
 	}()

@@ -2,13 +2,15 @@ module github.com/outboxrelay/outbox/outboxtemporal
 
 go 1.25.0
 
-require github.com/outboxrelay/outbox v0.1.0
+require (
+	github.com/jonboulle/clockwork v0.5.0
+	github.com/outboxrelay/outbox v0.1.0
+)
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
-	github.com/jonboulle/clockwork v0.5.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.46.0 // indirect
 	go.opentelemetry.io/otel/metric v1.46.0 // indirect

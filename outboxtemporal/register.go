@@ -3,6 +3,7 @@ package outboxtemporal
 import (
 	"fmt"
 
+	"github.com/jonboulle/clockwork"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/workflow"
 )
@@ -33,7 +34,7 @@ func Register(r Registry, d Drainer, opts Options) error {
 	if err := RegisterWorkflow(r, opts); err != nil {
 		return err
 	}
-	a := &activities{drainer: d}
+	a := &activities{drainer: d, clock: clockwork.NewRealClock()}
 	r.RegisterActivityWithOptions(a.drain, activity.RegisterOptions{Name: ActivityName})
 	return nil
 }
