@@ -21,7 +21,9 @@ import (
 	"github.com/outboxrelay/outbox/relay"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// The relay's tests mostly wait, on the fake's latency and on the
+// database's clock (leases, liveness): six at once keep two cores busy.
+func TestMain(m *testing.M) { pgtest.MainParallel(m, 6) }
 
 // bundle is what a relay test works with: its own schema, a Svix fake, and
 // a relay configuration pointing at both.

@@ -11,9 +11,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"net/url"
 	"os"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +42,23 @@ var (
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 func Main(m *testing.M) { os.Exit(runMain(m, true)) }
+
+// MainParallel is Main running up to n parallel tests at once (at least
+// GOMAXPROCS), unless the command line sets -test.parallel: for a package
+// whose tests mostly wait (on a fake's latency, on the database's clock
+// for leases and liveness) rather than compute, where the default of
+// GOMAXPROCS leaves the machine idle.
+func MainParallel(m *testing.M, n int) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		if err := flag.Set("test.parallel", strconv.Itoa(max(n, runtime.GOMAXPROCS(0)))); err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest: set -test.parallel:", err)
+		}
+	}
+	Main(m)
+}
 
 // MainNoLeakCheck is Main without the goroutine check, for test binaries
 // that host a server whose goroutines outlive its Stop (the in-process
