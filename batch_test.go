@@ -94,3 +94,52 @@ func TestAppendBatchParallelValidationPanicReachesCaller(t *testing.T) {
 type panicky struct{}
 
 func (panicky) MarshalJSON() ([]byte, error) { panic("MarshalJSON panicked") }
+
+// A batch copies only the optional columns some element sets; each row
+// gets its own element's channels and tags, NULL where it has none, and
+// the trace columns stay NULL without a span.
+func TestAppendBatchStoresEachElementsRouting(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	routed := func(channels, tags []string) outbox.AppendParams {
+		p := params("org-r", map[string]any{})
+		p.Channels, p.Tags = channels, tags
+		return p
+	}
+	cases := []struct {
+		name  string
+		batch []outbox.AppendParams
+	}{
+		{"none", []outbox.AppendParams{routed(nil, nil), routed(nil, nil)}},
+		{"channels only", []outbox.AppendParams{routed(nil, nil), routed([]string{"eu"}, nil)}},
+		{"tags only", []outbox.AppendParams{routed(nil, []string{"t1"}), routed(nil, nil)}},
+		{"both, on different elements", []outbox.AppendParams{routed([]string{"eu", "us"}, nil), routed(nil, nil), routed(nil, []string{"t1", "t2"})}},
+	}
+	for _, tc := range cases {
+		_, err := b.pool.Exec(b.ctx, "DELETE FROM outbox_events")
+		require.NoError(t, err, tc.name)
+		res, err := outbox.AppendBatch(b.ctx, b.pool, tc.batch)
+		require.NoError(t, err, tc.name)
+		rows, err := b.pool.Query(b.ctx, "SELECT event_id::text, channels, tags, traceparent, tracestate FROM outbox_events ORDER BY id")
+		require.NoError(t, err, tc.name)
+		i := 0
+		var (
+			id             string
+			channels, tags []string
+			tp, ts         *string
+		)
+		_, err = pgx.ForEachRow(rows, []any{&id, &channels, &tags, &tp, &ts}, func() error {
+			want := tc.batch[i]
+			require.Equal(t, res.EventIDs[i].String(), id, "%s: row %d", tc.name, i)
+			require.Equal(t, want.Channels, channels, "%s: row %d's channels", tc.name, i)
+			require.Equal(t, want.Tags, tags, "%s: row %d's tags", tc.name, i)
+			require.Nil(t, tp, "%s: no span, no traceparent", tc.name)
+			require.Nil(t, ts, "%s: no span, no tracestate", tc.name)
+			channels, tags = nil, nil
+			i++
+			return nil
+		})
+		require.NoError(t, err, tc.name)
+		require.Equal(t, len(tc.batch), i, tc.name)
+	}
+}
