@@ -9,16 +9,29 @@ package relay
 //     (at most the last few hundred milliseconds of them) leaves events
 //     pending, which are sent again with the same eventId and
 //     Idempotency-Key and deduplicated by Svix.
-//   - enable_seqscan off (see sqlReadSettings).
-const sqlWriteSettings = `SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true)`
+//   - enable_seqscan off and plan_cache_mode force_generic_plan (see
+//     sqlReadSettings).
+const sqlWriteSettings = `SELECT set_config('synchronous_commit', 'off', true), ` + readSettings
 
-// sqlReadSettings turns sequential scans off for the rest of a
-// transaction. The relay reads outbox's tables by key only (a lane, an
-// organization's head, an id range), and their statistics lag their size
-// by design: the lanes and the hot table can grow from nothing to tens of
-// thousands of rows, or a million, between two autoanalyze runs, and a plan
-// made while they looked tiny would scan them whole on every claim.
-const sqlReadSettings = `SELECT set_config('enable_seqscan', 'off', true)`
+// sqlReadSettings sets, for the rest of a transaction:
+//
+//   - enable_seqscan off. The relay reads outbox's tables by key only (a
+//     lane, an organization's head, an id range), and their statistics lag
+//     their size by design: the lanes and the hot table can grow from
+//     nothing to tens of thousands of rows, or a million, between two
+//     autoanalyze runs, and a plan made while they looked tiny would scan
+//     them whole on every claim.
+//   - plan_cache_mode force_generic_plan. pgx prepares every statement
+//     once per connection, but PostgreSQL plans a prepared statement anew
+//     on each execution while it thinks a plan made for the parameters
+//     could be cheaper, and for the claim it always does: measured at 200
+//     events/s, planning took 0.57 ms of the claim's 0.70 ms, and 1 ms per
+//     event over the statements of a claim and a settlement. Each
+//     statement's plan is the same whatever its parameters (lookups by key,
+//     walks of one index), so the plan made once per connection is kept.
+const sqlReadSettings = `SELECT ` + readSettings
+
+const readSettings = `set_config('enable_seqscan', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // headOfClaimed and headOfReleased select an organization's events (e) in
 // id order, for a LIMIT: the claimed lane t's, the released lane l's.
