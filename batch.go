@@ -2,12 +2,14 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/outboxrelay/outbox/internal/telemetry"
@@ -28,10 +30,14 @@ var copyColumns = []string{"event_id", "organization_id", "event_type", "payload
 // The events may belong to several organizations. It is much faster than
 // calling Append in a loop.
 //
-// Call it inside the caller's transaction, as Append. Every element is
-// validated first: one bad element rejects the whole batch with a
-// *ValidationError naming its index, and nothing is written. An empty batch
-// does nothing.
+// Call it inside the caller's transaction, as Append. One bad element
+// rejects the whole batch with a *ValidationError naming its index (the
+// lowest bad one), nothing is written, and the caller's transaction goes on
+// as before. In a pgx.Tx, a batch of 512 or more is validated while COPY
+// streams it, so that the validation overlaps the server's work: the COPY
+// runs in a savepoint, which a bad element rolls back to (two more round
+// trips). Anything else (a pool, a connection) has every element validated
+// before any SQL runs. An empty batch does nothing.
 func AppendBatch(ctx context.Context, dbtx CopyDBTX, ps []AppendParams) (AppendBatchResult, error) {
 	return defaultProducer.AppendBatch(ctx, dbtx, ps)
 }
@@ -42,19 +48,19 @@ func (p *Producer) AppendBatch(ctx context.Context, dbtx CopyDBTX, ps []AppendPa
 	if len(ps) == 0 {
 		return AppendBatchResult{}, nil
 	}
-	src := &batchSource{params: ps, ids: make([]uuid.UUID, len(ps)), i: -1}
-	payloads, verr := p.validateAll(ps)
-	if verr == nil {
-		verr = distinctEventIDs(ps)
-	}
-	if verr != nil {
-		return AppendBatchResult{}, fmt.Errorf("outbox: %w", verr)
-	}
-	src.payloads = payloads
+	src := &batchSource{p: p, params: ps, ids: make([]uuid.UUID, len(ps)), i: -1}
 	src.traceparent, src.tracestate = telemetry.TraceContext(ctx)
-	n, err := dbtx.CopyFrom(ctx, p.table, copyColumns, src)
+	var (
+		n   int64
+		err error
+	)
+	if copier, ok := streamingCopier(dbtx, len(ps)); ok {
+		n, err = p.copyValidating(ctx, copier, src)
+	} else {
+		n, err = p.copyValidated(ctx, dbtx, src)
+	}
 	if err != nil {
-		return AppendBatchResult{}, fmt.Errorf("outbox: append batch of %d: %w", len(ps), duplicateEventID(err))
+		return AppendBatchResult{}, err
 	}
 	p.countBatch(ctx, ps)
 	if r, ok := dbtx.(appendRecorder); ok {
@@ -63,6 +69,87 @@ func (p *Producer) AppendBatch(ctx context.Context, dbtx CopyDBTX, ps []AppendPa
 		}
 	}
 	return AppendBatchResult{Count: n, EventIDs: src.ids}, nil
+}
+
+// copyValidated validates every element, then copies the batch.
+func (p *Producer) copyValidated(ctx context.Context, dbtx CopyDBTX, src *batchSource) (int64, error) {
+	payloads, verr := p.validateAll(src.params)
+	if verr == nil {
+		verr = distinctEventIDs(src.params)
+	}
+	if verr != nil {
+		return 0, fmt.Errorf("outbox: %w", verr)
+	}
+	src.payloads = payloads
+	n, err := dbtx.CopyFrom(ctx, p.table, copyColumns, src)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: append batch of %d: %w", len(src.params), duplicateEventID(err))
+	}
+	return n, nil
+}
+
+// streamValidationMin is the batch size from which a batch is validated
+// while COPY streams it, when the COPY can be undone without touching the
+// caller's transaction (streamingCopier): below it, the savepoint's two
+// round trips cost more than the overlap wins.
+const streamValidationMin = 512
+
+// streamingCopier returns the caller's transaction when a batch of n is
+// to be validated while COPY streams it, so that validation (mostly
+// json.Marshal) overlaps the server's work instead of coming before it:
+// the COPY runs in a savepoint of the caller's pgx.Tx, and a bad element
+// rolls back to it, leaving the caller's transaction as it was. For
+// anything else (a pool, a connection, a wrapper) it reports false: every
+// element is validated before any SQL runs.
+func streamingCopier(dbtx CopyDBTX, n int) (savepointCopier, bool) {
+	tx, ok := dbtx.(pgx.Tx)
+	return savepointCopier{tx}, ok && n >= streamValidationMin
+}
+
+// savepointCopier copies inside a savepoint of tx, rolled back when undo
+// says so (a bad element), released otherwise.
+type savepointCopier struct{ tx pgx.Tx }
+
+func (c savepointCopier) copyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource, undo func() bool) (int64, error) {
+	sp, err := c.tx.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := sp.CopyFrom(ctx, table, cols, src)
+	if undo() {
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return 0, fmt.Errorf("roll back to the batch's savepoint: %w", rerr)
+		}
+		return 0, err
+	}
+	if err != nil {
+		return 0, err // the caller's transaction is aborted, as without the savepoint
+	}
+	return n, sp.Commit(ctx)
+}
+
+// copyValidating copies the batch through c while src validates each
+// element as COPY reads it. A bad element (the lowest bad index: they are
+// read in order) stops the COPY and undoes it; a panic in a payload's
+// MarshalJSON, recovered on pgx's encoding goroutine, is raised again
+// here, on the caller's.
+func (p *Producer) copyValidating(ctx context.Context, c savepointCopier, src *batchSource) (int64, error) {
+	if verr := distinctEventIDs(src.params); verr != nil {
+		return 0, fmt.Errorf("outbox: %w", verr)
+	}
+	src.validating = true
+	src.payloads = make([][]byte, len(src.params))
+	n, err := c.copyFrom(ctx, p.table, copyColumns, src, src.failed)
+	if src.panicked != nil {
+		panic(src.panicked)
+	}
+	if src.verr != nil {
+		return 0, fmt.Errorf("outbox: %w", src.verr)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("outbox: append batch of %d: %w", len(src.params), duplicateEventID(err))
+	}
+	return n, nil
 }
 
 // countBatch adds a batch's events to the appended counter, a run of one
@@ -152,8 +239,11 @@ func (p *Producer) validateRange(ps []AppendParams, payloads [][]byte, lo, hi in
 	return nil
 }
 
-// batchSource feeds validated rows to CopyFrom, reusing one values slice.
+// batchSource feeds rows to CopyFrom, reusing one values slice. Its
+// payloads are validated before the COPY or, when validating, one by one
+// as the COPY reads them (on pgx's encoding goroutine).
 type batchSource struct {
+	p        *Producer
 	params   []AppendParams
 	payloads [][]byte
 	ids      []uuid.UUID
@@ -161,12 +251,42 @@ type batchSource struct {
 	values   [8]any
 	// traceparent and tracestate are the caller's span context, for every row.
 	traceparent, tracestate string
+
+	validating bool             // validate each element in Next
+	verr       *ValidationError // the bad element that stopped the COPY
+	panicked   any              // a panic recovered while validating
 }
 
 func (s *batchSource) Next() bool {
 	s.i++
-	return s.i < len(s.params)
+	if s.i >= len(s.params) || s.verr != nil || s.panicked != nil {
+		return false
+	}
+	if s.validating {
+		s.validateNext()
+	}
+	return s.verr == nil && s.panicked == nil
 }
+
+// validateNext validates element i, recording its error or panic (which
+// then ends the COPY through Err).
+func (s *batchSource) validateNext() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.panicked = v
+		}
+	}()
+	payload, verr := s.p.validate(&s.params[s.i])
+	if verr != nil {
+		s.verr = verr.at(s.i)
+		return
+	}
+	s.payloads[s.i] = payload
+}
+
+// failed reports whether validation stopped the COPY. Read once CopyFrom
+// has returned (its encoding goroutine has ended).
+func (s *batchSource) failed() bool { return s.verr != nil || s.panicked != nil }
 
 func (s *batchSource) Values() ([]any, error) {
 	p := &s.params[s.i]
@@ -180,4 +300,13 @@ func (s *batchSource) Values() ([]any, error) {
 	return s.values[:], nil
 }
 
-func (s *batchSource) Err() error { return nil }
+// errStoppedByValidation ends a COPY whose next element is bad; the caller
+// gets the element's ValidationError instead.
+var errStoppedByValidation = errors.New("outbox: batch stopped by a bad element")
+
+func (s *batchSource) Err() error {
+	if s.failed() {
+		return errStoppedByValidation
+	}
+	return nil
+}

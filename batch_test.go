@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
@@ -53,42 +54,124 @@ func TestAppendBatch(t *testing.T) {
 	require.Zero(t, empty.Count)
 }
 
+// dbtxKinds are the ways a batch reaches the database: validated before
+// the COPY (a pool) or while it streams, inside a savepoint (a transaction
+// of the caller's, which a bad element must leave as it was).
+var dbtxKinds = []struct {
+	name string
+	tx   bool
+}{{"pool", false}, {"transaction", true}}
+
+// inKind runs f with the pool, or in a transaction that, after f, must
+// still take an Append and commit (when f wrote nothing, that event is all
+// there is).
+func (b *testBundle) inKind(t *testing.T, tx bool, f func(outbox.CopyDBTX)) {
+	t.Helper()
+	if !tx {
+		f(b.pool)
+		return
+	}
+	ptx, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = ptx.Rollback(b.ctx) }()
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				require.NoError(t, usable(b, ptx), "the caller's transaction goes on after the panic")
+				panic(v)
+			}
+		}()
+		f(ptx)
+	}()
+	require.NoError(t, usable(b, ptx), "the caller's transaction goes on")
+}
+
+// usable appends one event of org-after in tx and commits it.
+func usable(b *testBundle, tx pgx.Tx) error {
+	if _, err := outbox.Append(b.ctx, tx, params("org-after", map[string]any{})); err != nil {
+		return err
+	}
+	return tx.Commit(b.ctx)
+}
+
 func TestAppendBatchLargeReportsLowestBadIndex(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	for _, kind := range dbtxKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ps := make([]outbox.AppendParams, 6000) // validated in parallel chunks, or while COPY streams
+			for i := range ps {
+				ps[i] = params("org", map[string]any{"i": i})
+			}
+			ps[4500] = params("org", []int{1})
+			ps[3100] = params("bad org", map[string]any{})
+			b.inKind(t, kind.tx, func(db outbox.CopyDBTX) {
+				_, err := outbox.AppendBatch(b.ctx, db, ps)
+				var verr *outbox.ValidationError
+				require.ErrorAs(t, err, &verr)
+				require.Equal(t, 3100, verr.Index)
+				require.ErrorIs(t, err, outbox.ErrInvalidOrganizationID)
+			})
+			require.Equal(t, 0, b.countEvents(t, "org"), "nothing of the batch is written")
 
-	ps := make([]outbox.AppendParams, 6000) // validated in parallel chunks
-	for i := range ps {
-		ps[i] = params("org", map[string]any{"i": i})
+			ps[3100], ps[4500] = params("org", map[string]any{}), params("org", map[string]any{})
+			b.inKind(t, kind.tx, func(db outbox.CopyDBTX) {
+				res, err := outbox.AppendBatch(b.ctx, db, ps)
+				require.NoError(t, err)
+				require.EqualValues(t, 6000, res.Count)
+			})
+			require.Equal(t, 6000, b.countEvents(t, "org"))
+		})
 	}
-	ps[4500] = params("org", []int{1})
-	ps[3100] = params("bad org", map[string]any{})
-	_, err := outbox.AppendBatch(b.ctx, b.pool, ps)
-	var verr *outbox.ValidationError
-	require.ErrorAs(t, err, &verr)
-	require.Equal(t, 3100, verr.Index)
-	require.ErrorIs(t, err, outbox.ErrInvalidOrganizationID)
-	require.Equal(t, 0, b.countEvents(t, ""))
-
-	ps[3100], ps[4500] = params("org", map[string]any{}), params("org", map[string]any{})
-	res, err := outbox.AppendBatch(b.ctx, b.pool, ps)
-	require.NoError(t, err)
-	require.EqualValues(t, 6000, res.Count)
-	require.Equal(t, 6000, b.countEvents(t, "org"))
 }
 
 // A panic in a payload's MarshalJSON reaches the caller, as it would with
-// sequential validation, instead of crashing the process from a worker.
+// sequential validation, instead of crashing the process from a worker or
+// from pgx's COPY goroutine.
 func TestAppendBatchParallelValidationPanicReachesCaller(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ps := make([]outbox.AppendParams, 5000)
-	for i := range ps {
-		ps[i] = params("org", map[string]any{"i": i})
+	for _, kind := range dbtxKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ps := make([]outbox.AppendParams, 5000)
+			for i := range ps {
+				ps[i] = params("org", map[string]any{"i": i})
+			}
+			ps[4000] = params("org", panicky{})
+			require.PanicsWithValue(t, "MarshalJSON panicked", func() {
+				b.inKind(t, kind.tx, func(db outbox.CopyDBTX) { _, _ = outbox.AppendBatch(b.ctx, db, ps) })
+			})
+			require.Equal(t, 0, b.countEvents(t, "org"))
+		})
 	}
-	ps[4000] = params("org", panicky{})
-	require.PanicsWithValue(t, "MarshalJSON panicked", func() { _, _ = outbox.AppendBatch(b.ctx, b.pool, ps) })
-	require.Equal(t, 0, b.countEvents(t, ""))
+}
+
+// A batch naming one event id twice is refused before any row is copied,
+// however it is validated.
+func TestAppendBatchRefusesAnEventIDTwice(t *testing.T) {
+	t.Parallel()
+	for _, kind := range dbtxKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ps := make([]outbox.AppendParams, 1000)
+			for i := range ps {
+				ps[i] = params("org", map[string]any{"i": i})
+			}
+			ps[10].EventID = uuid.Must(uuid.NewV7())
+			ps[900].EventID = ps[10].EventID
+			b.inKind(t, kind.tx, func(db outbox.CopyDBTX) {
+				_, err := outbox.AppendBatch(b.ctx, db, ps)
+				var verr *outbox.ValidationError
+				require.ErrorAs(t, err, &verr)
+				require.Equal(t, 900, verr.Index)
+				require.ErrorIs(t, err, outbox.ErrDuplicateEventID)
+			})
+			require.Equal(t, 0, b.countEvents(t, "org"))
+		})
+	}
 }
 
 type panicky struct{}
