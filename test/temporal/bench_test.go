@@ -1,13 +1,22 @@
 package temporale2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/server/temporaltest"
 
@@ -19,38 +28,56 @@ import (
 )
 
 // BenchmarkDelivery delivers batches of events for many organizations,
-// appended in one transaction per organization and signalled after it,
-// once through relay.Run woken by NOTIFY (the baseline) and once through
-// the Temporal workflows; events/s is committed events over the time until
-// the last is in Svix.
+// appended in one transaction per organization and signalled after it:
+//
+//   - mode=relay: relay.Run woken by NOTIFY, the baseline;
+//   - mode=temporal: the Temporal workflows, the server in this process;
+//   - mode=temporal_process: the same, the server in a process of its own
+//     (cmd/temporalserver, built on first use; OUTBOX_TEMPORAL_SERVER names
+//     a binary built already), so this process's CPU is the adapter's, the
+//     worker's, the relay's, the fake's and the producers'.
+//
+// events/s is committed events over the time until the last is in Svix;
+// cpu_ms/1000ev is this process's CPU (user and system) per thousand
+// events, server_cpu_ms/1000ev the server process's.
 //
 //	cd test/temporal && GOWORK=off go test -run '^$' -bench Delivery -benchtime 5x .
 func BenchmarkDelivery(b *testing.B) {
 	const orgs, perOrg = 50, 40
-	for _, mode := range []string{"relay", "temporal"} {
+	for _, mode := range []string{"relay", "temporal", "temporal_process"} {
 		b.Run(fmt.Sprintf("mode=%s/orgs=%d", mode, orgs), func(b *testing.B) {
 			db := pgtest.New(b)
 			fake := svixtest.New(svixtest.Options{})
 			b.Cleanup(fake.Close)
 			quiet := slog.New(slog.DiscardHandler)
 			cfg := relay.Config{SvixToken: fake.Token(), SvixServerURL: fake.URL(), Logger: quiet, Channel: "outbox_" + db.Schema}
-			var signaler outbox.Signaler
+			var (
+				signaler  outbox.Signaler
+				serverCPU func() time.Duration // the server process's CPU so far, or nil
+			)
 			ctx, cancel := context.WithCancel(context.Background())
-			if mode == "temporal" {
-				ts := temporaltest.NewServer()
-				b.Cleanup(ts.Stop)
-				s, err := outboxtemporal.NewSignaler(outboxtemporal.SignalerConfig{Client: ts.GetDefaultClient(), Logger: quiet})
+			switch mode {
+			case "temporal", "temporal_process":
+				var c client.Client
+				if mode == "temporal" {
+					ts := temporaltest.NewServer()
+					b.Cleanup(ts.Stop)
+					c = ts.GetDefaultClient()
+				} else {
+					c, serverCPU = temporalProcess(b, quiet)
+				}
+				s, err := outboxtemporal.NewSignaler(outboxtemporal.SignalerConfig{Client: c, Logger: quiet})
 				require.NoError(b, err)
 				b.Cleanup(func() { _ = s.Close() })
 				signaler, cfg.Delegate = s, s
 				r, err := relay.New(db.Pool, cfg)
 				require.NoError(b, err)
-				w := worker.New(ts.GetDefaultClient(), outboxtemporal.DefaultTaskQueue, worker.Options{})
+				w := worker.New(c, outboxtemporal.DefaultTaskQueue, worker.Options{})
 				require.NoError(b, outboxtemporal.Register(w, r, outboxtemporal.Options{}))
 				require.NoError(b, w.Start())
 				b.Cleanup(w.Stop)
 				go func() { _ = r.Run(ctx) }()
-			} else {
+			default:
 				n, err := outbox.NewNotifySignaler(db.Pool, cfg.Channel)
 				require.NoError(b, err)
 				signaler = n
@@ -62,10 +89,14 @@ func BenchmarkDelivery(b *testing.B) {
 			time.Sleep(500 * time.Millisecond) // LISTEN up, first sweep done
 
 			b.ResetTimer()
-			var elapsed time.Duration
+			var elapsed, cpu, srvCPU time.Duration
 			for range b.N {
 				want := fake.MessageCount() + orgs*perOrg
-				start := time.Now()
+				start, cpuStart := time.Now(), processCPU(b)
+				var srvStart time.Duration
+				if serverCPU != nil {
+					srvStart = serverCPU()
+				}
 				for o := range orgs {
 					err := outbox.WithTx(ctx, db.Pool, signaler, func(tx *outbox.Tx) error {
 						params := make([]outbox.AppendParams, perOrg)
@@ -81,8 +112,74 @@ func BenchmarkDelivery(b *testing.B) {
 				require.NoError(b, fake.WaitForMessages(waitCtx, want))
 				stop()
 				elapsed += time.Since(start)
+				cpu += processCPU(b) - cpuStart
+				if serverCPU != nil {
+					srvCPU += serverCPU() - srvStart
+				}
 			}
-			b.ReportMetric(float64(b.N*orgs*perOrg)/elapsed.Seconds(), "events/s")
+			events := float64(b.N * orgs * perOrg)
+			b.ReportMetric(events/elapsed.Seconds(), "events/s")
+			b.ReportMetric(float64(cpu.Milliseconds())/events*1000, "cpu_ms/1000ev")
+			if serverCPU != nil {
+				b.ReportMetric(float64(srvCPU.Milliseconds())/events*1000, "server_cpu_ms/1000ev")
+			}
 		})
 	}
+}
+
+// processCPU is this process's CPU time so far, user and system.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// temporalProcess starts cmd/temporalserver and returns a client of its
+// namespace, and a function reading the server process's CPU so far.
+func temporalProcess(b *testing.B, logger *slog.Logger) (client.Client, func() time.Duration) {
+	b.Helper()
+	bin := os.Getenv("OUTBOX_TEMPORAL_SERVER")
+	if bin == "" {
+		bin = filepath.Join(b.TempDir(), "temporalserver")
+		build := exec.Command("go", "build", "-o", bin, "./cmd/temporalserver")
+		build.Env = append(os.Environ(), "GOWORK=off")
+		out, err := build.CombinedOutput()
+		require.NoError(b, err, "build cmd/temporalserver: %s", out)
+	}
+	cmd := exec.Command(bin)
+	stdin, err := cmd.StdinPipe() // closed with this process: the server ends
+	require.NoError(b, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(b, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(b, cmd.Start())
+	b.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(b, err, "the server's address line")
+	addr, namespace, ok := strings.Cut(strings.TrimSpace(line), " ")
+	require.True(b, ok, "address line %q", line)
+	c, err := client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: sdklog.NewStructuredLogger(logger)})
+	require.NoError(b, err)
+	b.Cleanup(c.Close)
+	pid := cmd.Process.Pid
+	return c, func() time.Duration { return procCPU(b, pid) }
+}
+
+// procCPU reads a process's CPU time so far (user and system) from
+// /proc/PID/stat, in clock ticks of 10 ms (USER_HZ on Linux).
+func procCPU(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(b, err)
+	// The command name, field 2, is parenthesised and may hold spaces:
+	// the fields counted from after it, utime is 14th and stime 15th.
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, err := strconv.ParseInt(fields[11], 10, 64)
+	require.NoError(b, err)
+	stime, err := strconv.ParseInt(fields[12], 10, 64)
+	require.NoError(b, err)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
