@@ -2,10 +2,13 @@ package migrations
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/outboxrelay/outbox/internal/sqlname"
 )
@@ -19,12 +22,45 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// Options selects where the migrations apply.
+// Options selects where the migrations apply and how they wait for locks.
 type Options struct {
 	// Schema is the PostgreSQL schema that holds outbox's tables. It is created
 	// if missing. Defaults to "", which means the first schema of the
 	// connection's search_path (usually "public").
 	Schema string
+	// LockTimeout bounds how long a migration's statement waits for a table
+	// lock (PostgreSQL's lock_timeout). A lock request that waits queues
+	// every later request for the table behind it, producers' INSERTs
+	// included, so a migration that does not get its locks in time is
+	// rolled back and tried again after LockRetryDelay, until ctx ends: a
+	// long transaction holding the table delays the upgrade, not the
+	// producers. Defaults to 200 ms (DefaultLockTimeout); negative: no
+	// limit (wait as long as it takes, as plain psql does).
+	LockTimeout time.Duration
+	// LockRetryDelay is the wait before a migration that did not get its
+	// locks is tried again, doubling after each try up to
+	// MaxLockRetryDelay. Defaults to 500 ms (DefaultLockRetryDelay).
+	LockRetryDelay time.Duration
+}
+
+const (
+	// DefaultLockTimeout is Options.LockTimeout's default.
+	DefaultLockTimeout = 200 * time.Millisecond
+	// DefaultLockRetryDelay is Options.LockRetryDelay's default.
+	DefaultLockRetryDelay = 500 * time.Millisecond
+	// MaxLockRetryDelay caps the doubling of LockRetryDelay.
+	MaxLockRetryDelay = 10 * time.Second
+)
+
+// withDefaults returns o with its zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.LockTimeout == 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.LockRetryDelay <= 0 {
+		o.LockRetryDelay = DefaultLockRetryDelay
+	}
+	return o
 }
 
 // State is one migration and whether it is applied.
@@ -35,27 +71,77 @@ type State struct {
 	AppliedAt time.Time // zero when not applied
 }
 
-// Up applies every migration not yet applied, in version order, in one
-// transaction, and returns the versions it applied (none when the schema is
-// current).
+// Up applies every migration not yet applied, in version order, each in a
+// transaction of its own (so each migration's locks are released at its
+// commit, not the last one's), and returns the versions it applied (none
+// when the schema is current). A migration whose statement waits longer
+// than Options.LockTimeout for a lock is rolled back and tried again (see
+// Options); Up returns ctx's error if ctx ends meanwhile, with the
+// versions applied so far.
 func Up(ctx context.Context, db Beginner, opts Options) ([]int, error) {
+	return up(ctx, db, opts.withDefaults(), All())
+}
+
+// up applies ms as Up does.
+func up(ctx context.Context, db Beginner, opts Options, ms []Migration) ([]int, error) {
 	var applied []int
+	delay := opts.LockRetryDelay
+	for {
+		v, err := upNext(ctx, db, opts, ms)
+		switch {
+		case errors.Is(err, errLockNotAvailable):
+			select {
+			case <-ctx.Done():
+				return applied, fmt.Errorf("migrations: waiting to retry %w: %w", err, ctx.Err())
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, MaxLockRetryDelay)
+			continue
+		case err != nil:
+			return applied, err
+		case v == 0:
+			return applied, nil
+		}
+		applied = append(applied, v)
+		delay = opts.LockRetryDelay
+	}
+}
+
+// errLockNotAvailable is wrapped by upNext's error when a statement waited
+// for a lock longer than the lock timeout (SQLSTATE 55P03).
+var errLockNotAvailable = errors.New("lock not available")
+
+// upNext applies the first of ms not yet applied, in a transaction of its
+// own, and returns its version (0: none left).
+func upNext(ctx context.Context, db Beginner, opts Options, ms []Migration) (int, error) {
+	var version int
 	err := withLockedSchema(ctx, db, opts, true, func(tx pgx.Tx, done map[int]time.Time) error {
-		for _, m := range All() {
+		for _, m := range ms {
 			if _, ok := done[m.Version]; ok {
 				continue
 			}
+			// After the advisory lock: lock_timeout bounds that wait too.
+			if opts.LockTimeout > 0 {
+				if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", strconv.FormatInt(opts.LockTimeout.Milliseconds(), 10)+"ms"); err != nil {
+					return fmt.Errorf("set lock_timeout: %w", err)
+				}
+			}
 			if _, err := tx.Exec(ctx, m.Up); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
+					return fmt.Errorf("migration %04d_%s: %w (%w)", m.Version, m.Name, errLockNotAvailable, err)
+				}
 				return fmt.Errorf("apply migration %04d_%s: %w", m.Version, m.Name, err)
 			}
 			if _, err := tx.Exec(ctx, "INSERT INTO "+versionTable+" (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
 				return fmt.Errorf("record migration %04d: %w", m.Version, err)
 			}
-			applied = append(applied, m.Version)
+			version = m.Version
+			return nil
 		}
 		return nil
 	})
-	return applied, err
+	return version, err
 }
 
 // Down reverts the latest steps applied migrations (all of them when steps

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/outboxrelay/outbox/migrations"
@@ -22,16 +23,20 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 		all, yes    bool
 		downUsage   = "migrate down needs N (how many migrations to revert) or --all"
 		stepsToUndo int
+		lockTimeout time.Duration
 	)
 	fs := newFlagSet(env, "migrate", "outbox migrate up | down N|--all [--yes] | status\n\n"+
 		"Apply, revert or show the shipped migrations. Safe to run from several processes at once:\n"+
-		"an advisory lock per schema lets one apply while the others wait. down says what it will\n"+
-		"drop (pending events, dead letters) and asks first unless --yes.",
+		"an advisory lock per schema lets one apply while the others wait. up applies each migration\n"+
+		"in a transaction of its own; one that waits longer than --lock-timeout for a table lock is\n"+
+		"rolled back and tried again, so that producers never queue behind it for longer. down says\n"+
+		"what it will drop (pending events, dead letters) and asks first unless --yes.",
 		"  outbox migrate up --schema outbox\n  outbox migrate down 1\n  outbox migrate down --all --yes\n  outbox migrate status --json")
 	db.register(fs)
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&all, "all", false, "down: revert every applied migration (drops outbox's tables and their rows)")
 	fs.BoolVar(&yes, "yes", false, "down: revert without asking")
+	fs.DurationVar(&lockTimeout, "lock-timeout", migrations.DefaultLockTimeout, "up: the longest a migration waits for a table lock before it is rolled back and retried (negative: no limit)")
 	action, rest := splitAction(args)
 	if err := parse(fs, rest); err != nil {
 		return err
@@ -64,7 +69,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	opts := migrations.Options{Schema: db.schema}
+	opts := migrations.Options{Schema: db.schema, LockTimeout: lockTimeout}
 
 	switch action {
 	case "up", "down":

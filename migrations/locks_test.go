@@ -1,0 +1,105 @@
+package migrations_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox/internal/pgtest"
+	"github.com/outboxrelay/outbox/migrations"
+)
+
+// lockedUpgrade is a live installation mid-upgrade: a producer's
+// transaction holds outbox_events (it appended an event and is still
+// working) while a migration that alters the table runs.
+type lockedUpgrade struct {
+	ctx  context.Context
+	db   *pgtest.DB
+	done chan error // the migration's result
+	end  func()     // ends the slow transaction (commits it)
+}
+
+func startLockedUpgrade(t *testing.T, lockTimeout time.Duration) *lockedUpgrade {
+	t.Helper()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	slow, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = slow.Rollback(ctx) })
+	_, err = slow.Exec(ctx, "INSERT INTO outbox_events (event_id, organization_id, event_type, payload) VALUES (gen_random_uuid(), 'org-slow', 't', '{}')")
+	require.NoError(t, err)
+
+	u := &lockedUpgrade{ctx: ctx, db: db, done: make(chan error, 1), end: func() { require.NoError(t, slow.Commit(ctx)) }}
+	ms := []migrations.Migration{{Version: 9001, Name: "alter_events", Up: "ALTER TABLE outbox_events ADD COLUMN upgraded boolean"}}
+	opts := migrations.Options{Schema: db.Schema, LockTimeout: lockTimeout, LockRetryDelay: 50 * time.Millisecond}
+	go func() { _, err := migrations.UpThese(ctx, db.Pool, opts, ms); u.done <- err }()
+	// The ALTER asks for its lock: it waits behind the slow transaction.
+	require.Eventually(t, func() bool {
+		var waiting bool
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE outbox_events%')`).Scan(&waiting))
+		return waiting
+	}, 10*time.Second, time.Millisecond, "the migration waits for its lock")
+	return u
+}
+
+// appendOne appends an event in a transaction of its own and returns how
+// long it took.
+func (u *lockedUpgrade) appendOne(t *testing.T) time.Duration {
+	t.Helper()
+	start := time.Now()
+	_, err := u.db.Pool.Exec(u.ctx, "INSERT INTO outbox_events (event_id, organization_id, event_type, payload) VALUES (gen_random_uuid(), 'org-live', 't', '{}')")
+	require.NoError(t, err)
+	return time.Since(start)
+}
+
+// A migration waiting for a lock gives it up after LockTimeout and tries
+// again, so producers never queue behind it for longer; it is applied once
+// the slow transaction ends.
+func TestMigrationWaitingForALockDoesNotStopProducers(t *testing.T) {
+	t.Parallel()
+	u := startLockedUpgrade(t, 100*time.Millisecond)
+	var worst time.Duration
+	for range 20 { // about 1 s of producing while the upgrade waits
+		worst = max(worst, u.appendOne(t))
+		time.Sleep(50 * time.Millisecond) // pacing: one producer at 20 events/s
+	}
+	select {
+	case err := <-u.done:
+		t.Fatalf("the migration finished while the slow transaction held its table: %v", err)
+	default:
+	}
+	u.end()
+	require.NoError(t, <-u.done, "applied once the slow transaction ended")
+	var exists bool
+	require.NoError(t, u.db.Pool.QueryRow(u.ctx, "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'outbox_events' AND column_name = 'upgraded')", u.db.Schema).Scan(&exists))
+	require.True(t, exists)
+	t.Logf("longest producer wait during the upgrade: %s", worst)
+	require.Less(t, worst, time.Second, "the longest producer wait (lock timeout 100 ms)")
+}
+
+// Without a lock timeout (plain psql's behaviour) the waiting ALTER holds
+// its place in the lock queue, and a producer's INSERT waits behind it
+// until the slow transaction ends: what LockTimeout prevents.
+func TestMigrationWithoutLockTimeoutQueuesProducers(t *testing.T) {
+	t.Parallel()
+	u := startLockedUpgrade(t, -1)
+	appended := make(chan struct{})
+	go func() {
+		_, err := u.db.Pool.Exec(u.ctx, "INSERT INTO outbox_events (event_id, organization_id, event_type, payload) VALUES (gen_random_uuid(), 'org-live', 't', '{}')")
+		if err == nil {
+			close(appended)
+		}
+	}()
+	require.Eventually(t, func() bool {
+		var waiting bool
+		require.NoError(t, u.db.Pool.QueryRow(u.ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO outbox_events%org-live%')`).Scan(&waiting))
+		return waiting
+	}, 10*time.Second, time.Millisecond, "the producer queues behind the waiting ALTER")
+	u.end()
+	require.NoError(t, <-u.done)
+	<-appended
+}
