@@ -36,8 +36,12 @@ var copyColumns = []string{"event_id", "organization_id", "event_type", "payload
 // as before. In a pgx.Tx, a batch of 512 or more is validated while COPY
 // streams it, so that the validation overlaps the server's work: the COPY
 // runs in a savepoint, which a bad element rolls back to (two more round
-// trips). Anything else (a pool, a connection) has every element validated
-// before any SQL runs. An empty batch does nothing.
+// trips; a savepoint that writes is a subtransaction, and a transaction
+// with more than 64 of them overflows PostgreSQL's per-backend cache of
+// them, which slows every snapshot until it ends: append more in one batch
+// rather than in many large ones). Anything else (a pool, a connection)
+// has every element validated before any SQL runs. An empty batch does
+// nothing.
 func AppendBatch(ctx context.Context, dbtx CopyDBTX, ps []AppendParams) (AppendBatchResult, error) {
 	return defaultProducer.AppendBatch(ctx, dbtx, ps)
 }
@@ -74,8 +78,8 @@ func (p *Producer) AppendBatch(ctx context.Context, dbtx CopyDBTX, ps []AppendPa
 // copyValidated validates every element, then copies the batch.
 func (p *Producer) copyValidated(ctx context.Context, dbtx CopyDBTX, src *batchSource) (int64, error) {
 	payloads, verr := p.validateAll(src.params)
-	if verr == nil {
-		verr = distinctEventIDs(src.params)
+	if dup := distinctEventIDs(src.params); dup != nil && (verr == nil || dup.Index < verr.Index) {
+		verr = dup // the lowest bad index, whatever is wrong with it
 	}
 	if verr != nil {
 		return 0, fmt.Errorf("outbox: %w", verr)
@@ -110,43 +114,53 @@ func streamingCopier(dbtx CopyDBTX, n int) (savepointCopier, bool) {
 // says so (a bad element), released otherwise.
 type savepointCopier struct{ tx pgx.Tx }
 
-func (c savepointCopier) copyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource, undo func() bool) (int64, error) {
+// undo is asked once the COPY has returned; a rollback that fails (the
+// connection is gone) is returned as rollbackErr: the caller's transaction
+// is then not as it was, and the caller must know.
+func (c savepointCopier) copyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource, undo func() bool) (n int64, err, rollbackErr error) {
 	sp, err := c.tx.Begin(ctx)
 	if err != nil {
-		return 0, err
+		return 0, err, nil
 	}
-	n, err := sp.CopyFrom(ctx, table, cols, src)
+	n, err = sp.CopyFrom(ctx, table, cols, src)
 	if undo() {
-		if rerr := sp.Rollback(ctx); rerr != nil {
-			return 0, fmt.Errorf("roll back to the batch's savepoint: %w", rerr)
+		// Not cancelled with ctx: a savepoint left in place would leave the
+		// caller's transaction aborted.
+		if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil {
+			return 0, err, fmt.Errorf("roll back to the batch's savepoint: %w", rerr)
 		}
-		return 0, err
+		return 0, err, nil
 	}
 	if err != nil {
-		return 0, err // the caller's transaction is aborted, as without the savepoint
+		return 0, err, nil // the caller's transaction is aborted, as without the savepoint
 	}
-	return n, sp.Commit(ctx)
+	return n, sp.Commit(ctx), nil
 }
 
 // copyValidating copies the batch through c while src validates each
-// element as COPY reads it. A bad element (the lowest bad index: they are
-// read in order) stops the COPY and undoes it; a panic in a payload's
+// element as COPY reads it. A bad element (an invalid one, or one naming
+// an earlier element's event id: the lowest bad index, since they are read
+// in order) stops the COPY and undoes it; a panic in a payload's
 // MarshalJSON, recovered on pgx's encoding goroutine, is raised again
-// here, on the caller's.
+// here, on the caller's. Elements a CopyFrom did not read (a pgx.Tx of
+// another make than pgx's) are validated after it, and the COPY undone if
+// one is bad.
 func (p *Producer) copyValidating(ctx context.Context, c savepointCopier, src *batchSource) (int64, error) {
-	if verr := distinctEventIDs(src.params); verr != nil {
-		return 0, fmt.Errorf("outbox: %w", verr)
-	}
 	src.validating = true
 	src.payloads = make([][]byte, len(src.params))
-	n, err := c.copyFrom(ctx, p.table, copyColumns, src, src.failed)
+	n, err, rerr := c.copyFrom(ctx, p.table, copyColumns, src, src.validateRest)
 	if src.panicked != nil {
+		if rerr != nil {
+			panic(fmt.Sprintf("%v (and %v)", src.panicked, rerr))
+		}
 		panic(src.panicked)
 	}
-	if src.verr != nil {
+	switch {
+	case src.verr != nil && rerr != nil:
+		return 0, fmt.Errorf("outbox: %w; and the transaction is aborted: %w", src.verr, rerr)
+	case src.verr != nil:
 		return 0, fmt.Errorf("outbox: %w", src.verr)
-	}
-	if err != nil {
+	case err != nil:
 		return 0, fmt.Errorf("outbox: append batch of %d: %w", len(src.params), duplicateEventID(err))
 	}
 	return n, nil
@@ -177,12 +191,18 @@ func distinctEventIDs(ps []AppendParams) *ValidationError {
 			seen = map[uuid.UUID]int{}
 		}
 		if first, dup := seen[id]; dup {
-			return (&ValidationError{Field: "EventID", Err: ErrDuplicateEventID,
-				Rule: "must be unique in the batch, is also element " + strconv.Itoa(first) + "'s (got " + id.String() + ")"}).at(i)
+			return duplicateInBatch(id, first).at(i)
 		}
 		seen[id] = i
 	}
 	return nil
+}
+
+// duplicateInBatch is the error of an element naming the event id of the
+// batch's element first.
+func duplicateInBatch(id uuid.UUID, first int) *ValidationError {
+	return &ValidationError{Field: "EventID", Err: ErrDuplicateEventID,
+		Rule: "must be unique in the batch, is also element " + strconv.Itoa(first) + "'s (got " + id.String() + ")"}
 }
 
 // parallelValidationMin is the batch size from which validation (mostly
@@ -252,9 +272,10 @@ type batchSource struct {
 	// traceparent and tracestate are the caller's span context, for every row.
 	traceparent, tracestate string
 
-	validating bool             // validate each element in Next
-	verr       *ValidationError // the bad element that stopped the COPY
-	panicked   any              // a panic recovered while validating
+	validating bool              // validate each element in Next
+	seen       map[uuid.UUID]int // the caller's event ids met so far, when validating
+	verr       *ValidationError  // the bad element that stopped the COPY
+	panicked   any               // a panic recovered while validating
 }
 
 func (s *batchSource) Next() bool {
@@ -282,6 +303,27 @@ func (s *batchSource) validateNext() {
 		return
 	}
 	s.payloads[s.i] = payload
+	if id := s.params[s.i].EventID; id != (uuid.UUID{}) {
+		if s.seen == nil {
+			s.seen = map[uuid.UUID]int{}
+		}
+		if first, dup := s.seen[id]; dup {
+			s.verr = duplicateInBatch(id, first).at(s.i)
+			return
+		}
+		s.seen[id] = s.i
+	}
+}
+
+// validateRest validates the elements the COPY did not read (a CopyFrom
+// that stopped early), and reports whether any element failed. Called once
+// CopyFrom has returned.
+func (s *batchSource) validateRest() bool {
+	more := true
+	for more && !s.failed() {
+		more = s.Next()
+	}
+	return s.failed()
 }
 
 // failed reports whether validation stopped the COPY. Read once CopyFrom

@@ -148,39 +148,83 @@ func TestAppendBatchParallelValidationPanicReachesCaller(t *testing.T) {
 	}
 }
 
-// A batch naming one event id twice is refused before any row is copied,
-// however it is validated.
+// A batch naming one event id twice is refused, nothing written; when it
+// is also otherwise bad, the error is the lowest bad index's, however the
+// batch is validated.
 func TestAppendBatchRefusesAnEventIDTwice(t *testing.T) {
 	t.Parallel()
-	for _, kind := range dbtxKinds {
-		t.Run(kind.name, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t)
-			ps := make([]outbox.AppendParams, 1000)
-			for i := range ps {
-				ps[i] = params("org", map[string]any{"i": i})
-			}
-			ps[10].EventID = uuid.Must(uuid.NewV7())
-			ps[900].EventID = ps[10].EventID
-			b.inKind(t, kind.tx, func(db outbox.CopyDBTX) {
-				_, err := outbox.AppendBatch(b.ctx, db, ps)
-				var verr *outbox.ValidationError
-				require.ErrorAs(t, err, &verr)
-				require.Equal(t, 900, verr.Index)
-				require.ErrorIs(t, err, outbox.ErrDuplicateEventID)
-			})
-			require.Equal(t, 0, b.countEvents(t, "org"))
-		})
+	cases := []struct {
+		name       string
+		first, dup int // the elements sharing an event id
+		invalid    int // an element with a bad organization, or -1
+		wantIndex  int
+		wantErr    error
+	}{
+		{"duplicate only", 10, 900, -1, 900, outbox.ErrDuplicateEventID},
+		{"invalid element first", 600, 700, 5, 5, outbox.ErrInvalidOrganizationID},
+		{"duplicate first", 5, 600, 700, 600, outbox.ErrDuplicateEventID},
 	}
+	for _, kind := range dbtxKinds {
+		for _, tc := range cases {
+			t.Run(kind.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				b := setup(t)
+				ps := make([]outbox.AppendParams, 1000)
+				for i := range ps {
+					ps[i] = params("org", map[string]any{"i": i})
+				}
+				ps[tc.first].EventID = uuid.Must(uuid.NewV7())
+				ps[tc.dup].EventID = ps[tc.first].EventID
+				if tc.invalid >= 0 {
+					ps[tc.invalid].OrganizationID = "bad org"
+				}
+				b.inKind(t, kind.tx, func(db outbox.CopyDBTX) {
+					_, err := outbox.AppendBatch(b.ctx, db, ps)
+					var verr *outbox.ValidationError
+					require.ErrorAs(t, err, &verr)
+					require.Equal(t, tc.wantIndex, verr.Index)
+					require.ErrorIs(t, err, tc.wantErr)
+				})
+				require.Equal(t, 0, b.countEvents(t, "org"))
+			})
+		}
+	}
+}
+
+// A COPY the server stops (an event id already pending) still has its
+// remaining elements validated: a bad one among them is reported, and the
+// savepoint rolled back, whatever moment the server's error came at.
+func TestAppendBatchReportsABadElementAfterTheServerRefusedARow(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	taken := uuid.Must(uuid.NewV7())
+	first := params("org-taken", map[string]any{})
+	first.EventID = taken
+	_, err := outbox.Append(b.ctx, b.pool, first)
+	require.NoError(t, err)
+
+	ps := make([]outbox.AppendParams, 2000)
+	for i := range ps {
+		ps[i] = params("org", map[string]any{"i": i})
+	}
+	ps[0].EventID = taken                          // refused by the server's unique index
+	ps[1999] = params("bad org", map[string]any{}) // read after the refusal, or not at all
+	b.inKind(t, true, func(db outbox.CopyDBTX) {
+		_, err := outbox.AppendBatch(b.ctx, db, ps)
+		var verr *outbox.ValidationError
+		require.ErrorAs(t, err, &verr)
+		require.Equal(t, 1999, verr.Index)
+	})
+	require.Equal(t, 0, b.countEvents(t, "org"))
 }
 
 type panicky struct{}
 
 func (panicky) MarshalJSON() ([]byte, error) { panic("MarshalJSON panicked") }
 
-// A batch copies only the optional columns some element sets; each row
-// gets its own element's channels and tags, NULL where it has none, and
-// the trace columns stay NULL without a span.
+// Each row gets its own element's channels and tags, NULL where it has
+// none, whichever elements of the batch set them, and the trace columns
+// stay NULL without a span.
 func TestAppendBatchStoresEachElementsRouting(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

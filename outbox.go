@@ -41,7 +41,9 @@
 // ([Config.PayloadValidator]); this package links no JSON Schema code,
 // only pgx, google/uuid and the OpenTelemetry API.
 //
-// Bad input is rejected before any SQL runs, with an error that names the
+// Bad input is rejected before it is written (before any SQL runs, but for
+// a large AppendBatch in a transaction: validated while COPY streams it,
+// inside a savepoint a bad element rolls back), with an error that names the
 // field and the rule and wraps one of the sentinels [ErrInvalidOrganizationID],
 // [ErrInvalidEventType], [ErrInvalidPayload], [ErrPayloadTooLarge],
 // [ErrInvalidChannels] or [ErrInvalidTags].

@@ -40,7 +40,9 @@ type PayloadValidator interface {
 	// ValidatePayload returns nil to accept payload, the JSON object an
 	// event of type eventType will carry (already checked and encoded as
 	// the producer stores it), or an error saying why not. It is called
-	// concurrently, and before any SQL runs.
+	// concurrently, before any SQL runs (but for a large AppendBatch in a
+	// transaction, where it runs on pgx's COPY goroutine while the COPY
+	// streams, in a savepoint its refusal rolls back).
 	ValidatePayload(eventType EventType, payload []byte) error
 }
 
