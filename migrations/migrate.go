@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxrelay/outbox/internal/sqlname"
 )
@@ -88,6 +91,10 @@ func up(ctx context.Context, db Beginner, opts Options, ms []Migration) ([]int, 
 	delay := opts.LockRetryDelay
 	for {
 		v, err := upNext(ctx, db, opts, ms)
+		var outside *outsideError
+		if errors.As(err, &outside) {
+			v, err = upOutside(ctx, db, opts, outside.m)
+		}
 		switch {
 		case errors.Is(err, errLockNotAvailable):
 			select {
@@ -101,10 +108,101 @@ func up(ctx context.Context, db Beginner, opts Options, ms []Migration) ([]int, 
 			return applied, err
 		case v == 0:
 			return applied, nil
+		case v < 0:
+			continue // another applier applied it
 		}
 		applied = append(applied, v)
 		delay = opts.LockRetryDelay
 	}
+}
+
+// outsideError is upNext's answer when the next migration runs outside a
+// transaction.
+type outsideError struct{ m Migration }
+
+func (e *outsideError) Error() string {
+	return fmt.Sprintf("migration %04d_%s runs outside a transaction", e.m.Version, e.m.Name)
+}
+
+// connAcquirer is a pool: *pgxpool.Pool.
+type connAcquirer interface {
+	Acquire(ctx context.Context) (*pgxpool.Conn, error)
+}
+
+// createConcurrently finds the index a no-transaction migration builds.
+var createConcurrently = regexp.MustCompile(`(?i)CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?("[^"]+"|[a-z0-9_]+)`)
+
+// upOutside applies a no-transaction migration on a connection of its own
+// (db must be a pool or a *pgx.Conn), holding the schema's advisory lock
+// for the session: it drops an invalid index that an interrupted run left
+// (CREATE INDEX CONCURRENTLY IF NOT EXISTS would keep it), runs the
+// statement, and records the version. It returns -1 when another applier
+// did it meanwhile, and the version it applied otherwise.
+func upOutside(ctx context.Context, db Beginner, opts Options, m Migration) (int, error) {
+	var conn *pgx.Conn
+	switch d := db.(type) {
+	case *pgx.Conn:
+		conn = d
+	case connAcquirer:
+		c, err := d.Acquire(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("migration %04d_%s: acquire a connection: %w", m.Version, m.Name, err)
+		}
+		defer c.Release()
+		conn = c.Conn()
+	default:
+		return 0, fmt.Errorf("migration %04d_%s runs outside a transaction: migrate with a pool or a connection, not a %T", m.Version, m.Name, db)
+	}
+	fail := func(what string, err error) (int, error) {
+		return 0, fmt.Errorf("migration %04d_%s: %s: %w", m.Version, m.Name, what, err)
+	}
+	key := "hashtext('outbox.migrate.' || COALESCE(NULLIF($1, ''), current_schema(), ''))"
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock("+key+")", opts.Schema); err != nil {
+		return fail("take migration lock", err)
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock("+key+")", opts.Schema)
+	}()
+	if opts.Schema != "" {
+		var was string
+		if err := conn.QueryRow(ctx, "SELECT current_setting('search_path')").Scan(&was); err != nil {
+			return fail("read search_path", err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT set_config('search_path', $1, false)", sqlname.Quote(opts.Schema)); err != nil {
+			return fail("set search_path", err)
+		}
+		defer func() {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT set_config('search_path', $1, false)", was)
+		}()
+	}
+	done, err := appliedVersions(ctx, conn, true)
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := done[m.Version]; ok {
+		return -1, nil // another applier did it: go on with the next
+	}
+	if name := createConcurrently.FindStringSubmatch(m.Up); name != nil {
+		var invalid bool
+		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace AND c.relname = $1)`,
+			strings.Trim(name[1], `"`)).Scan(&invalid)
+		if err != nil {
+			return fail("look for an invalid index left behind", err)
+		}
+		if invalid {
+			if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+name[1]); err != nil {
+				return fail("drop the invalid index left behind", err)
+			}
+		}
+	}
+	if _, err := conn.Exec(ctx, m.Up); err != nil {
+		return fail("apply", err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO "+versionTable+" (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+		return fail("record", err)
+	}
+	return m.Version, nil
 }
 
 // errLockNotAvailable is wrapped by upNext's error when a statement waited
@@ -119,6 +217,9 @@ func upNext(ctx context.Context, db Beginner, opts Options, ms []Migration) (int
 		for _, m := range ms {
 			if _, ok := done[m.Version]; ok {
 				continue
+			}
+			if m.NoTransaction {
+				return &outsideError{m}
 			}
 			// After the advisory lock: lock_timeout bounds that wait too.
 			if opts.LockTimeout > 0 {
@@ -232,7 +333,14 @@ func withLockedSchema(ctx context.Context, db Beginner, opts Options, write bool
 	return nil
 }
 
-func appliedVersions(ctx context.Context, tx pgx.Tx, create bool) (map[int]time.Time, error) {
+// querier is what appliedVersions reads with: a pgx.Tx or a *pgx.Conn.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func appliedVersions(ctx context.Context, tx querier, create bool) (map[int]time.Time, error) {
 	done := map[int]time.Time{}
 	if !create {
 		var exists bool

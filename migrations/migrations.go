@@ -46,7 +46,18 @@ type Migration struct {
 	Up string
 	// Down is the SQL that reverts it.
 	Down string
+	// NoTransaction: Up is one statement that cannot run in a transaction
+	// (CREATE INDEX CONCURRENTLY), marked by NoTransactionDirective on the
+	// .up.sql's first line. Up runs it on a connection of its own, and
+	// first drops an invalid index an interrupted run of it left behind.
+	NoTransaction bool
 }
+
+// NoTransactionDirective, as the first line of an .up.sql, marks a
+// migration that runs outside a transaction (goose's files get
+// "-- +goose NO TRANSACTION"; golang-migrate and psql run a one-statement
+// file outside one anyway).
+const NoTransactionDirective = "-- outbox:no-transaction"
 
 // All returns every embedded migration in version order.
 func All() []Migration {
@@ -81,6 +92,7 @@ func load(fsys fs.FS) ([]Migration, error) {
 		}
 		if dir == "up" {
 			m.Up = string(body)
+			m.NoTransaction = strings.HasPrefix(m.Up, NoTransactionDirective+"\n")
 		} else {
 			m.Down = string(body)
 		}

@@ -51,18 +51,33 @@ const (
 	// DropColumn: dropping a column (or table) breaks the previous
 	// release's code, which still reads it.
 	DropColumn Rule = "drop-column"
+	// ConcurrentlyInTransaction: CONCURRENTLY in a file not marked with
+	// NoTransactionDirective, which the runner would run in a transaction,
+	// where PostgreSQL refuses it.
+	ConcurrentlyInTransaction Rule = "concurrently-in-transaction"
+	// NoTransactionOneStatement: a file marked NoTransactionDirective holds
+	// more than one statement (goose would run each on its own, golang-migrate
+	// and psql all in one implicit transaction block, which CONCURRENTLY
+	// refuses).
+	NoTransactionOneStatement Rule = "no-transaction-one-statement"
 )
+
+// NoTransactionDirective, as a file's first line, marks a migration that
+// runs outside a transaction (migrations.NoTransactionDirective).
+const NoTransactionDirective = "-- outbox:no-transaction"
 
 // Why says what a rule finds and what to do instead.
 var Why = map[Rule]string{
-	IndexNotConcurrent: "CREATE INDEX on an existing table blocks its writes for the whole build: use CREATE INDEX CONCURRENTLY, in a migration of its own (it cannot run in a transaction)",
-	VolatileDefault:    "a volatile default rewrites the table under an exclusive lock: add the column without it, then fill it in batches",
-	TypeChange:         "a type change rewrites the table under an exclusive lock: add a new column, backfill in batches, switch readers",
-	SetNotNull:         "SET NOT NULL scans the table under an exclusive lock: add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL",
-	ConstraintNotValid: "a new constraint is validated at once under the table's lock: add it NOT VALID, then VALIDATE CONSTRAINT separately",
-	Rename:             "a rename breaks the previous release, which still uses the old name: add the new name, move, drop the old one a release later",
-	UnbatchedWrite:     "an UPDATE or DELETE of an existing table writes every row in one transaction: move data in batches, outside the schema migration",
-	DropColumn:         "a drop breaks the previous release, which still uses it: stop using it first, drop it a release later",
+	IndexNotConcurrent:        "CREATE INDEX on an existing table blocks its writes for the whole build: use CREATE INDEX CONCURRENTLY, in a migration of its own (it cannot run in a transaction)",
+	VolatileDefault:           "a volatile default rewrites the table under an exclusive lock: add the column without it, then fill it in batches",
+	TypeChange:                "a type change rewrites the table under an exclusive lock: add a new column, backfill in batches, switch readers",
+	SetNotNull:                "SET NOT NULL scans the table under an exclusive lock: add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL",
+	ConstraintNotValid:        "a new constraint is validated at once under the table's lock: add it NOT VALID, then VALIDATE CONSTRAINT separately",
+	Rename:                    "a rename breaks the previous release, which still uses the old name: add the new name, move, drop the old one a release later",
+	UnbatchedWrite:            "an UPDATE or DELETE of an existing table writes every row in one transaction: move data in batches, outside the schema migration",
+	DropColumn:                "a drop breaks the previous release, which still uses it: stop using it first, drop it a release later",
+	ConcurrentlyInTransaction: "CONCURRENTLY cannot run in a transaction: put the statement alone in a migration whose first line is " + NoTransactionDirective,
+	NoTransactionOneStatement: "a migration run outside a transaction holds one statement: split it",
 }
 
 // Finding is one statement that breaks a rule.
@@ -82,12 +97,20 @@ func (f Finding) String() string {
 func Check(sql string) []Finding {
 	created := map[string]bool{}
 	var out []Finding
-	for _, st := range Split(sql) {
+	statements := Split(sql)
+	outside := strings.HasPrefix(sql, NoTransactionDirective+"\n")
+	if outside && len(statements) > 1 {
+		out = append(out, Finding{Rule: NoTransactionOneStatement, Line: statements[1].Line, Statement: normalize(statements[1].Text)})
+	}
+	for _, st := range statements {
 		text := normalize(st.Text)
 		upper := strings.ToUpper(text)
 		if m := createTable.FindStringSubmatch(upper); m != nil {
 			created[unquote(m[1])] = true
 			continue
+		}
+		if !outside && strings.Contains(upper, " CONCURRENTLY ") {
+			out = append(out, Finding{Rule: ConcurrentlyInTransaction, Line: st.Line, Statement: text})
 		}
 		for _, r := range rulesOf(upper, created) {
 			out = append(out, Finding{Rule: r, Line: st.Line, Statement: text})

@@ -16,7 +16,7 @@ func TestRules(t *testing.T) {
 	}{
 		{"index on an existing table", "CREATE INDEX events_x ON outbox_events (x);", []Rule{IndexNotConcurrent}},
 		{"unique index, schema-qualified", `CREATE UNIQUE INDEX k ON "s".outbox_events (event_id);`, []Rule{IndexNotConcurrent}},
-		{"index concurrently", "CREATE INDEX CONCURRENTLY IF NOT EXISTS events_x ON outbox_events (x);", nil},
+		{"index concurrently", NoTransactionDirective + "\nCREATE INDEX CONCURRENTLY IF NOT EXISTS events_x ON outbox_events (x);", nil},
 		{"index on a table made in the file", "CREATE TABLE t (x int); CREATE INDEX t_x ON t (x);", nil},
 		{"volatile default", "ALTER TABLE outbox_events ADD COLUMN token uuid DEFAULT gen_random_uuid();", []Rule{VolatileDefault}},
 		{"stable default", "ALTER TABLE outbox_events ADD COLUMN seen timestamptz NOT NULL DEFAULT now();", nil},
@@ -41,6 +41,9 @@ func TestRules(t *testing.T) {
 		{"add a nullable column", "ALTER TABLE outbox_events ADD COLUMN traceparent text, ADD COLUMN tracestate text;", nil},
 		{"attach a partition", "ALTER TABLE outbox_deliveries ATTACH PARTITION p FOR VALUES FROM (MINVALUE) TO ('2026-01-01');", nil},
 		{"lowercase, spread over lines", "create\n  index\n x on\n outbox_events (x)", []Rule{IndexNotConcurrent}},
+		{"concurrently without the directive", "CREATE INDEX CONCURRENTLY x ON outbox_events (x);", []Rule{ConcurrentlyInTransaction}},
+		{"concurrently with the directive", NoTransactionDirective + "\nCREATE INDEX CONCURRENTLY x ON outbox_events (x);\n", nil},
+		{"the directive and two statements", NoTransactionDirective + "\nCREATE INDEX CONCURRENTLY x ON outbox_events (x);\nCREATE INDEX CONCURRENTLY y ON outbox_events (y);", []Rule{NoTransactionOneStatement}},
 		{"in a comment or a string, nothing", "-- CREATE INDEX x ON outbox_events (x);\nSELECT 'UPDATE outbox_lanes SET x = 1;';", nil},
 	}
 	for _, tc := range cases {

@@ -13,6 +13,10 @@ import (
 	"strings"
 )
 
+// noTransaction is migrations.NoTransactionDirective (this package cannot
+// import migrations, which embeds its output).
+const noTransaction = "-- outbox:no-transaction"
+
 // fileName is a migration file's name: NNNN_name.up.sql or .down.sql.
 // dollarQuote and beginAtomic find SQL whose statements hold semicolons of
 // their own (function bodies, DO blocks), which goose would split at each
@@ -31,6 +35,9 @@ func Render(stem, up, down string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "-- Code generated from ../%s.{up,down}.sql by `go generate ./migrations`. DO NOT EDIT.\n", stem)
 	b.WriteString("-- Edit those files and re-run go generate: migrations/goose_test.go checks this file is current.\n")
+	if strings.HasPrefix(up, noTransaction+"\n") {
+		b.WriteString("-- +goose NO TRANSACTION\n")
+	}
 	section(&b, "Up", up)
 	section(&b, "Down", down)
 	return []byte(b.String())

@@ -57,3 +57,15 @@ func TestFiles(t *testing.T) {
 		require.Error(t, err, name)
 	}
 }
+
+// A migration marked to run outside a transaction is marked so for goose.
+func TestRenderNoTransaction(t *testing.T) {
+	t.Parallel()
+	up := "-- outbox:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON a (id);\n"
+	got := string(goosefmt.Render("0007_i", up, "DROP INDEX i;"))
+	require.Equal(t, "-- Code generated from ../0007_i.{up,down}.sql by `go generate ./migrations`. DO NOT EDIT.\n"+
+		"-- Edit those files and re-run go generate: migrations/goose_test.go checks this file is current.\n"+
+		"-- +goose NO TRANSACTION\n"+
+		"\n-- +goose Up\n"+up+
+		"\n-- +goose Down\nDROP INDEX i;\n", got)
+}
