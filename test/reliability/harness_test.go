@@ -164,7 +164,14 @@ func (e *env) startRelayWith(name, token, svixURL string, extra ...string) *rela
 // pooler or a proxy in front of the suite's server).
 func (e *env) startRelayOn(dbURL, name, token, svixURL string, extra ...string) *relayProc {
 	e.t.Helper()
-	cmd := exec.Command(binary, e.relayArgs(append([]string{"--id", name}, extra...)...)...)
+	return e.startRelayBinary(binary, dbURL, name, token, svixURL, extra...)
+}
+
+// startRelayBinary starts bin (an outbox command, this tree's or another
+// release's) as a relay.
+func (e *env) startRelayBinary(bin, dbURL, name, token, svixURL string, extra ...string) *relayProc {
+	e.t.Helper()
+	cmd := exec.Command(bin, e.relayArgs(append([]string{"--id", name}, extra...)...)...)
 	cmd.Env = []string{"DATABASE_URL=" + dbURL, "SVIX_AUTH_TOKEN=" + token, "SVIX_SERVER_URL=" + svixURL, "PATH=" + os.Getenv("PATH")}
 	p := &relayProc{name: name, cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
