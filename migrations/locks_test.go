@@ -103,3 +103,18 @@ func TestMigrationWithoutLockTimeoutQueuesProducers(t *testing.T) {
 	require.NoError(t, <-u.done)
 	<-appended
 }
+
+// A statement that runs longer than StatementTimeout is cancelled, its
+// migration rolled back and reported, not retried.
+func TestMigrationStatementTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	ms := []migrations.Migration{{Version: 9001, Name: "slow", Up: "CREATE TABLE slow_marker (x int); SELECT pg_sleep(5)"}}
+	applied, err := migrations.UpThese(ctx, db.Pool, migrations.Options{Schema: db.Schema, StatementTimeout: 50 * time.Millisecond}, ms)
+	require.ErrorContains(t, err, "statement timeout")
+	require.Empty(t, applied)
+	var exists bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT to_regclass('slow_marker') IS NOT NULL").Scan(&exists))
+	require.False(t, exists, "rolled back")
+}

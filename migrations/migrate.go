@@ -44,6 +44,14 @@ type Options struct {
 	// locks is tried again, doubling after each try up to
 	// MaxLockRetryDelay. Defaults to 500 ms (DefaultLockRetryDelay).
 	LockRetryDelay time.Duration
+	// StatementTimeout bounds each statement of a migration run in a
+	// transaction (PostgreSQL's statement_timeout): a statement that holds
+	// its locks longer is cancelled and its migration rolled back, and Up
+	// returns the error (it is not retried: it would run as long again).
+	// Defaults to 0: no limit, as a migration that moves data may need;
+	// set it to what the locks it takes can be held for on your
+	// installation.
+	StatementTimeout time.Duration
 }
 
 const (
@@ -225,6 +233,11 @@ func upNext(ctx context.Context, db Beginner, opts Options, ms []Migration) (int
 			if opts.LockTimeout > 0 {
 				if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", strconv.FormatInt(opts.LockTimeout.Milliseconds(), 10)+"ms"); err != nil {
 					return fmt.Errorf("set lock_timeout: %w", err)
+				}
+			}
+			if opts.StatementTimeout > 0 {
+				if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)+"ms"); err != nil {
+					return fmt.Errorf("set statement_timeout: %w", err)
 				}
 			}
 			if _, err := tx.Exec(ctx, m.Up); err != nil {

@@ -24,6 +24,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 		downUsage   = "migrate down needs N (how many migrations to revert) or --all"
 		stepsToUndo int
 		lockTimeout time.Duration
+		stmtTimeout time.Duration
 	)
 	fs := newFlagSet(env, "migrate", "outbox migrate up | down N|--all [--yes] | status\n\n"+
 		"Apply, revert or show the shipped migrations. Safe to run from several processes at once:\n"+
@@ -36,6 +37,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&all, "all", false, "down: revert every applied migration (drops outbox's tables and their rows)")
 	fs.BoolVar(&yes, "yes", false, "down: revert without asking")
+	fs.DurationVar(&stmtTimeout, "statement-timeout", 0, "up: cancel a migration's statement that runs longer, rolling the migration back (0: no limit)")
 	fs.DurationVar(&lockTimeout, "lock-timeout", migrations.DefaultLockTimeout, "up: the longest a migration waits for a table lock before it is rolled back and retried (negative: no limit)")
 	action, rest := splitAction(args)
 	if err := parse(fs, rest); err != nil {
@@ -69,7 +71,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	opts := migrations.Options{Schema: db.schema, LockTimeout: lockTimeout}
+	opts := migrations.Options{Schema: db.schema, LockTimeout: lockTimeout, StatementTimeout: stmtTimeout}
 
 	switch action {
 	case "up", "down":
