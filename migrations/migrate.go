@@ -37,7 +37,7 @@ type Options struct {
 	// included, so a migration that does not get its locks in time is
 	// rolled back and tried again after LockRetryDelay, until ctx ends: a
 	// long transaction holding the table delays the upgrade, not the
-	// producers. Defaults to 200 ms (DefaultLockTimeout); negative: no
+	// producers. Defaults to 100 ms (DefaultLockTimeout); negative: no
 	// limit (wait as long as it takes, as plain psql does).
 	LockTimeout time.Duration
 	// LockRetryDelay is the wait before a migration that did not get its
@@ -56,7 +56,7 @@ type Options struct {
 
 const (
 	// DefaultLockTimeout is Options.LockTimeout's default.
-	DefaultLockTimeout = 200 * time.Millisecond
+	DefaultLockTimeout = 100 * time.Millisecond
 	// DefaultLockRetryDelay is Options.LockRetryDelay's default.
 	DefaultLockRetryDelay = 500 * time.Millisecond
 	// MaxLockRetryDelay caps the doubling of LockRetryDelay.
