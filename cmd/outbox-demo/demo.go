@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/internal/pgcontainer"
 	"github.com/outboxrelay/outbox/internal/pgserver"
 	"github.com/outboxrelay/outbox/internal/sqlname"
 	"github.com/outboxrelay/outbox/migrations"
@@ -152,7 +153,7 @@ func (d *demo) setUp(ctx context.Context) error {
 		srv, err := pgserver.Start(ctx, pgserver.Options{
 			EnvVars:  []string{}, // DATABASE_URL was read above, through env
 			Logf:     func(f string, a ...any) { d.logf(f, a...) },
-			Starters: []pgserver.Starter{containerStarter},
+			Starters: []pgserver.Starter{pgcontainer.Starter},
 		})
 		if err != nil {
 			return err

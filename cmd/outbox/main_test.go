@@ -150,7 +150,7 @@ func TestBinaryLinksNoTestInfrastructure(t *testing.T) {
 	forbidden := []string{
 		"testing", "github.com/testcontainers/", "github.com/docker/", "github.com/moby/",
 		"github.com/stretchr/testify", "github.com/outboxrelay/outbox/outboxtest",
-		"github.com/outboxrelay/outbox/internal/pgtest", "github.com/outboxrelay/outbox/internal/pgserver",
+		"github.com/outboxrelay/outbox/internal/pgtest", "github.com/outboxrelay/outbox/internal/pgserver", "github.com/outboxrelay/outbox/internal/pgcontainer",
 		"github.com/outboxrelay/outbox/internal/syncbuf", "github.com/outboxrelay/outbox/internal/testnet",
 		"net/http/httptest",
 	}

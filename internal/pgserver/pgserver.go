@@ -3,9 +3,10 @@
 //
 //  1. a URL from the environment (the variables the caller names, such as
 //     OUTBOX_TEST_DATABASE_URL or DATABASE_URL);
-//  2. each of the caller's Starters, in order; the demo adds one that runs a
-//     container through testcontainers-go, so only the demo's module pays
-//     for Docker's client;
+//  2. each of the caller's Starters, in order: the tests (internal/pgtest)
+//     and the demo add internal/pgcontainer's, a container through
+//     testcontainers-go when a Docker daemon answers (a starter that fails
+//     is logged in one line, and the next way tried);
 //  3. a throwaway cluster made with the local PostgreSQL binaries (initdb and
 //     pg_ctl on PATH or in /usr/lib/postgresql/*/bin), run as the postgres
 //     user when the process is root.
@@ -116,6 +117,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if err == nil {
 			return srv, nil
 		}
+		opts.Logf("pgserver: %s: %v; trying the next way", s.Name, err)
 		tried = append(tried, s.Name+": "+err.Error())
 	}
 	return nil, fmt.Errorf("%w: set %s to a server's URL or install PostgreSQL's server binaries "+

@@ -1,9 +1,12 @@
 // Package pgtest gives each test its own schema on a real PostgreSQL server,
 // migrated and ready, so tests run in parallel without seeing each other.
 //
-// The server is found once per test binary by internal/pgserver
-// (OUTBOX_TEST_DATABASE_URL or DATABASE_URL, else a throwaway cluster from
-// the local PostgreSQL binaries). Packages that use pgtest call [Main] from
+// The server is found once per test binary by internal/pgserver, in this
+// order: OUTBOX_TEST_DATABASE_URL or DATABASE_URL; a container through
+// testcontainers-go when a Docker daemon answers (internal/pgcontainer:
+// OUTBOX_TEST_POSTGRES_IMAGE, default postgres:16-alpine); a throwaway
+// cluster from the local PostgreSQL binaries. The way taken is printed in
+// one line on standard error. Packages that use pgtest call [Main] from
 // TestMain so a server started for the run is stopped afterwards.
 package pgtest
 
@@ -17,6 +20,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
+	"github.com/outboxrelay/outbox/internal/pgcontainer"
 	"github.com/outboxrelay/outbox/internal/pgserver"
 	"github.com/outboxrelay/outbox/internal/sqlname"
 	"github.com/outboxrelay/outbox/migrations"
@@ -95,14 +100,28 @@ func ServerURL(tb testing.TB) string {
 	return u
 }
 
+// SourceEnv names a variable that, when set, requires the test server to
+// come from that way (pgserver.Server.Source: "env:", "testcontainers",
+// "local"), so that CI proves the container path ran rather than fell back.
+const SourceEnv = "OUTBOX_TEST_SERVER_SOURCE"
+
+// logf writes the harness's one-line notes to standard error.
+func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
 func serverURL() (string, error) {
 	serverOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		server, serverErr = pgserver.Start(ctx, pgserver.Options{})
+		server, serverErr = pgserver.Start(ctx, pgserver.Options{Starters: []pgserver.Starter{pgcontainer.Starter}, Logf: logf})
 		if serverErr != nil {
 			return
 		}
+		if want := os.Getenv(SourceEnv); want != "" && !strings.HasPrefix(server.Source, want) {
+			serverErr = fmt.Errorf("%s=%s, but the server came from %s", SourceEnv, want, server.Source)
+			_ = server.Stop()
+			return
+		}
+		logf("pgtest: PostgreSQL from %s", server.Source)
 		admin, serverErr = pgxpool.New(ctx, server.URL)
 	})
 	if serverErr != nil {
