@@ -38,9 +38,9 @@ func startLockedUpgrade(t *testing.T, lockTimeout time.Duration) *lockedUpgrade 
 	// The ALTER asks for its lock: it waits behind the slow transaction.
 	require.Eventually(t, func() bool {
 		var waiting bool
-		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE outbox_events%')`).Scan(&waiting))
-		return waiting
+		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE outbox_events%')`).Scan(&waiting)
+		return err == nil && waiting
 	}, 10*time.Second, time.Millisecond, "the migration waits for its lock")
 	return u
 }
@@ -95,9 +95,9 @@ func TestMigrationWithoutLockTimeoutQueuesProducers(t *testing.T) {
 	}()
 	require.Eventually(t, func() bool {
 		var waiting bool
-		require.NoError(t, u.db.Pool.QueryRow(u.ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO outbox_events%org-live%')`).Scan(&waiting))
-		return waiting
+		err := u.db.Pool.QueryRow(u.ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO outbox_events%org-live%')`).Scan(&waiting)
+		return err == nil && waiting
 	}, 10*time.Second, time.Millisecond, "the producer queues behind the waiting ALTER")
 	u.end()
 	require.NoError(t, <-u.done)
@@ -117,4 +117,26 @@ func TestMigrationStatementTimeout(t *testing.T) {
 	var exists bool
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT to_regclass('slow_marker') IS NOT NULL").Scan(&exists))
 	require.False(t, exists, "rolled back")
+}
+
+// In a caller's transaction each migration is a savepoint, whose release
+// would keep the migration's timeouts: they are set back, and the caller's
+// statements after Up run under the caller's settings.
+func TestUpInACallersTransactionKeepsItsTimeouts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, "SET LOCAL lock_timeout = '7s'")
+	require.NoError(t, err)
+	ms := []migrations.Migration{{Version: 9001, Name: "alter_events", Up: "ALTER TABLE outbox_events ADD COLUMN upgraded boolean"}}
+	applied, err := migrations.UpThese(ctx, tx, migrations.Options{Schema: db.Schema, StatementTimeout: time.Minute}, ms)
+	require.NoError(t, err)
+	require.Equal(t, []int{9001}, applied)
+	var lock, stmt string
+	require.NoError(t, tx.QueryRow(ctx, "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')").Scan(&lock, &stmt))
+	require.Equal(t, "7s", lock)
+	require.Equal(t, "0", stmt)
 }

@@ -138,7 +138,26 @@ type connAcquirer interface {
 }
 
 // createConcurrently finds the index a no-transaction migration builds.
-var createConcurrently = regexp.MustCompile(`(?i)CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?("[^"]+"|[a-z0-9_]+)`)
+var createConcurrently = regexp.MustCompile(`(?i)CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?((?:"[^"]+"|[a-z0-9_$]+)(?:\.(?:"[^"]+"|[a-z0-9_$]+))?)\s+ON\s`)
+
+// indexRelname is the pg_class name of an index named in SQL (possibly
+// schema-qualified): quoted as written, unquoted folded to lower case.
+func indexRelname(name string) string {
+	last, quoted := 0, false
+	for i, c := range name {
+		switch {
+		case c == '"':
+			quoted = !quoted
+		case c == '.' && !quoted:
+			last = i + 1
+		}
+	}
+	name = name[last:]
+	if strings.HasPrefix(name, `"`) {
+		return strings.Trim(name, `"`)
+	}
+	return strings.ToLower(name)
+}
 
 // upOutside applies a no-transaction migration on a connection of its own
 // (db must be a pool or a *pgx.Conn), holding the schema's advisory lock
@@ -164,7 +183,7 @@ func upOutside(ctx context.Context, db Beginner, opts Options, m Migration) (int
 	fail := func(what string, err error) (int, error) {
 		return 0, fmt.Errorf("migration %04d_%s: %s: %w", m.Version, m.Name, what, err)
 	}
-	key := "hashtext('outbox.migrate.' || COALESCE(NULLIF($1, ''), current_schema(), ''))"
+	key := migrationLockKey
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock("+key+")", opts.Schema); err != nil {
 		return fail("take migration lock", err)
 	}
@@ -194,7 +213,7 @@ func upOutside(ctx context.Context, db Beginner, opts Options, m Migration) (int
 		var invalid bool
 		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 			WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace AND c.relname = $1)`,
-			strings.Trim(name[1], `"`)).Scan(&invalid)
+			indexRelname(name[1])).Scan(&invalid)
 		if err != nil {
 			return fail("look for an invalid index left behind", err)
 		}
@@ -229,17 +248,18 @@ func upNext(ctx context.Context, db Beginner, opts Options, ms []Migration) (int
 			if m.NoTransaction {
 				return &outsideError{m}
 			}
-			// After the advisory lock: lock_timeout bounds that wait too.
-			if opts.LockTimeout > 0 {
-				if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", strconv.FormatInt(opts.LockTimeout.Milliseconds(), 10)+"ms"); err != nil {
-					return fmt.Errorf("set lock_timeout: %w", err)
-				}
+			// After the advisory lock: lock_timeout would bound that wait
+			// too. Restored after the migration: in a caller's pgx.Tx each
+			// migration is a savepoint, whose release keeps a setting.
+			restore, err := setTimeouts(ctx, tx, opts)
+			if err != nil {
+				return err
 			}
-			if opts.StatementTimeout > 0 {
-				if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)+"ms"); err != nil {
-					return fmt.Errorf("set statement_timeout: %w", err)
+			defer func() {
+				if restore != nil {
+					_ = restore()
 				}
-			}
+			}()
 			if _, err := tx.Exec(ctx, m.Up); err != nil {
 				var pgErr *pgconn.PgError
 				if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
@@ -251,11 +271,48 @@ func upNext(ctx context.Context, db Beginner, opts Options, ms []Migration) (int
 				return fmt.Errorf("record migration %04d: %w", m.Version, err)
 			}
 			version = m.Version
-			return nil
+			r := restore
+			restore = nil
+			return r()
 		}
 		return nil
 	})
 	return version, err
+}
+
+// setTimeouts sets lock_timeout and statement_timeout for the rest of tx
+// from opts (a negative LockTimeout is no limit, whatever the role's or
+// the database's setting; a zero StatementTimeout leaves the session's),
+// and returns a function that sets them back.
+func setTimeouts(ctx context.Context, tx pgx.Tx, opts Options) (restore func() error, err error) {
+	var lockWas, stmtWas string
+	if err := tx.QueryRow(ctx, "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')").Scan(&lockWas, &stmtWas); err != nil {
+		return nil, fmt.Errorf("read the timeouts: %w", err)
+	}
+	lock, stmt := "0", stmtWas
+	if opts.LockTimeout > 0 {
+		lock = pgMillis(opts.LockTimeout)
+	}
+	if opts.StatementTimeout > 0 {
+		stmt = pgMillis(opts.StatementTimeout)
+	}
+	set := func(lock, stmt string) error {
+		_, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", lock, stmt)
+		if err != nil {
+			return fmt.Errorf("set the timeouts: %w", err)
+		}
+		return nil
+	}
+	if err := set(lock, stmt); err != nil {
+		return nil, err
+	}
+	return func() error { return set(lockWas, stmtWas) }, nil
+}
+
+// pgMillis formats d for a PostgreSQL duration setting, in whole
+// milliseconds, at least 1 (0 would mean no limit).
+func pgMillis(d time.Duration) string {
+	return strconv.FormatInt(max(1, d.Milliseconds()), 10) + "ms"
 }
 
 // Down reverts the latest steps applied migrations (all of them when steps
@@ -310,18 +367,11 @@ func withLockedSchema(ctx context.Context, db Beginner, opts Options, write bool
 	if err := sqlname.ValidateSchema(opts.Schema); err != nil {
 		return fmt.Errorf("migrations: Options.Schema: %w", err)
 	}
-	tx, err := db.Begin(ctx)
+	tx, err := lockedTx(ctx, db, opts)
 	if err != nil {
-		return fmt.Errorf("begin migration transaction: %w", err)
+		return err
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-
-	// The lock is the schema's, whatever the caller called it: "" is the
-	// first schema of search_path, so Up with "" and Up with "public" on a
-	// default connection take the same lock.
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('outbox.migrate.' || COALESCE(NULLIF($1, ''), current_schema(), '')))", opts.Schema); err != nil {
-		return fmt.Errorf("take migration lock: %w", err)
-	}
 	if opts.Schema != "" {
 		quoted := sqlname.Quote(opts.Schema)
 		if write {
@@ -351,6 +401,42 @@ type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// migrationLockKey is the schema's advisory lock, whatever the caller
+// called it: "" is the first schema of search_path, so Up with "" and Up
+// with "public" on a default connection take the same lock. $1 is the
+// schema.
+const migrationLockKey = "hashtext('outbox.migrate.' || COALESCE(NULLIF($1, ''), current_schema(), ''))"
+
+// lockedTx begins a transaction holding the schema's advisory lock. It
+// waits for the lock outside any transaction (try, roll back, wait, try
+// again): a transaction waiting for it would be one that a no-transaction
+// migration's CREATE INDEX CONCURRENTLY, run under the same lock, waits for
+// in turn, a deadlock.
+func lockedTx(ctx context.Context, db Beginner, opts Options) (pgx.Tx, error) {
+	delay := 20 * time.Millisecond
+	for {
+		tx, err := db.Begin(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("begin migration transaction: %w", err)
+		}
+		var got bool
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock("+migrationLockKey+")", opts.Schema).Scan(&got); err != nil {
+			_ = tx.Rollback(ctx)
+			return nil, fmt.Errorf("take migration lock: %w", err)
+		}
+		if got {
+			return tx, nil
+		}
+		_ = tx.Rollback(ctx)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("take migration lock: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
 }
 
 func appliedVersions(ctx context.Context, tx querier, create bool) (map[int]time.Time, error) {

@@ -14,6 +14,7 @@ package migrationlint
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -60,6 +61,10 @@ const (
 	// and psql all in one implicit transaction block, which CONCURRENTLY
 	// refuses).
 	NoTransactionOneStatement Rule = "no-transaction-one-statement"
+	// BlockingCommand: TRUNCATE, LOCK TABLE, VACUUM FULL, CLUSTER, and
+	// REINDEX or DROP INDEX without CONCURRENTLY take an ACCESS EXCLUSIVE
+	// lock (or, for REINDEX, block writes) for their whole run.
+	BlockingCommand Rule = "blocking-command"
 )
 
 // NoTransactionDirective, as a file's first line, marks a migration that
@@ -78,6 +83,7 @@ var Why = map[Rule]string{
 	DropColumn:                "a drop breaks the previous release, which still uses it: stop using it first, drop it a release later",
 	ConcurrentlyInTransaction: "CONCURRENTLY cannot run in a transaction: put the statement alone in a migration whose first line is " + NoTransactionDirective,
 	NoTransactionOneStatement: "a migration run outside a transaction holds one statement: split it",
+	BlockingCommand:           "the command holds an exclusive lock for its whole run: use the CONCURRENTLY form, or do it outside the migration",
 }
 
 // Finding is one statement that breaks a rule.
@@ -133,6 +139,8 @@ var (
 	addCons     = regexp.MustCompile(`ADD (?:CONSTRAINT [A-Z0-9_"]+ )?(FOREIGN KEY|CHECK)\b|\bREFERENCES\b`)
 	dropCol     = regexp.MustCompile(`DROP (?:COLUMN )?(?:IF EXISTS )?[A-Z0-9_"]+`)
 	dropTable   = regexp.MustCompile(`^DROP TABLE `)
+	blocking    = regexp.MustCompile(`^(TRUNCATE|LOCK |VACUUM (\([^)]*\bFULL\b[^)]*\)|FULL)|CLUSTER|REINDEX (?:TABLE|INDEX|SCHEMA|DATABASE|SYSTEM) (?:[^C]|C[^O])|DROP INDEX (?:IF EXISTS )?[^C])`)
+	addIndexed  = regexp.MustCompile(`^ADD (?:CONSTRAINT [A-Z0-9_"]+ )?(PRIMARY KEY|UNIQUE)\b`)
 )
 
 // rulesOf returns the rules one statement (upper-cased) breaks.
@@ -143,6 +151,9 @@ func rulesOf(st string, created map[string]bool) []Rule {
 			rules = append(rules, IndexNotConcurrent)
 		}
 		return rules
+	}
+	if blocking.MatchString(st) && !strings.Contains(st, "CONCURRENTLY") {
+		return append(rules, BlockingCommand)
 	}
 	if renameAny.MatchString(st) {
 		return append(rules, Rename)
@@ -164,25 +175,59 @@ func rulesOf(st string, created map[string]bool) []Rule {
 	if strings.Contains(actions, "ATTACH PARTITION") || strings.Contains(actions, "DETACH PARTITION") {
 		return nil // partition maintenance: its own locks, documented where it is used
 	}
-	for _, d := range addColumn.FindAllStringSubmatch(actions, -1) {
-		if volatile.MatchString(d[1]) {
-			rules = append(rules, VolatileDefault)
-			break
+	for _, action := range splitActions(actions) {
+		for _, r := range actionRules(action) {
+			if !slices.Contains(rules, r) {
+				rules = append(rules, r)
+			}
 		}
 	}
-	if typeChange.MatchString(actions) {
+	return rules
+}
+
+// actionRules returns the rules one action of an ALTER TABLE breaks.
+func actionRules(a string) []Rule {
+	var rules []Rule
+	if d := addColumn.FindStringSubmatch(a); d != nil && volatile.MatchString(d[1]) {
+		rules = append(rules, VolatileDefault)
+	}
+	if typeChange.MatchString(a) {
 		rules = append(rules, TypeChange)
 	}
-	if setNotNull.MatchString(actions) {
+	if setNotNull.MatchString(a) {
 		rules = append(rules, SetNotNull)
 	}
-	if addCons.MatchString(actions) && !strings.Contains(actions, "NOT VALID") {
+	if addCons.MatchString(a) && !strings.Contains(a, "NOT VALID") {
 		rules = append(rules, ConstraintNotValid)
 	}
-	if dropCol.MatchString(actions) && !strings.Contains(actions, "DROP DEFAULT") && !strings.Contains(actions, "DROP NOT NULL") && !strings.Contains(actions, "DROP CONSTRAINT") {
+	if addIndexed.MatchString(a) && !strings.Contains(a, "USING INDEX") {
+		rules = append(rules, IndexNotConcurrent)
+	}
+	if strings.HasPrefix(a, "DROP ") && dropCol.MatchString(a) && !strings.HasPrefix(a, "DROP CONSTRAINT") {
 		rules = append(rules, DropColumn)
 	}
 	return rules
+}
+
+// splitActions splits an ALTER TABLE's actions at the commas outside
+// parentheses.
+func splitActions(actions string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i, c := range actions {
+		switch c {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ',':
+			if depth == 0 {
+				out = append(out, strings.TrimSpace(actions[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	return append(out, strings.TrimSpace(actions[start:]))
 }
 
 // unquote returns a table name without its schema and quotes, upper-cased

@@ -44,6 +44,17 @@ func TestRules(t *testing.T) {
 		{"concurrently without the directive", "CREATE INDEX CONCURRENTLY x ON outbox_events (x);", []Rule{ConcurrentlyInTransaction}},
 		{"concurrently with the directive", NoTransactionDirective + "\nCREATE INDEX CONCURRENTLY x ON outbox_events (x);\n", nil},
 		{"the directive and two statements", NoTransactionDirective + "\nCREATE INDEX CONCURRENTLY x ON outbox_events (x);\nCREATE INDEX CONCURRENTLY y ON outbox_events (y);", []Rule{NoTransactionOneStatement}},
+		{"drop a column beside a dropped default", "ALTER TABLE outbox_events ALTER COLUMN a DROP DEFAULT, DROP COLUMN b;", []Rule{DropColumn}},
+		{"one constraint not valid, another not", "ALTER TABLE outbox_events ADD CONSTRAINT a CHECK (x > 0) NOT VALID, ADD CONSTRAINT b CHECK (y > 0);", []Rule{ConstraintNotValid}},
+		{"a unique constraint", "ALTER TABLE outbox_events ADD CONSTRAINT u UNIQUE (event_id);", []Rule{IndexNotConcurrent}},
+		{"a primary key from an index built concurrently", "ALTER TABLE outbox_events ADD CONSTRAINT p PRIMARY KEY USING INDEX p_idx;", nil},
+		{"truncate", "TRUNCATE outbox_lanes;", []Rule{BlockingCommand}},
+		{"lock table", "LOCK TABLE outbox_events IN ACCESS EXCLUSIVE MODE;", []Rule{BlockingCommand}},
+		{"vacuum full", "VACUUM FULL outbox_events;", []Rule{BlockingCommand}},
+		{"reindex", "REINDEX TABLE outbox_events;", []Rule{BlockingCommand}},
+		{"reindex concurrently", NoTransactionDirective + "\nREINDEX TABLE CONCURRENTLY outbox_events;", nil},
+		{"drop index", "DROP INDEX outbox_events_x;", []Rule{BlockingCommand}},
+		{"drop index concurrently", NoTransactionDirective + "\nDROP INDEX CONCURRENTLY IF EXISTS outbox_events_x;", nil},
 		{"in a comment or a string, nothing", "-- CREATE INDEX x ON outbox_events (x);\nSELECT 'UPDATE outbox_lanes SET x = 1;';", nil},
 	}
 	for _, tc := range cases {

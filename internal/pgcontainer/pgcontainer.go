@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -110,6 +111,9 @@ func start(ctx context.Context, logf func(string, ...any)) (srv *pgserver.Server
 // network namespace: its default bridge, docker0, is one of our
 // interfaces.
 func daemonIsLocal() bool {
+	if h := os.Getenv("DOCKER_HOST"); h != "" && !strings.HasPrefix(h, "unix://") {
+		return false // a daemon elsewhere publishes on its own host
+	}
 	_, err := net.InterfaceByName("docker0")
 	return err == nil
 }
