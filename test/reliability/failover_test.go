@@ -82,9 +82,16 @@ func TestReplicaKilled(t *testing.T) {
 			const orgs = 20
 			e.preloadBacklog(orgs, 60)
 			victim := e.startRelayOn(dbURL, "victim", e.token, e.fake.URL(), extra...)
+			// The survivor starts once the victim holds lanes: started
+			// together, the survivor could take every lane first, and go on
+			// re-claiming its own (one CI run saw the victim hold none).
+			require.Eventually(t, func() bool {
+				var n int
+				err := e.pool.QueryRow(e.ctx, "SELECT count(*) FROM outbox_lanes WHERE leased_by = 'victim' AND lease_token IS NOT NULL").Scan(&n)
+				return err == nil && n > 0
+			}, 20*time.Second, 5*time.Millisecond, "the victim claims lanes")
 			survivor := e.startRelayOn(dbURL, "survivor", e.token, e.fake.URL(), extra...)
-			// Mid-work, and the victim holding lanes: the survivor, started
-			// right after it, may have taken every lane first.
+			// Mid-work, and the victim holding lanes.
 			require.Eventually(t, func() bool {
 				var n int
 				err := e.pool.QueryRow(e.ctx, "SELECT count(*) FROM outbox_lanes WHERE leased_by = 'victim' AND lease_token IS NOT NULL").Scan(&n)

@@ -104,7 +104,16 @@ func TestRetriesAndDeadLettersAreRecorded(t *testing.T) {
 	require.NoError(t, err)
 	b.waitPending(t, 0)
 
-	m := b.collect(t)
+	// The counters are added once the settlement has committed, which
+	// waitPending saw: wait for the last one.
+	var m map[string]metricdata.Metrics
+	require.Eventually(t, func() bool {
+		m = b.collect(t)
+		dl, ok := m[relay.MetricEventsDeadLettered].Data.(metricdata.Sum[int64])
+		dv, ok2 := m[relay.MetricEventsDelivered].Data.(metricdata.Sum[int64])
+		rt, ok3 := m[relay.MetricEventsRetried].Data.(metricdata.Sum[int64])
+		return ok && ok2 && ok3 && len(dl.DataPoints) > 0 && len(dv.DataPoints) > 0 && len(rt.DataPoints) > 0
+	}, 10*time.Second, 5*time.Millisecond, "the dead letter is counted")
 	require.Equal(t, int64(1), sum(t, m[relay.MetricEventsRetried], map[string]string{"error.type": "503", "outbox.event.type": "invoice.paid"}))
 	require.Equal(t, int64(1), sum(t, m[relay.MetricEventsDelivered], map[string]string{"outbox.event.type": "invoice.paid"}))
 	require.Equal(t, int64(1), sum(t, m[relay.MetricEventsDeadLettered], map[string]string{"error.type": "422", "outbox.event.type": "invoice.voided"}))
