@@ -33,6 +33,7 @@ var released = map[string][]migrationlint.Rule{
 // drop what its migration added.
 func TestMigrationsDoNotBlockALiveInstallation(t *testing.T) {
 	t.Parallel()
+	require.Equal(t, migrations.NoTransactionDirective, migrationlint.NoTransactionDirective, "the runner and the check read one directive")
 	names, err := fs.Glob(migrations.FS, "*.up.sql")
 	require.NoError(t, err)
 	require.NotEmpty(t, names)

@@ -26,7 +26,7 @@ func TestManyOrganizationsPerClaim(t *testing.T) {
 	b.waitSettled(t, 10*time.Second)
 	b.requireExactlyOnce(t, committed)
 	// A turn is counted after its settlement commits, which waitSettled saw.
-	require.Eventually(t, func() bool { return r.Stats().Turns >= uint64(len(orgs)) }, 10*time.Second, time.Millisecond)
+	waitStats(t, func(st relay.Stats) bool { return st.Turns >= uint64(len(orgs)) }, r)
 	st := r.Stats()
 	require.EqualValues(t, len(orgs), st.Turns, "one turn per organization")
 	require.Less(t, st.Claims, uint64(len(orgs)/4), "claims carry many lanes each (%d claims for %d lanes)", st.Claims, st.Turns)

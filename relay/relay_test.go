@@ -167,6 +167,7 @@ func waitStats(t *testing.T, ok func(relay.Stats) bool, rs ...*relay.Relay) {
 			sum.DeadLettered += st.DeadLettered
 			sum.Retried += st.Retried
 			sum.Skipped += st.Skipped
+			sum.Turns += st.Turns
 		}
 		return ok(sum)
 	}, 10*time.Second, 5*time.Millisecond, "relay counters: %+v", sum)

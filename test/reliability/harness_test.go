@@ -104,6 +104,18 @@ type env struct {
 // newEnv migrates a fresh schema and starts a fake.
 func newEnv(t *testing.T, fakeOpts svixtest.Options) *env {
 	t.Helper()
+	e := newBareEnv(t, fakeOpts)
+	_, err := migrations.Up(e.ctx, e.pool, migrations.Options{Schema: e.schema})
+	require.NoError(t, err)
+	_, err = e.pool.Exec(e.ctx, `CREATE TABLE biz_orders (event_id uuid PRIMARY KEY, organization_id text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`)
+	require.NoError(t, err)
+	return e
+}
+
+// newBareEnv names a fresh schema, left empty (a scenario migrates it its
+// own way), and starts a fake.
+func newBareEnv(t *testing.T, fakeOpts svixtest.Options) *env {
+	t.Helper()
 	ctx := context.Background()
 	schema := "rel_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	cfg, err := pgxpool.ParseConfig(server.URL)
@@ -113,10 +125,6 @@ func newEnv(t *testing.T, fakeOpts svixtest.Options) *env {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	_, err = migrations.Up(ctx, pool, migrations.Options{Schema: schema})
-	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `CREATE TABLE biz_orders (event_id uuid PRIMARY KEY, organization_id text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`)
-	require.NoError(t, err)
 	fake := svixtest.NewT(t, fakeOpts)
 	e := &env{t: t, ctx: ctx, schema: schema, url: server.URL, pool: pool, fake: fake, token: fake.Token(),
 		rolledBack: map[string]bool{}, commitAt: map[string]time.Time{}}

@@ -1,7 +1,6 @@
 package reliability
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox/migrations"
@@ -56,18 +54,8 @@ func previousRelease(t *testing.T) (bin, commit string) {
 func TestRollingUpgrade(t *testing.T) {
 	prevBin, commit := previousRelease(t)
 	t.Logf("previous release: %s", commit)
-	ctx := context.Background()
-	schema := "up_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	cfg, err := pgxpool.ParseConfig(server.URL)
-	require.NoError(t, err)
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	fake := svixtest.NewT(t, svixtest.Options{Latency: 2 * time.Millisecond})
-	e := &env{t: t, ctx: ctx, schema: schema, url: server.URL, pool: pool, fake: fake, token: fake.Token(),
-		rolledBack: map[string]bool{}, commitAt: map[string]time.Time{}}
-	t.Cleanup(e.killAll)
+	e := newBareEnv(t, svixtest.Options{Latency: 2 * time.Millisecond})
+	ctx, schema, pool, fake := e.ctx, e.schema, e.pool, e.fake
 
 	migrate := exec.Command(prevBin, "migrate", "up", "--schema", schema)
 	migrate.Env = []string{"DATABASE_URL=" + server.URL, "PATH=" + os.Getenv("PATH")}
