@@ -109,14 +109,20 @@ func TestDrainAfterRateLimitWaitsForThePause(t *testing.T) {
 	r := b.newRelay(t)
 
 	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultRateLimit, RetryAfter: 3 * time.Second, Times: 1})
+	// The pause starts on the database's clock while the drain settles,
+	// somewhere between these two readings of it, however slow the machine.
+	before := b.dbNow(t)
 	res, err := r.DrainOrganization(b.ctx, "org-429", 5*time.Second)
 	require.NoError(t, err)
+	after := b.dbNow(t)
 	require.True(t, res.RateLimited)
 	require.Equal(t, 2, res.Remaining)
-	require.WithinDuration(t, time.Now().Add(3*time.Second), res.NextTurnAt, time.Second, "the pause Svix asked for")
+	pausedUntil := res.NextTurnAt
+	require.False(t, pausedUntil.Before(before.Add(3*time.Second)), "the pause Svix asked for: until %s, drain began %s", pausedUntil, before)
+	require.False(t, pausedUntil.After(after.Add(3*time.Second)), "the pause Svix asked for: until %s, drain ended %s", pausedUntil, after)
 
 	res, err = r.DrainOrganization(b.ctx, "org-429", 5*time.Second)
 	require.NoError(t, err)
 	require.True(t, res.Busy, "the lane is paused")
-	require.WithinDuration(t, time.Now().Add(3*time.Second), res.NextTurnAt, time.Second)
+	require.True(t, res.NextTurnAt.Equal(pausedUntil), "still the same pause: %s, want %s", res.NextTurnAt, pausedUntil)
 }

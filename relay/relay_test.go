@@ -114,6 +114,15 @@ func (b *bundle) appendCommitted(t *testing.T, orgs []string, n int) []outbox.Ap
 	return out
 }
 
+// dbNow reads the database's clock, the one leases, pauses and retries are
+// set on.
+func (b *bundle) dbNow(t *testing.T) time.Time {
+	t.Helper()
+	var now time.Time
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT clock_timestamp()").Scan(&now))
+	return now
+}
+
 // waitMessages waits for the fake to hold n messages.
 func (b *bundle) waitMessages(t *testing.T, n int, within time.Duration) {
 	t.Helper()
