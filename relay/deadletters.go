@@ -56,11 +56,17 @@ type DeadLetterFilter struct {
 	Since time.Time
 	// IDs matches these outbox ids.
 	IDs []int64
+	// StatusCode matches dead letters Svix answered with this HTTP status;
+	// -1 matches those Svix never answered (status 0). Defaults to 0, all.
+	StatusCode int
+	// Before matches dead letters that died before it.
+	Before time.Time
 }
 
 // empty reports whether f matches everything.
 func (f DeadLetterFilter) empty() bool {
-	return f.OrganizationID == "" && f.EventType == "" && f.Since.IsZero() && len(f.IDs) == 0
+	return f.OrganizationID == "" && f.EventType == "" && f.Since.IsZero() && len(f.IDs) == 0 &&
+		f.StatusCode == 0 && f.Before.IsZero()
 }
 
 func (f DeadLetterFilter) args() []any {
@@ -72,7 +78,15 @@ func (f DeadLetterFilter) args() []any {
 	if ids == nil {
 		ids = []int64{}
 	}
-	return []any{f.OrganizationID, f.EventType, since, ids}
+	var before pgtype.Timestamptz
+	if !f.Before.IsZero() {
+		before = pgtype.Timestamptz{Time: f.Before, Valid: true}
+	}
+	status := f.StatusCode
+	if status < 0 {
+		status = -1 // matched against coalesce(status_code, 0) below
+	}
+	return []any{f.OrganizationID, f.EventType, since, ids, status, before}
 }
 
 // DeadLetterListParams selects the dead letters DeadLetters lists.
@@ -147,6 +161,16 @@ func (a *Admin) RequeueDeadLetters(ctx context.Context, s DeadLetterSelection) (
 		a.onRequeue(orgs...)
 	}
 	return len(orgs), nil
+}
+
+// CountDeadLetters counts the dead letters f matches: what a requeue or a
+// purge of the same filter would act on, for a confirmation that states it.
+func (a *Admin) CountDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error) {
+	var n int
+	if err := a.db.QueryRow(ctx, a.q.countDeadLetters, f.args()...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("relay: count dead letters: %w", err)
+	}
+	return n, nil
 }
 
 // PurgeDeadLetters deletes the selected dead letters for good and returns

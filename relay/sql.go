@@ -14,7 +14,7 @@ type queries struct {
 	pruneLock, pruneLanes, pruneRelays                   string
 	partitions, pruneDefaultPartition                    string
 	status, listDeadLetters, requeueDeadLetters          string
-	purgeDeadLetters                                     string
+	purgeDeadLetters, countDeadLetters, deliveryRate     string
 	events                                               eventQueries // sql_events.go
 
 	// schema qualifies the names the relay builds itself (partitions).
@@ -52,6 +52,8 @@ func newQueries(schema string) queries {
 		listDeadLetters:       s.Expand(sqlListDeadLetters),
 		requeueDeadLetters:    s.Expand(sqlRequeueDeadLetters),
 		purgeDeadLetters:      s.Expand(sqlPurgeDeadLetters),
+		countDeadLetters:      s.Expand(sqlCountDeadLetters),
+		deliveryRate:          s.Expand(sqlDeliveryRate),
 		events:                newEventQueries(s),
 		schema:                s,
 	}

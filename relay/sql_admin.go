@@ -13,19 +13,25 @@ SELECT organization_id, sum(pending)::int, max(oldest_age)::float8, sum(retrying
 ) s GROUP BY organization_id ORDER BY sum(pending) DESC, organization_id`
 
 // deadFilter is the WHERE clause shared by the dead-letter statements.
-// $1 org, $2 event type, $3 since, $4 ids; empty/NULL matches all.
+// $1 org, $2 event type, $3 since, $4 ids, $5 status code, $6 before;
+// empty/NULL/0 matches all.
 const deadFilter = `
     ($1 = '' OR organization_id = $1)
 AND ($2 = '' OR event_type = $2)
 AND ($3::timestamptz IS NULL OR dead_at >= $3)
-AND (cardinality($4::bigint[]) = 0 OR id = ANY($4))`
+AND (cardinality($4::bigint[]) = 0 OR id = ANY($4))
+AND ($5::int = 0 OR coalesce(status_code, 0) = greatest($5, 0))
+AND ($6::timestamptz IS NULL OR dead_at < $6)`
 
-// sqlListDeadLetters lists matching dead letters in id order. $5 limit.
+// sqlListDeadLetters lists matching dead letters in id order. $7 limit.
 const sqlListDeadLetters = `
 SELECT id, event_id, organization_id, event_type, payload, created_at, attempts,
        last_error, coalesce(status_code, 0), coalesce(response_body, ''), dead_at
 FROM {dead_letters} WHERE ` + deadFilter + `
-ORDER BY id LIMIT $5`
+ORDER BY id LIMIT $7`
+
+// sqlCountDeadLetters counts matching dead letters.
+const sqlCountDeadLetters = `SELECT count(*) FROM {dead_letters} WHERE ` + deadFilter
 
 // sqlRequeueDeadLetters moves dead letters back into the hot table with their
 // original id and event id (so Svix still sees the same eventId) and a
