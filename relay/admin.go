@@ -25,8 +25,9 @@ type AdminConfig struct {
 type Admin struct {
 	db outbox.DBTX
 	q  queries
-	// onRequeue, when set, is told the organizations of requeued events so a
-	// running Relay delivers them at once.
+	// onRequeue, when set, is told the organizations of requeued events and
+	// resumed lanes, so a running Relay delivers them at once, whatever it
+	// thought they were waiting for.
 	onRequeue func(orgs ...string)
 }
 
@@ -49,7 +50,7 @@ func NewAdmin(db outbox.DBTX, cfg AdminConfig) (*Admin, error) {
 // Admin returns an Admin on the relay's tables; what it requeues is queued
 // for delivery at once.
 func (r *Relay) Admin() *Admin {
-	return &Admin{db: r.pool, q: r.q, onRequeue: r.enqueue}
+	return &Admin{db: r.pool, q: r.q, onRequeue: r.enqueueDue}
 }
 
 // OrganizationStatus is one organization's backlog.

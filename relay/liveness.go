@@ -51,6 +51,9 @@ type heartbeater struct {
 	timeout    time.Duration // Config.LivenessTimeout
 	// takeOver queues dead relays' lanes, due now.
 	takeOver func(orgs ...string)
+	// svixHealth reports what Svix answered lately, as JSON, for the
+	// relay's row (Admin.Relays).
+	svixHealth func() []byte
 	// beaten is signalled after each heartbeat with its error (tests).
 	beaten *testsignal.Signal[error]
 
@@ -63,9 +66,9 @@ type heartbeater struct {
 // newHeartbeater returns the heartbeater of a relay configured by cfg
 // (defaults applied), dialling as the pool does.
 func newHeartbeater(connConfig *pgx.ConnConfig, q queries, cfg Config, instance pgtype.UUID,
-	takeOver func(orgs ...string), beaten *testsignal.Signal[error]) *heartbeater {
+	takeOver func(orgs ...string), svixHealth func() []byte, beaten *testsignal.Signal[error]) *heartbeater {
 	return &heartbeater{connConfig: connConfig, q: q, clock: cfg.clock, log: cfg.Logger, instance: instance, name: cfg.ID,
-		interval: cfg.HeartbeatInterval, timeout: cfg.LivenessTimeout, takeOver: takeOver, beaten: beaten}
+		interval: cfg.HeartbeatInterval, timeout: cfg.LivenessTimeout, takeOver: takeOver, svixHealth: svixHealth, beaten: beaten}
 }
 
 // heartbeatLoop heartbeats until ctx ends, and queues the lanes of relays
@@ -106,7 +109,8 @@ func (h *heartbeater) beat(ctx context.Context) (err error) {
 	// A statement of its own, committed when it returns: the time it was
 	// sent is what alive() measures from, so it must not count a heartbeat
 	// that a later statement of the same transaction could roll back.
-	if _, err := h.conn.Exec(ctx, h.q.heartbeat, h.instance, h.name, h.timeout.Milliseconds()); err != nil {
+	// The health goes as text: []byte would go as bytea in the simple protocol.
+	if _, err := h.conn.Exec(ctx, h.q.heartbeat, h.instance, h.name, h.timeout.Milliseconds(), string(h.svixHealth())); err != nil {
 		h.close()
 		return err
 	}

@@ -25,7 +25,7 @@ func livenessSetup(t *testing.T) (*heartbeater, *pgxpool.Pool, *pgtest.DB) {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	h := newHeartbeater(pool.Config().ConnConfig, newQueries(""), Config{SvixToken: "t"}.withDefaults(), newInstance(),
-		func(...string) {}, &testsignal.Signal[error]{})
+		func(...string) {}, func() []byte { return []byte("{}") }, &testsignal.Signal[error]{})
 	t.Cleanup(h.close)
 	return h, pool, db
 }

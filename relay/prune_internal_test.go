@@ -14,8 +14,6 @@ import (
 	"github.com/outboxrelay/outbox/internal/testsignal"
 )
 
-// setupHistory returns a relay on a fresh schema whose pre-migration
-// history partition is detached, so the test controls every partition.
 // setupHistory returns a pruner alone (no relay) on a fresh schema whose
 // legacy history partition is detached, on a fake clock at 2031-03-01
 // 10:30 UTC.
@@ -173,4 +171,22 @@ func TestPartitionChangesDoNotHoldSettlementsDuringThePrune(t *testing.T) {
 
 	require.NoError(t, blocker.Rollback(ctx))
 	<-pruned
+}
+
+// An operator's pause outlives the prune of idle lanes: the lane holds the
+// pause even with nothing pending.
+func TestPruneKeepsAPausedLane(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p, _, db := setupHistory(t, time.Hour)
+	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id, updated_at, suspended_at, suspend_reason)
+		VALUES ('org-idle', now() - interval '2 hours', NULL, NULL),
+		       ('org-paused', now() - interval '2 hours', now() - interval '2 hours', 'hold')`)
+	require.NoError(t, err)
+	p.prune(ctx)
+	rows, err := db.Pool.Query(ctx, "SELECT organization_id FROM outbox_lanes")
+	require.NoError(t, err)
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"org-paused"}, left)
 }

@@ -61,7 +61,8 @@ type Relay struct {
 	heartbeating    atomic.Bool  // Run is heartbeating: claims record the instance
 	stats           stats
 	tel             *relayTelemetry
-	health          health // recent Svix calls, for quick retries
+	health          health              // recent Svix calls, for quick retries
+	svixHealth      *svixHealthRecorder // what Svix answered lately, for the heartbeat
 
 	beats  *heartbeater // liveness
 	pruner *pruner      // history partitions and pruning
@@ -134,7 +135,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		tel:        tel,
 		clock:      cfg.clock,
 	}
-	r.beats = newHeartbeater(pool.Config().ConnConfig, r.q, cfg, r.instance, r.enqueueDue, &r.testSignals.Beat)
+	r.svixHealth = newSvixHealthRecorder(cfg.clock)
+	r.beats = newHeartbeater(pool.Config().ConnConfig, r.q, cfg, r.instance, r.enqueueDue, r.svixHealth.report, &r.testSignals.Beat)
 	r.pruner = newPruner(pool, r.q, cfg, &r.testSignals.Pruned)
 	r.sweeper = newSweeper(r)
 	r.listener = newListener(r)

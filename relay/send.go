@@ -60,13 +60,15 @@ type result struct {
 	// at is when the send ended: a delivered event's latency ends there,
 	// not at the settlement.
 	at time.Time
+	// timedOut: Svix did not answer within SendTimeout.
+	timedOut bool
 }
 
 // send creates ev in Svix at dest, classifies the answer and records it in
 // the health signal. sendCtx ends when the relay gives up on in-flight
 // calls; each call also gets its own SendTimeout.
 func (r *Relay) send(sendCtx context.Context, dest Destination, ev *pendingEvent) (res result) {
-	defer func() { r.health.recordOutcome(res.outcome) }()
+	defer func() { r.health.recordOutcome(res.outcome); r.svixHealth.record(res) }()
 	payload, err := decodePayload(ev.payload)
 	if err != nil {
 		return result{outcome: outcomeDeadLetter, err: "payload is not a JSON object: " + err.Error()}
@@ -114,7 +116,7 @@ func transportFailure(sendCtx context.Context, err error) result {
 	if sendCtx.Err() != nil {
 		return result{outcome: outcomeUnsent, err: "interrupted: " + err.Error()}
 	}
-	return result{outcome: outcomeRetry, err: err.Error()}
+	return result{outcome: outcomeRetry, err: err.Error(), timedOut: isTimeout(err)}
 }
 
 // classify turns Svix's non-2xx answer into an outcome, for message

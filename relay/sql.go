@@ -15,6 +15,7 @@ type queries struct {
 	partitions, pruneDefaultPartition                    string
 	status, listDeadLetters, requeueDeadLetters          string
 	purgeDeadLetters, countDeadLetters, deliveryRate     string
+	pause, resume, pauses, lanes, relays                 string
 	events                                               eventQueries // sql_events.go
 
 	// schema qualifies the names the relay builds itself (partitions).
@@ -54,6 +55,11 @@ func newQueries(schema string) queries {
 		purgeDeadLetters:      s.Expand(sqlPurgeDeadLetters),
 		countDeadLetters:      s.Expand(sqlCountDeadLetters),
 		deliveryRate:          s.Expand(sqlDeliveryRate),
+		pause:                 s.Expand(sqlPause),
+		resume:                s.Expand(sqlResume),
+		pauses:                s.Expand(sqlPauses),
+		lanes:                 s.Expand(sqlLanes),
+		relays:                s.Expand(sqlRelays),
 		events:                newEventQueries(s),
 		schema:                s,
 	}
@@ -68,4 +74,4 @@ const sqlRemaining = `
 SELECT (SELECT count(*) FROM (SELECT 1 FROM {events} e WHERE e.organization_id = $1 LIMIT $2) c),
        (SELECT coalesce(e.next_attempt_at, e.created_at) FROM {events} e
         WHERE e.organization_id >= $1 AND e.organization_id <= $1 ORDER BY e.organization_id, e.id LIMIT 1),
-       (SELECT greatest(l.due_at, l.paused_until) FROM {lanes} l WHERE l.organization_id = $1)`
+       (SELECT greatest(l.due_at, l.paused_until, ` + suspendedUntil + `) FROM {lanes} l WHERE l.organization_id = $1)`

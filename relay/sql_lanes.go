@@ -113,7 +113,7 @@ WITH free AS (
     LEFT JOIN LATERAL (
         SELECT true AS has FROM {events} e WHERE e.organization_id = l.organization_id LIMIT 1) pending ON true
     WHERE l.organization_id = ANY($1::text[]) AND ` + laneFree + `
-      AND (l.paused_until IS NULL OR l.paused_until <= now())
+      AND (l.paused_until IS NULL OR l.paused_until <= now()) AND NOT ` + laneSuspended + `
       AND (pending.has OR l.due_at IS NOT NULL)
     FOR NO KEY UPDATE OF l SKIP LOCKED
 ), forgotten AS (
@@ -170,7 +170,8 @@ RETURNING e.organization_id, e.id, e.event_id, e.event_type, e.payload, e.attemp
 // another relay's claim or settlement). An organization with no lane row
 // has no events. $1 organizations, $2 the claim's token.
 const sqlLaneStates = `
-SELECT l.organization_id, l.lease_token IS NOT DISTINCT FROM $2, l.leased_until, l.paused_until, l.due_at,
+SELECT l.organization_id, l.lease_token IS NOT DISTINCT FROM $2, l.leased_until,
+       greatest(l.paused_until, ` + suspendedUntil + `), l.due_at,
        EXISTS (SELECT 1 FROM {events} e WHERE e.organization_id = l.organization_id)
 FROM {lanes} l WHERE l.organization_id = ANY($1)`
 
@@ -184,7 +185,13 @@ const sqlRelease = `
 UPDATE {lanes} l
 SET lease_token = NULL, leased_until = NULL, holder = NULL, updated_at = now(),
     paused_until = CASE WHEN u.pause > 0 THEN now() + u.pause * interval '1 millisecond' ELSE l.paused_until END,
-    due_at = CASE WHEN u.pause > 0 THEN now() + u.pause * interval '1 millisecond' ELSE (
+    due_at = CASE WHEN u.pause > 0 THEN now() + u.pause * interval '1 millisecond'
+                  -- An operator's timed pause: due when it ends at the latest,
+                  -- even with nothing left now (events may come meanwhile).
+                  WHEN l.suspended_until > now() THEN coalesce(least((
+                      SELECT greatest(coalesce(e.next_attempt_at, now()), now())
+                      FROM {events} e WHERE ` + headOfReleased + ` LIMIT 1), l.suspended_until), l.suspended_until)
+                  ELSE (
         SELECT greatest(coalesce(e.next_attempt_at, now()), now())
         FROM {events} e WHERE ` + headOfReleased + ` LIMIT 1) END
 FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS u(org, token, pause)

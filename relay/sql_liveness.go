@@ -1,10 +1,10 @@
 package relay
 
-// sqlHeartbeat proves this relay alive until $3 ms from now. $1 instance,
-// $2 name.
+// sqlHeartbeat proves this relay alive until $3 ms from now, and records
+// what Svix answered it lately. $1 instance, $2 name, $4 svix_health.
 const sqlHeartbeat = `
-INSERT INTO {relays} AS r (instance, name, alive_until) VALUES ($1, $2, now() + $3 * interval '1 millisecond')
-ON CONFLICT (instance) DO UPDATE SET alive_until = EXCLUDED.alive_until, mourned = false`
+INSERT INTO {relays} AS r (instance, name, alive_until, svix_health) VALUES ($1, $2, now() + $3 * interval '1 millisecond', $4::jsonb)
+ON CONFLICT (instance) DO UPDATE SET alive_until = EXCLUDED.alive_until, svix_health = EXCLUDED.svix_health, mourned = false`
 
 // sqlMourn marks every other relay whose heartbeat went stale as mourned,
 // once, and returns them: the relay that mourns one queues its lanes. $1

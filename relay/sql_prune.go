@@ -5,14 +5,15 @@ package relay
 // configured schema ("" = the connection's).
 const sqlPruneLock = `SELECT pg_try_advisory_xact_lock(hashtext('outbox.prune.' || COALESCE(NULLIF($1, ''), current_schema(), '')))`
 
-// sqlPruneLanes deletes lanes with no events, free and unpaused, untouched
+// sqlPruneLanes deletes lanes with no events, free, unpaused and not paused
+// by an operator, untouched
 // for $1 ms, $2 at a time: a lane exists only while its organization has
 // something to deliver, whatever NOTIFYs arrive.
 const sqlPruneLanes = `
 DELETE FROM {lanes} WHERE ctid = ANY (ARRAY(
     SELECT l.ctid FROM {lanes} l
     WHERE (l.leased_until IS NULL OR l.leased_until < now())
-      AND (l.paused_until IS NULL OR l.paused_until < now())
+      AND (l.paused_until IS NULL OR l.paused_until < now()) AND NOT ` + laneSuspended + `
       AND l.due_at IS NULL
       AND l.updated_at < now() - $1 * interval '1 millisecond'
       AND NOT EXISTS (SELECT 1 FROM {events} e WHERE e.organization_id = l.organization_id)

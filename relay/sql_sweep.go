@@ -9,7 +9,7 @@ const sqlDueLanes = `
 SELECT l.organization_id
 FROM {lanes} l
 WHERE l.due_at <= now() AND ` + laneFree + `
-  AND (l.paused_until IS NULL OR l.paused_until <= now())
+  AND (l.paused_until IS NULL OR l.paused_until <= now()) AND NOT ` + laneSuspended + `
 ORDER BY l.due_at
 LIMIT $1`
 
