@@ -104,6 +104,11 @@ func newRelayTelemetry(cfg Config) *relayTelemetry {
 	t.deadLettered = counter(MetricEventsDeadLettered, "{event}", "Events refused for good or out of attempts.")
 	t.rateLimited = counter(MetricRateLimited, "{pause}", "Lane pauses after Svix answered 429.")
 	t.authFailures = counter(MetricAuthFailures, "{pause}", "Delivery pauses after Svix refused the API token.")
+	// The counters without attributes are exported at zero from the first
+	// collection, so rate() and absence alerts work on an idle relay. (The
+	// others are per event type, which is not known before its first event.)
+	t.rateLimited.Add(context.Background(), 0)
+	t.authFailures.Add(context.Background(), 0)
 	var err error
 	t.latency, err = t.meter.Float64Histogram(MetricDeliveryLatency, metric.WithUnit("s"),
 		metric.WithDescription("Time from an event's append to Svix accepting it."),

@@ -297,3 +297,25 @@ func TestPromQLNames(t *testing.T) {
 		require.ElementsMatch(t, tc.label, labels, tc.expr)
 	}
 }
+
+// An idle relay's first scrape holds its counters without attributes, at
+// zero, so rate() and absence alerts work before anything happens.
+func TestIdleRelayServesItsCountersAtZero(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	fake := svixtest.NewT(t, svixtest.Options{})
+	port := testnet.FreePort(t)
+	stop, stderr := startRelay(t, append(b.env, "SVIX_AUTH_TOKEN="+fake.Token(), "SVIX_SERVER_URL="+fake.URL()),
+		"--schema", b.schema, "--poll-only", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	defer stop()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool { return testnet.Status(base+"/readyz") == 200 }, 20*time.Second, 20*time.Millisecond, "relay not ready: %s", stderr)
+
+	families := scrape(t, base)
+	for _, name := range []string{"outbox_lanes_rate_limited_total", "outbox_auth_failures_total"} {
+		f := families[name]
+		require.NotNil(t, f, "%s is missing from an idle relay's scrape", name)
+		require.Len(t, f.GetMetric(), 1, name)
+		require.Zero(t, f.GetMetric()[0].GetCounter().GetValue(), name)
+	}
+}
