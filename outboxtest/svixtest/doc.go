@@ -16,6 +16,7 @@
 // open-source svix-server:
 //
 //   - Routes: POST /api/v1/app/{app}/msg (202), GET /api/v1/app/{app}/msg/{idOrEventId},
+//     GET /api/v1/app/{app}/attempt/msg/{idOrEventId} (always empty: see below),
 //     POST /api/v1/app[?get_if_exists=true] (201 created, 200 existing, 409 duplicate uid),
 //     GET /api/v1/app/{idOrUid}, and the event types:
 //     POST /api/v1/event-type, GET /api/v1/event-type[?limit=&iterator=&order=&include_archived=&with_content=],
@@ -71,8 +72,9 @@
 //
 // # Not faithful
 //
-//   - Nothing is delivered to endpoints, nothing is signed, and there are no endpoints,
-//     attempts, message listings, or application updates and deletes: only the routes above
+//   - Nothing is delivered to endpoints, nothing is signed, and there are no endpoints, so a
+//     message's attempts (GET /api/v1/app/{app}/attempt/msg/{msg_id}) are always an empty
+//     list; there are no message listings, or application updates and deletes: only the routes above
 //     exist (not the event type OpenAPI import nor generate-example); any other route is a 404
 //     {"code":"not_found","detail":"Route not found"} (no 405s).
 //   - Messages are not checked against event types: any valid eventType is accepted, even an

@@ -127,6 +127,16 @@ func (s *Server) getMessage(appPath, idOrEventID string, withContent bool) respo
 	return jsonResponse(http.StatusOK, m.out(withContent))
 }
 
+// listAttemptsByMsg answers GET /api/v1/app/{app}/attempt/msg/{msg_id}: the
+// fake has no endpoints, so a message it holds has no attempts, as in Svix
+// for an application without endpoints; an unknown app or message is a 404.
+func (s *Server) listAttemptsByMsg(appPath, idOrEventID string) response {
+	if r := s.getMessage(appPath, idOrEventID, false); r.status != http.StatusOK {
+		return r
+	}
+	return jsonResponse(http.StatusOK, listResponse[struct{}]{Data: []struct{}{}, Done: true})
+}
+
 func validateMessageIn(in *messageIn, appPath string, now time.Time) []fieldError {
 	var errs []fieldError
 	if in.EventType == nil {

@@ -285,6 +285,8 @@ func (s *Server) handle(ex *exchange) response {
 		return s.createMessage(ex)
 	case routeGetMessage:
 		return s.getMessage(ex.route.app, ex.route.msg, withContent(ex.r))
+	case routeListAttemptsByMsg:
+		return s.listAttemptsByMsg(ex.route.app, ex.route.msg)
 	case routeCreateApp:
 		return s.createApp(ex.body, ex.r.URL.Query().Get("get_if_exists") == "true")
 	case routeGetApp:
@@ -339,6 +341,7 @@ const (
 	routeUnknown routeKind = iota
 	routeCreateMessage
 	routeGetMessage
+	routeListAttemptsByMsg
 	routeCreateApp
 	routeGetApp
 	routeCreateEventType
@@ -381,6 +384,8 @@ func parseRoute(method, path string) route {
 		return route{kind: routeCreateMessage, app: parts[1]}
 	case len(parts) == 4 && parts[2] == "msg" && get:
 		return route{kind: routeGetMessage, app: parts[1], msg: parts[3]}
+	case len(parts) == 5 && parts[2] == "attempt" && parts[3] == "msg" && get:
+		return route{kind: routeListAttemptsByMsg, app: parts[1], msg: parts[4]}
 	}
 	return route{}
 }

@@ -844,6 +844,29 @@ func TestEventTypeCreate(t *testing.T) {
 	require.Equal(t, []string{"order.created"}, s.EventTypes())
 }
 
+// The fake has no endpoints: a message it holds has no attempts, through
+// the SDK's MessageAttempt.ListByMsg, by message id or eventId.
+func TestAttemptsByMessageAreEmpty(t *testing.T) {
+	t.Parallel()
+	s := NewT(t, Options{AutoCreateApps: true})
+	c := newSDK(t, s, DefaultToken)
+	ctx := context.Background()
+	out, err := c.Message.Create(ctx, "orders", msgIn("a.b", "e1"), nil)
+	require.NoError(t, err)
+
+	for _, id := range []string{out.Id, "e1"} {
+		list, err := c.MessageAttempt.ListByMsg(ctx, "orders", id, nil)
+		require.NoError(t, err, id)
+		require.Empty(t, list.Data)
+		require.True(t, list.Done)
+	}
+	_, err = c.MessageAttempt.ListByMsg(ctx, "orders", "nope", nil)
+	se := requireStatus(t, err, http.StatusNotFound)
+	require.Equal(t, errBody{"not_found", "Message not found"}, decodeErrBody(t, se))
+	_, err = c.MessageAttempt.ListByMsg(ctx, "ghost", "e1", nil)
+	requireStatus(t, err, http.StatusNotFound)
+}
+
 func TestUnknownRouteIs404(t *testing.T) {
 	t.Parallel()
 	s := NewT(t, Options{})
