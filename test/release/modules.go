@@ -24,7 +24,7 @@ const modulePrefix = "github.com/outboxrelay/outbox"
 // replace directives, and a release tags each of them. Every other module
 // (test/...) is test code, shipped nowhere, and may replace its siblings by
 // their directories.
-var released = []string{".", "outboxtemporal", "cmd/outbox", "cmd/outbox-demo"}
+var released = []string{".", "outboxtemporal", "console", "cmd/outbox", "cmd/outbox-demo"}
 
 // versionFile holds the version the tree is at: the one the modules require
 // each other at, and the one the next tags name.

@@ -30,6 +30,7 @@ import (
 var releasedPaths = map[string]string{
 	".":               "github.com/outboxrelay/outbox",
 	"outboxtemporal":  "github.com/outboxrelay/outbox/outboxtemporal",
+	"console":         "github.com/outboxrelay/outbox/console",
 	"cmd/outbox":      "github.com/outboxrelay/outbox/cmd/outbox",
 	"cmd/outbox-demo": "github.com/outboxrelay/outbox/cmd/outbox-demo",
 }
