@@ -26,14 +26,21 @@ import (
 // with SIGTERM, checks it exited 0, and returns its stderr.
 func startRelay(t *testing.T, env []string, args ...string) (stop func() string, stderr *syncbuf.Buffer) {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"relay"}, args...)...)
+	return startCommand(t, env, "relay: starting", append([]string{"relay"}, args...)...)
+}
+
+// startCommand starts a long-running outbox command and waits for it to
+// log started (it handles SIGTERM from then on); stop sends SIGTERM, checks
+// it exited 0, and returns its stderr.
+func startCommand(t *testing.T, env []string, started string, args ...string) (stop func() string, stderr *syncbuf.Buffer) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
 	cmd.Env = env
 	stderr = &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
-	// It handles SIGTERM once it has logged its start.
-	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), "relay: starting") }, 20*time.Second, 5*time.Millisecond,
-		"relay did not start: %s", stderr)
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), started) }, 20*time.Second, 5*time.Millisecond,
+		"%s did not start: %s", args[0], stderr)
 	stopped := false
 	stop = func() string {
 		if !stopped {
