@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/outboxrelay/outbox/console"
@@ -49,15 +50,12 @@ func runConsole(ctx context.Context, env *environment, args []string) error {
 	if (certFile == "") != (keyFile == "") {
 		return usagef("--tls-cert and --tls-key go together")
 	}
-	if token == "" {
-		token = env.getenv(consoleTokenEnv)
-	}
 	addr, err := healthAddr(addr)
 	if err != nil {
 		return err
 	}
-	if token == "" && !loopback(addr) {
-		return usagef("--http-addr %s is not a loopback address: set --console-token or $%s", addr, consoleTokenEnv)
+	if token, err = consoleToken(env, token, addr); err != nil {
+		return err
 	}
 	pool, err := db.connect(ctx, env)
 	if err != nil {
@@ -65,25 +63,49 @@ func runConsole(ctx context.Context, env *environment, args []string) error {
 	}
 	defer pool.Close()
 	logger := slog.New(slog.NewTextHandler(env.stderr, nil))
-	cfg := console.Config{Schema: db.schema, Token: token, ReadOnly: readOnly, Logger: logger}
-	if svixToken := env.getenv("SVIX_AUTH_TOKEN"); svixToken != "" {
-		opts := &svix.SvixOptions{}
-		if u := env.getenv("SVIX_SERVER_URL"); u != "" {
-			opts.ServerUrl, err = url.Parse(u)
-			if err != nil {
-				return usagef("SVIX_SERVER_URL: %v", err)
-			}
-		}
-		if cfg.Svix, err = svix.New(svixToken, opts); err != nil {
-			return fmt.Errorf("svix client: %w", err)
-		}
-	}
-	c, err := console.New(pool, cfg)
+	c, err := newConsole(env, pool, console.Config{Schema: db.schema, Token: token, ReadOnly: readOnly, Logger: logger})
 	if err != nil {
-		return usagef("%v", err)
+		return err
 	}
 	defer c.Close()
 	return serveConsole(ctx, addr, certFile, keyFile, c, logger)
+}
+
+// newConsole builds the console on pool, asking Svix for delivery attempts
+// when SVIX_AUTH_TOKEN is set.
+func newConsole(env *environment, pool *pgxpool.Pool, cfg console.Config) (*console.Console, error) {
+	if svixToken := env.getenv("SVIX_AUTH_TOKEN"); svixToken != "" {
+		opts := &svix.SvixOptions{}
+		if u := env.getenv("SVIX_SERVER_URL"); u != "" {
+			var err error
+			if opts.ServerUrl, err = url.Parse(u); err != nil {
+				return nil, usagef("SVIX_SERVER_URL: %v", err)
+			}
+		}
+		client, err := svix.New(svixToken, opts)
+		if err != nil {
+			return nil, fmt.Errorf("svix client: %w", err)
+		}
+		cfg.Svix = client
+	}
+	c, err := console.New(pool, cfg)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return c, nil
+}
+
+// consoleToken returns the console's token from its flag or, failing that,
+// $OUTBOX_CONSOLE_TOKEN, and refuses an address off loopback without one.
+func consoleToken(env *environment, flagValue, addr string) (string, error) {
+	token := flagValue
+	if token == "" {
+		token = env.getenv(consoleTokenEnv)
+	}
+	if token == "" && !loopback(addr) {
+		return "", usagef("--http-addr %s is not a loopback address: set --console-token or $%s", addr, consoleTokenEnv)
+	}
+	return token, nil
 }
 
 // loopback reports whether host:port listens on a loopback interface only.

@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/internal/testnet"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
 )
 
 func TestConsoleRefusesToServeOffLoopbackWithoutAToken(t *testing.T) {
@@ -80,4 +82,32 @@ func TestConsoleWithATokenNeedsALogin(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.NotContains(t, body, token)
 	require.NotContains(t, stop(), token, "the token must never be logged")
+}
+
+// relay --console serves the console under /console/ beside /metrics, with
+// the same rule: off loopback only with a token.
+func TestRelayServesTheConsole(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	fake := svixtest.NewT(t, svixtest.Options{})
+	env := append(b.env, "SVIX_AUTH_TOKEN="+fake.Token(), "SVIX_SERVER_URL="+fake.URL())
+	port := testnet.FreePort(t)
+
+	r := runOutbox(t, env, "", "relay", "--schema", b.schema, "--console", "--http-addr", fmt.Sprintf("0.0.0.0:%d", port))
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "OUTBOX_CONSOLE_TOKEN")
+	r = runOutbox(t, env, "", "relay", "--schema", b.schema, "--console")
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "--console needs --http-addr")
+
+	_, err := outbox.Append(b.ctx, b.db.Pool, outbox.AppendParams{OrganizationID: "org_in_relay", EventType: "x.y", Payload: map[string]any{}})
+	require.NoError(t, err)
+	stop, stderr := startRelay(t, env, "--schema", b.schema, "--poll-only", "--console", "--http-addr", fmt.Sprintf(":%d", port))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool { return testnet.Status(base+"/readyz") == 200 }, 20*time.Second, 20*time.Millisecond, "relay not ready: %s", stderr)
+	code, body := get(t, base+"/console/")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `href="/console/orgs"`, "links start with the prefix")
+	require.Equal(t, http.StatusOK, testnet.Status(base+"/metrics"), "beside the metrics")
+	require.NotContains(t, stop(), fake.Token())
 }

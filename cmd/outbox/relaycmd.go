@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/outboxrelay/outbox/console"
 	"github.com/outboxrelay/outbox/relay"
 )
 
@@ -23,6 +24,14 @@ type relayOptions struct {
 	httpAddr  string
 	otlp      string
 	temporal  temporalOptions
+	console   relayConsoleOptions
+}
+
+// relayConsoleOptions are relay --console's flags: the operator console
+// served beside /metrics on --http-addr, under /console/.
+type relayConsoleOptions struct {
+	enabled, readOnly bool
+	token             string
 }
 
 // newRelayFlagSet returns the flags of `outbox relay`, each defaulting to
@@ -64,6 +73,9 @@ func newRelayFlagSet(env *environment, o *relayOptions) *flagSet {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (debug logs payloads)")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "serve /healthz, /readyz, /metrics (Prometheus) and /debug/vars (memory, goroutines, relay counters) on this address; a port alone (:8080) is loopback, 0.0.0.0:8080 every interface")
+	fs.BoolVar(&o.console.enabled, "console", false, "also serve the operator console under /console/ on --http-addr (off loopback it needs --console-token or $"+consoleTokenEnv+")")
+	fs.StringVar(&o.console.token, "console-token", "", "with --console: the token operators log in with, at least 16 characters (default $"+consoleTokenEnv+")")
+	fs.BoolVar(&o.console.readOnly, "console-read-only", false, "with --console: hide and refuse every action")
 	fs.StringVar(&o.otlp, "otlp-endpoint", "", "export traces over OTLP/HTTP to this URL (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT when set; else no traces)")
 	return fs
 }
@@ -103,11 +115,16 @@ func runRelay(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	extra, closeConsole, err := o.relayConsole(ctx, env, logger)
+	if err != nil {
+		return err
+	}
+	defer closeConsole()
 	serve := func(r *relay.Relay) (func(), error) {
 		if httpAddr == "" {
 			return func() {}, nil
 		}
-		return serveHealth(ctx, httpAddr, r, obs.metrics, logger)
+		return serveHealth(ctx, httpAddr, r, obs.metrics, extra, logger)
 	}
 	if o.temporal.enabled {
 		return runTemporalRelay(ctx, env, &o.temporal, pool, cfg, logger, serve)
@@ -122,6 +139,36 @@ func runRelay(ctx context.Context, env *environment, args []string) error {
 	}
 	defer stop()
 	return r.Run(ctx)
+}
+
+// relayConsole builds relay --console's console, on a small pool of its
+// own so that its pages never wait for, nor hold, the relay's connections;
+// nil without --console.
+func (o *relayOptions) relayConsole(ctx context.Context, env *environment, logger *slog.Logger) (http.Handler, func(), error) {
+	if !o.console.enabled {
+		return nil, func() {}, nil
+	}
+	if o.httpAddr == "" {
+		return nil, nil, usagef("--console needs --http-addr")
+	}
+	addr, err := healthAddr(o.httpAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	token, err := consoleToken(env, o.console.token, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := o.db.connectSized(ctx, env, 2)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := newConsole(env, pool, console.Config{Schema: o.db.schema, Prefix: "/console", Token: token, ReadOnly: o.console.readOnly, Logger: logger})
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return c, func() { c.Close(); pool.Close() }, nil
 }
 
 func newLogger(env *environment, format, level string) (*slog.Logger, error) {
@@ -180,7 +227,8 @@ func healthAddr(addr string) (string, error) {
 // serveHealth serves /healthz (the process is up), /readyz (the relay is
 // running and its wake-up path works), /metrics (Prometheus's text format)
 // and /debug/vars.
-func serveHealth(ctx context.Context, addr string, r *relay.Relay, metrics http.Handler, log *slog.Logger) (func(), error) {
+// With consoleHandler non-nil it serves the console under /console/ too.
+func serveHealth(ctx context.Context, addr string, r *relay.Relay, metrics, consoleHandler http.Handler, log *slog.Logger) (func(), error) {
 	addr, err := healthAddr(addr)
 	if err != nil {
 		return nil, err
@@ -203,6 +251,9 @@ func serveHealth(ctx context.Context, addr string, r *relay.Relay, metrics http.
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_ = json.NewEncoder(w).Encode(readVars(r))
 	})
+	if consoleHandler != nil {
+		mux.Handle("/console/", consoleHandler)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
