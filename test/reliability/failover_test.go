@@ -35,6 +35,13 @@ func (e *env) heldBy(id string) []string {
 	return orgs
 }
 
+// holdsLanes reports whether the relay named id holds any lane's lease now.
+func (e *env) holdsLanes(id string) bool {
+	var n int
+	err := e.pool.QueryRow(e.ctx, "SELECT count(*) FROM outbox_lanes WHERE leased_by = $1 AND lease_token IS NOT NULL", id).Scan(&n)
+	return err == nil && n > 0
+}
+
 // resumedAfter returns, for each organization, how long after t its next
 // message was created (the gap a dead holder left).
 func (e *env) resumedAfter(t time.Time, orgs []string) []time.Duration {
@@ -85,17 +92,11 @@ func TestReplicaKilled(t *testing.T) {
 			// The survivor starts once the victim holds lanes: started
 			// together, the survivor could take every lane first, and go on
 			// re-claiming its own (one CI run saw the victim hold none).
-			require.Eventually(t, func() bool {
-				var n int
-				err := e.pool.QueryRow(e.ctx, "SELECT count(*) FROM outbox_lanes WHERE leased_by = 'victim' AND lease_token IS NOT NULL").Scan(&n)
-				return err == nil && n > 0
-			}, 20*time.Second, 5*time.Millisecond, "the victim claims lanes")
+			require.Eventually(t, func() bool { return e.holdsLanes("victim") }, 20*time.Second, 5*time.Millisecond, "the victim claims lanes")
 			survivor := e.startRelayOn(dbURL, "survivor", e.token, e.fake.URL(), extra...)
 			// Mid-work, and the victim holding lanes.
 			require.Eventually(t, func() bool {
-				var n int
-				err := e.pool.QueryRow(e.ctx, "SELECT count(*) FROM outbox_lanes WHERE leased_by = 'victim' AND lease_token IS NOT NULL").Scan(&n)
-				return err == nil && n > 0 && e.fake.MessageCount() >= orgs*10
+				return e.holdsLanes("victim") && e.fake.MessageCount() >= orgs*10
 			}, 20*time.Second, 5*time.Millisecond, "mid-work, the victim holding lanes")
 			held := e.heldBy("victim")
 			require.NotEmpty(t, held, "the victim held lanes when it died")
@@ -129,8 +130,13 @@ func TestReplicaPartitioned(t *testing.T) {
 	e.preloadBacklog(orgs, 60)
 	extra := []string{"--lease", "30s", "--send-timeout", "5s", "--poll-only", "--shutdown-timeout", "1s"}
 	a := e.startRelayOn(cut.String(), "partitioned", e.token, svixA.URL(), extra...)
+	// As in TestReplicaKilled: the survivor starts once A holds lanes, or
+	// it could take every lane first (one CI run saw A hold none).
+	require.Eventually(t, func() bool { return e.holdsLanes("partitioned") }, 20*time.Second, 5*time.Millisecond, "A claims lanes")
 	b := e.startRelay("survivor", e.token, extra...)
-	require.Eventually(t, func() bool { return e.fake.MessageCount() >= orgs*10 }, 20*time.Second, 5*time.Millisecond, "mid-work")
+	require.Eventually(t, func() bool {
+		return e.holdsLanes("partitioned") && e.fake.MessageCount() >= orgs*10
+	}, 20*time.Second, 5*time.Millisecond, "mid-work, A holding lanes")
 
 	dbProxy.Freeze()
 	cutAt := time.Now()
