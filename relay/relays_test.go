@@ -25,7 +25,7 @@ func TestRelaysReportsSvixHealth(t *testing.T) {
 	b.requireExactlyOnce(t, committed)
 	waitStats(t, func(s relay.Stats) bool { return s.Delivered == 2 }, r)
 	signals.Beat.Drain()
-	signals.Beat.Wait(t) // a heartbeat after the deliveries
+	waitHeartbeat(t, signals) // a heartbeat after the deliveries
 
 	relays, err := relay.NewAdmin(b.db.Pool, relay.AdminConfig{})
 	require.NoError(t, err)
