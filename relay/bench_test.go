@@ -363,29 +363,32 @@ func BenchmarkOrganizations(b *testing.B) {
 
 func benchOrganizations(b *testing.B, orgs int, warm bool, impl string) {
 	db, fake := benchSetup(b, 0)
-	var before int // messages in the fake before the timed backlog
+	client := retryingClient(b, fake)
+	// drain delivers the b.N events numbered from first on, and stops the
+	// timer.
+	drain := func(first int) {
+		if impl == "relay" {
+			runRelayUntil(b, benchConfig(db, fake), db, fake, first+b.N)
+		} else {
+			rawRetryingCreatesFrom(b, client, first, b.N, orgs)
+			b.StopTimer()
+		}
+	}
+	first := 0
 	if warm {
 		if impl == "relay" {
 			preloadOrgs(b, db, b.N, orgs)
-			runRelayUntil(b, benchConfig(db, fake), db, fake, b.N)
-		} else {
-			rawRetryingCreatesFrom(b, retryingClient(b, fake), 0, b.N, orgs)
 		}
-		before = b.N
+		drain(0)
+		first = b.N
 	}
 	if impl == "relay" {
 		preloadOrgs(b, db, b.N, orgs)
 	}
-	client := retryingClient(b, fake)
 	b.ResetTimer()
 	b.StartTimer()
 	cpu := startCPU(b)
-	if impl == "relay" {
-		runRelayUntil(b, benchConfig(db, fake), db, fake, before+b.N)
-	} else {
-		rawRetryingCreatesFrom(b, client, before, b.N, orgs)
-		b.StopTimer()
-	}
+	drain(first)
 	cpu.report(b, b.N)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
