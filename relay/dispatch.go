@@ -21,9 +21,9 @@ const (
 	claimRoundMin = 16
 )
 
-// dispatch claims queued lanes, many per round trip, and starts a goroutine
-// per lane taken, until ctx ends.
-func (r *Relay) dispatch(ctx, callCtx context.Context, lanes *sync.WaitGroup) {
+// dispatch claims queued lanes, many per round trip, and runs each lane
+// taken on turns, until ctx ends.
+func (r *Relay) dispatch(ctx, callCtx context.Context, turns *runners) {
 	claims := make(chan struct{}, claimsInFlight)
 	var claiming sync.WaitGroup
 	defer claiming.Wait()
@@ -47,7 +47,7 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, lanes *sync.WaitGroup) {
 		go func() {
 			defer claiming.Done()
 			defer func() { <-claims; r.poke() }()
-			if !r.claimAndStart(ctx, callCtx, orgs, lanes) {
+			if !r.claimAndStart(ctx, callCtx, orgs, turns) {
 				// The database did not answer: the lanes go back to the
 				// sweep, and the next claim waits a moment.
 				select {
@@ -100,8 +100,8 @@ func (r *Relay) popQueued(n int) []string {
 }
 
 // claimAndStart claims orgs' lanes in one round trip and starts each lane
-// taken. It reports whether the claim reached the database.
-func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, lanes *sync.WaitGroup) bool {
+// taken on turns. It reports whether the claim reached the database.
+func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns *runners) bool {
 	// The claim is not interrupted once sent: a claim the server committed
 	// while the client gave up would hold the lanes until their leases
 	// expired.
@@ -126,11 +126,7 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, lanes
 		r.finish(org, turnReport{empty: true}, time.Time{}, true)
 	}
 	for _, ln := range rd.lanes {
-		lanes.Add(1)
-		go func() {
-			defer lanes.Done()
-			r.runLane(ctx, callCtx, ln)
-		}()
+		turns.Go(func() { r.runLane(ctx, callCtx, ln) })
 	}
 	return true
 }

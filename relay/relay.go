@@ -268,21 +268,21 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); r.sweeper.Run(ctx) }()
 	go func() { defer bg.Done(); r.pruner.Run(ctx) }()
 
-	var lanes sync.WaitGroup
+	turns := newRunners()
 	r.settles = make(chan *settleRequest, lanesPerCall*r.cfg.Concurrency)
 	settled := make(chan struct{})
 	go func() { defer close(settled); r.settleLoop(r.settles) }()
 	if r.cfg.Delegate != nil {
 		r.handOff(ctx)
 	} else {
-		r.dispatch(ctx, callCtx, &lanes)
+		r.dispatch(ctx, callCtx, turns)
 	}
 
 	r.log.InfoContext(ctx, "relay: stopping, settling in-flight work", "timeout", r.cfg.ShutdownTimeout)
-	if !waitTimeout(r.clock, &lanes, r.cfg.ShutdownTimeout) {
+	if !waitTimeout(r.clock, &turns.busy, r.cfg.ShutdownTimeout) {
 		cancelCalls() // interrupt in-flight calls; their events are settled as unsent
-		lanes.Wait()
 	}
+	turns.close()
 	close(r.settles)
 	<-settled
 	stopBeats()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -113,8 +112,8 @@ func TestSignalDuringAnEmptyClaimIsKept(t *testing.T) {
 	r.mu.Lock()
 	r.working["org-e"] = &laneWork{signalledAgain: true} // claimed, then signalled
 	r.mu.Unlock()
-	var lanes sync.WaitGroup
-	require.True(t, r.claimAndStart(context.Background(), context.Background(), []string{"org-e"}, &lanes))
-	lanes.Wait()
+	turns := newRunners()
+	require.True(t, r.claimAndStart(context.Background(), context.Background(), []string{"org-e"}, turns))
+	turns.close()
 	require.True(t, queued(r, "org-e"))
 }

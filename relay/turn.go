@@ -184,10 +184,14 @@ func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []pendi
 			}
 		}
 	}
-	for range min(r.cfg.PerOrgInFlight, len(events)) {
+	// One worker runs on this goroutine (a runner's, whose stack has grown
+	// for the Svix call already), the others on goroutines of their own.
+	for range min(r.cfg.PerOrgInFlight, len(events)) - 1 {
 		wg.Add(1)
 		go worker()
 	}
+	wg.Add(1)
+	worker()
 	wg.Wait()
 	return results, blocked
 }
