@@ -61,22 +61,33 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
      OR (l.holder IS NOT NULL AND NOT EXISTS (
          SELECT 1 FROM {relays} r WHERE r.instance = l.holder AND r.alive_until > now())))`
 
+// sqlCreateLanes adds the lanes a claim asks for that do not exist yet, for
+// the organizations that have events (a NOTIFY for any name writes
+// nothing), free and due, so that the claim statement after it can take
+// them. It never locks an existing lane: ON CONFLICT DO NOTHING only waits,
+// in organization order, for another claim inserting the same new lane.
+// $1 organizations.
+const sqlCreateLanes = `
+INSERT INTO {lanes} (organization_id, due_at, updated_at)
+SELECT w.org, now(), now()
+FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS w
+CROSS JOIN LATERAL (
+    -- LATERAL + LIMIT, not EXISTS: a probe of the organization's index
+    -- whatever the planner thinks of the table (an EXISTS it once ran
+    -- as a filter over a million rows of another organization).
+    SELECT 1 FROM {events} e WHERE e.organization_id = w.org LIMIT 1) pending
+WHERE NOT EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = w.org)
+ORDER BY w.org
+ON CONFLICT (organization_id) DO NOTHING`
+
 // sqlClaim takes the leases of many organizations' lanes at once, in one
 // statement, and claims each taken lane's due head events, counting an
-// attempt on each.
-//
-// An existing lane is taken when it is free (laneFree), not paused, its
-// organization has events, and no other transaction has it locked: a lane
-// another relay is claiming or settling right now is skipped (SKIP
+// attempt on each. A lane is taken when it is free (laneFree), not paused,
+// its organization has events, and no other transaction has it locked: a
+// lane another relay is claiming or settling right now is skipped (SKIP
 // LOCKED), never waited for, so claims never queue behind settlements or
 // other claims, and no lock cycle can form between replicas (an INSERT ...
 // ON CONFLICT DO UPDATE would lock every lane it names, held ones too).
-//
-// An organization with events and no lane yet gets its lane inserted
-// already taken (one write, not an insert and then an update; a NOTIFY for
-// any name writes nothing). The insert never locks an existing lane: ON
-// CONFLICT DO NOTHING only waits, in organization order, for another claim
-// inserting the same new lane, and then leaves it to that claim.
 //
 // Per lane it claims the head events in id order up to the first that is
 // not due (a retry waiting for its time keeps the events behind it waiting
@@ -84,8 +95,8 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
 // payload (as text, what is sent), the first always: one larger than the
 // bound must still be sent. Only the events it walks are measured, the
 // claimed ones and the one that stops the walk: a claim's cost follows what
-// it returns, never BatchSize times the payload size. Every lane taken in
-// one statement shares its lease token.
+// it returns, never BatchSize times the payload size. Every lane taken in one statement shares its lease
+// token.
 //
 // A lane asked for that is free and due but has no events left (they were
 // deleted by hand) loses its due time, so the sweep stops returning it.
@@ -105,32 +116,15 @@ WITH free AS (
       AND (l.paused_until IS NULL OR l.paused_until <= now()) AND NOT ` + laneSuspended + `
       AND (pending.has OR l.due_at IS NOT NULL)
     FOR NO KEY UPDATE OF l SKIP LOCKED
-), created AS (
-    INSERT INTO {lanes} (organization_id, lease_token, leased_until, leased_by, holder, due_at, updated_at)
-    SELECT w.org, $2, now() + $3 * interval '1 millisecond', $4, $5, now(), now()
-    FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS w
-    CROSS JOIN LATERAL (
-        -- LATERAL + LIMIT, not EXISTS: a probe of the organization's index
-        -- whatever the planner thinks of the table (an EXISTS it once ran
-        -- as a filter over a million rows of another organization).
-        SELECT 1 FROM {events} e WHERE e.organization_id = w.org LIMIT 1) pending
-    WHERE NOT EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = w.org)
-    ORDER BY w.org
-    ON CONFLICT (organization_id) DO NOTHING
-    RETURNING organization_id
 ), forgotten AS (
     UPDATE {lanes} l SET due_at = NULL, updated_at = now()
     FROM free WHERE l.organization_id = free.org AND free.has_events IS NULL
-), leased AS (
+), taken AS (
     UPDATE {lanes} l
     SET lease_token = $2, leased_until = now() + $3 * interval '1 millisecond',
         leased_by = $4, holder = $5, due_at = now(), updated_at = now()
     FROM free WHERE l.organization_id = free.org AND free.has_events
     RETURNING l.organization_id
-), taken AS (
-    SELECT organization_id FROM leased
-    UNION ALL
-    SELECT organization_id FROM created
 ), walk AS (
     -- Each taken lane's head, walked one event at a time in id order
     -- while the events are due and fit: the walk stops at the first event
@@ -174,7 +168,7 @@ RETURNING e.organization_id, e.id, e.event_id, e.event_type, e.payload, e.attemp
 // why not — held until, paused until, due at, and whether the lane has
 // events (a free lane with events that was not taken was locked by
 // another relay's claim or settlement). An organization with no lane row
-// has no events (the claim inserts the lane of one that has). $1 organizations, $2 the claim's token.
+// has no events. $1 organizations, $2 the claim's token.
 const sqlLaneStates = `
 SELECT l.organization_id, l.lease_token IS NOT DISTINCT FROM $2, l.leased_until,
        greatest(l.paused_until, ` + suspendedUntil + `), l.due_at,
