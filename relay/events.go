@@ -63,8 +63,9 @@ type EventRecord struct {
 	EventType string `json:"event_type,omitempty"`
 	// CreatedAt is when the event was appended. Not unknown.
 	CreatedAt time.Time `json:"created_at,omitzero"`
-	// Attempts counts the calls to Svix made for it (a pending event being
-	// sent right now counts the call in flight).
+	// Attempts counts the calls to Svix made for it whose outcome the relay
+	// recorded: a call in flight is counted when it ends, and one cut short
+	// (a shutdown, a lost lease, a crash) is not counted.
 	Attempts int `json:"attempts"`
 
 	// NextAttemptAt is when a pending event is retried; nil (never tried,
@@ -72,8 +73,8 @@ type EventRecord struct {
 	// events still wait for the events before them in their organization,
 	// one at a time, and for their lane's pause.
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
-	// LastAttemptAt is when a pending event was last claimed for a call;
-	// nil when it never was.
+	// LastAttemptAt is when a pending event's last failed attempt was
+	// recorded; nil when none was.
 	LastAttemptAt *time.Time `json:"last_attempt_at,omitempty"`
 	// LastError says why a pending event's last attempt failed, or why a
 	// dead-lettered one was refused.

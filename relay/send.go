@@ -37,7 +37,7 @@ type pendingEvent struct {
 type outcome int
 
 const (
-	outcomeUnsent      outcome = iota // not sent, or interrupted: the attempt is taken back
+	outcomeUnsent      outcome = iota // not sent, or interrupted: no attempt is recorded
 	outcomeDelivered                  // created in Svix (or confirmed after a 409)
 	outcomeSkipped                    // the organization has no webhooks
 	outcomeRetry                      // transient failure: try again after a backoff

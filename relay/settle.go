@@ -102,14 +102,14 @@ func (r *Relay) sendSettlement(ctx context.Context, b *pgx.Batch) (map[string]ti
 // batchPlan gathers the settlements of many lanes into arrays, one
 // statement per kind of outcome.
 type batchPlan struct {
-	done, retry, dead, unsent rows
-	doneMsgs                  []string
-	retryDelays               []int64
-	retryErrs, deadErrs       []string
-	deadStatuses              []int32
-	deadBodies                []string
-	release                   rows
-	pauses                    []int64
+	done, retry, dead   rows
+	doneMsgs            []string
+	retryDelays         []int64
+	retryErrs, deadErrs []string
+	deadStatuses        []int32
+	deadBodies          []string
+	release             rows
+	pauses              []int64
 }
 
 // rows are (id, organization, token) triples, as arrays.
@@ -140,9 +140,6 @@ func (b *batchPlan) add(ln *lane, p *settlementPlan) {
 		b.deadErrs = append(b.deadErrs, p.deadLetterErrs[i])
 		b.deadStatuses, b.deadBodies = append(b.deadStatuses, p.statuses[i]), append(b.deadBodies, p.bodies[i])
 	}
-	for _, id := range p.unsentIDs {
-		b.unsent.add(id, ln)
-	}
 	b.release.add(0, ln)
 	b.pauses = append(b.pauses, p.pause.Milliseconds())
 }
@@ -165,9 +162,6 @@ func (b *batchPlan) batch(r *Relay) *pgx.Batch {
 	if len(b.dead.ids) > 0 {
 		pb.Queue(r.q.deadLetter, b.dead.ids, b.dead.orgs, b.dead.tokens, b.deadErrs, b.deadStatuses, b.deadBodies)
 	}
-	if len(b.unsent.ids) > 0 {
-		pb.Queue(r.q.unsend, b.unsent.ids, b.unsent.orgs, b.unsent.tokens)
-	}
 	pb.Queue(r.q.release, b.release.orgs, b.release.tokens, b.pauses)
 	return pb
 }
@@ -179,9 +173,11 @@ const maxSettleLinks = 128
 // up on it (50 ms, 200 ms and 800 ms apart).
 const settleTries = 4
 
-// settlementPlan is what a turn's settlement writes.
+// settlementPlan is what a turn's settlement writes. An event claimed but
+// not sent (a 429, a refused token, a turn cut short) is in none of its
+// lists: the claim wrote nothing to it, and it is claimed again as it is.
 type settlementPlan struct {
-	doneIDs, retryIDs, deadLetterIDs, unsentIDs []int64
+	doneIDs, retryIDs, deadLetterIDs            []int64
 	doneMsgs, retryErrs, deadLetterErrs, bodies []string
 	retryDelays                                 []int64
 	statuses                                    []int32
@@ -220,12 +216,9 @@ func (r *Relay) planSettlement(events []pendingEvent, results []result, rep *tur
 		case outcomeRateLimited:
 			rep.rateLimited = true
 			p.pause = max(p.pause, min(res.retryAfter, maxRetryAfter), r.cfg.RateLimitPause)
-			p.unsentIDs = append(p.unsentIDs, ev.id)
 		case outcomeAuth:
 			rep.authFailed = true
-			p.unsentIDs = append(p.unsentIDs, ev.id)
 		default:
-			p.unsentIDs = append(p.unsentIDs, ev.id)
 			rep.counts.Unsent++
 		}
 	}

@@ -81,7 +81,7 @@ func TestPlanSettlement(t *testing.T) {
 			name:    "429 pauses the lane for the longer of Retry-After and RateLimitPause, and costs no attempt",
 			events:  []pendingEvent{ev(1, 1), ev(2, 1)},
 			results: []result{{outcome: outcomeRateLimited, retryAfter: 5 * time.Second}, {outcome: outcomeUnsent}},
-			want:    settlementPlan{unsentIDs: []int64{1, 2}, pause: 5 * time.Second},
+			want:    settlementPlan{pause: 5 * time.Second},
 			counts:  counts{Unsent: 1},
 			rateLim: true,
 		},
@@ -89,21 +89,21 @@ func TestPlanSettlement(t *testing.T) {
 			name:    "429 without Retry-After pauses for RateLimitPause",
 			events:  []pendingEvent{ev(1, 1)},
 			results: []result{{outcome: outcomeRateLimited}},
-			want:    settlementPlan{unsentIDs: []int64{1}, pause: 2 * time.Second},
+			want:    settlementPlan{pause: 2 * time.Second},
 			rateLim: true,
 		},
 		{
 			name:    "a wild Retry-After is capped",
 			events:  []pendingEvent{ev(1, 1)},
 			results: []result{{outcome: outcomeRateLimited, retryAfter: 48 * time.Hour}},
-			want:    settlementPlan{unsentIDs: []int64{1}, pause: maxRetryAfter},
+			want:    settlementPlan{pause: maxRetryAfter},
 			rateLim: true,
 		},
 		{
 			name:     "401/403 costs no attempt and dead-letters nothing",
 			events:   []pendingEvent{ev(1, 1)},
 			results:  []result{{outcome: outcomeAuth, status: 401}},
-			want:     settlementPlan{unsentIDs: []int64{1}},
+			want:     settlementPlan{},
 			authFail: true,
 		},
 	}
@@ -114,7 +114,6 @@ func TestPlanSettlement(t *testing.T) {
 		require.Equal(t, tt.want.doneMsgs, p.doneMsgs, tt.name)
 		require.Equal(t, tt.want.retryIDs, p.retryIDs, tt.name)
 		require.Equal(t, tt.want.deadLetterIDs, p.deadLetterIDs, tt.name)
-		require.Equal(t, tt.want.unsentIDs, p.unsentIDs, tt.name)
 		require.Equal(t, tt.want.pause, p.pause, tt.name)
 		if tt.want.statuses != nil {
 			require.Equal(t, tt.want.statuses, p.statuses, tt.name)

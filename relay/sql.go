@@ -5,18 +5,18 @@ import "github.com/outboxrelay/outbox/internal/sqlname"
 // queries holds the relay's SQL (the sql_*.go files) with table names
 // qualified by the schema.
 type queries struct {
-	createLanes, claim, laneStates, release              string
-	deliver, deliverNoHistory, retry, unsend, deadLetter string
-	dueLanes, newEvents, maxEventID, undiscovered        string
-	remaining                                            string
-	backlog                                              string
-	heartbeat, mourn, orphanedLanes, leave               string
-	pruneLock, pruneLanes, pruneRelays                   string
-	partitions, pruneDefaultPartition                    string
-	status, listDeadLetters, requeueDeadLetters          string
-	purgeDeadLetters, countDeadLetters, deliveryRate     string
-	pause, resume, pauses, lanes, relays                 string
-	events                                               eventQueries // sql_events.go
+	createLanes, claim, laneStates, release          string
+	deliver, deliverNoHistory, retry, deadLetter     string
+	dueLanes, newEvents, maxEventID, undiscovered    string
+	remaining                                        string
+	backlog                                          string
+	heartbeat, mourn, orphanedLanes, leave           string
+	pruneLock, pruneLanes, pruneRelays               string
+	partitions, pruneDefaultPartition                string
+	status, listDeadLetters, requeueDeadLetters      string
+	purgeDeadLetters, countDeadLetters, deliveryRate string
+	pause, resume, pauses, lanes, relays             string
+	events                                           eventQueries // sql_events.go
 
 	// schema qualifies the names the relay builds itself (partitions).
 	schema sqlname.Schema
@@ -32,7 +32,6 @@ func newQueries(schema string) queries {
 		deliver:               s.Expand(sqlDeliver),
 		deliverNoHistory:      s.Expand(sqlDeliverNoHistory),
 		retry:                 s.Expand(sqlRetry),
-		unsend:                s.Expand(sqlUnsend),
 		deadLetter:            s.Expand(sqlDeadLetter),
 		dueLanes:              s.Expand(sqlDueLanes),
 		newEvents:             s.Expand(sqlNewEvents),

@@ -81,8 +81,11 @@ ORDER BY w.org
 ON CONFLICT (organization_id) DO NOTHING`
 
 // sqlClaim takes the leases of many organizations' lanes at once, in one
-// statement, and claims each taken lane's due head events, counting an
-// attempt on each. A lane is taken when it is free (laneFree), not paused,
+// statement, and reads each taken lane's due head events, each with the
+// number of the attempt about to be made. It writes nothing to the events:
+// an attempt is recorded with its outcome, by the settlement (sqlDeliver,
+// sqlRetry, sqlDeadLetter), so a call that is never made (a 429 pause, a
+// refused token, a shutdown) costs no write at all. A lane is taken when it is free (laneFree), not paused,
 // its organization has events, and no other transaction has it locked: a
 // lane another relay is claiming or settling right now is skipped (SKIP
 // LOCKED), never waited for, so claims never queue behind settlements or
@@ -95,8 +98,8 @@ ON CONFLICT (organization_id) DO NOTHING`
 // payload (as text, what is sent), the first always: one larger than the
 // bound must still be sent. Only the events it walks are measured, the
 // claimed ones and the one that stops the walk: a claim's cost follows what
-// it returns, never BatchSize times the payload size. Every lane taken in one statement shares its lease
-// token.
+// it returns, never BatchSize times the payload size. Every lane taken in
+// one statement shares its lease token.
 //
 // A lane asked for that is free and due but has no events left (they were
 // deleted by hand) loses its due time, so the sweep stops returning it.
@@ -104,7 +107,7 @@ ON CONFLICT (organization_id) DO NOTHING`
 // $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
 // instance (NULL for a relay that does not heartbeat: its lanes wait for
 // their lease), $6 batch size, $7 byte bound. Returns the claimed events
-// and, per row, how many of the lane's head events were due (more than
+// (attempts: the attempt about to be made) and, per row, how many of the lane's head events were due (more than
 // were claimed: the byte bound cut the claim).
 const sqlClaim = `
 WITH free AS (
@@ -156,12 +159,9 @@ WITH free AS (
     -- bound cut the claim.
     SELECT org, count(*) FILTER (WHERE due) AS due FROM walk GROUP BY org
 )
-UPDATE {events} e
-SET attempts = e.attempts + 1, last_attempt_at = now()
-FROM take JOIN counted ON counted.org = take.org
-WHERE e.id = take.id
-RETURNING e.organization_id, e.id, e.event_id, e.event_type, e.payload, e.attempts, e.created_at, counted.due,
-          coalesce(e.traceparent, ''), coalesce(e.tracestate, ''), e.channels, e.tags, coalesce(e.last_error, '')`
+SELECT e.organization_id, e.id, e.event_id, e.event_type, e.payload, e.attempts + 1, e.created_at, counted.due,
+       coalesce(e.traceparent, ''), coalesce(e.tracestate, ''), e.channels, e.tags, coalesce(e.last_error, '')
+FROM take JOIN counted ON counted.org = take.org JOIN {events} e ON e.id = take.id`
 
 // sqlLaneStates reports the lanes of the organizations a claim asked for,
 // read after it in the same transaction: taken (the claim's token), or

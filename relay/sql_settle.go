@@ -13,14 +13,14 @@ const holds = `e.organization_id = u.org AND EXISTS (
     SELECT 1 FROM {lanes} l WHERE l.organization_id = u.org AND l.lease_token = u.token FOR SHARE)`
 
 // sqlDeliver moves delivered (or skipped) events out of the hot table into
-// the history. $1 ids, $2 orgs, $3 tokens, $4 Svix message ids (” =
-// skipped).
+// the history, counting the attempt that delivered them. $1 ids, $2 orgs,
+// $3 tokens, $4 Svix message ids (” = skipped).
 const sqlDeliver = `
 WITH done AS (
     DELETE FROM {events} e
     USING unnest($1::bigint[], $2::text[], $3::uuid[], $4::text[]) AS u(id, org, token, msg)
     WHERE e.id = u.id AND ` + holds + `
-    RETURNING e.id, e.event_id, e.organization_id, e.event_type, e.attempts, e.created_at, u.msg
+    RETURNING e.id, e.event_id, e.organization_id, e.event_type, e.attempts + 1 AS attempts, e.created_at, u.msg
 )
 INSERT INTO {deliveries} (id, event_id, organization_id, event_type, outcome, svix_message_id, attempts, created_at)
 SELECT id, event_id, organization_id, event_type,
@@ -34,24 +34,17 @@ DELETE FROM {events} e
 USING unnest($1::bigint[], $2::text[], $3::uuid[]) AS u(id, org, token)
 WHERE e.id = u.id AND ` + holds
 
-// sqlRetry schedules events for another attempt. $1 ids, $2 orgs,
-// $3 tokens, $4 delays in ms, $5 errors.
+// sqlRetry records a failed attempt and schedules the next. $1 ids,
+// $2 orgs, $3 tokens, $4 delays in ms, $5 errors.
 const sqlRetry = `
 UPDATE {events} e
-SET next_attempt_at = now() + u.delay * interval '1 millisecond', last_error = u.err
+SET attempts = e.attempts + 1, last_attempt_at = now(),
+    next_attempt_at = now() + u.delay * interval '1 millisecond', last_error = u.err
 FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::bigint[], $5::text[]) AS u(id, org, token, delay, err)
 WHERE e.id = u.id AND ` + holds
 
-// sqlUnsend takes back the attempt counted for events claimed but not sent
-// (the turn ended early, Svix rate-limited or refused the token, or the
-// relay is shutting down). $1 ids, $2 orgs, $3 tokens.
-const sqlUnsend = `
-UPDATE {events} e SET attempts = greatest(e.attempts - 1, 0)
-FROM unnest($1::bigint[], $2::text[], $3::uuid[]) AS u(id, org, token)
-WHERE e.id = u.id AND ` + holds
-
 // sqlDeadLetter moves events Svix rejected for good, or out of attempts, to
-// the dead letters. $1 ids, $2 orgs, $3 tokens, $4 errors, $5 statuses
+// the dead letters, counting the attempt that ended them. $1 ids, $2 orgs, $3 tokens, $4 errors, $5 statuses
 // (0 = none), $6 response bodies.
 const sqlDeadLetter = `
 WITH dead AS (
@@ -59,7 +52,7 @@ WITH dead AS (
     USING unnest($1::bigint[], $2::text[], $3::uuid[], $4::text[], $5::int[], $6::text[])
           AS u(id, org, token, err, status, body)
     WHERE e.id = u.id AND ` + holds + `
-    RETURNING e.id, e.event_id, e.organization_id, e.event_type, e.payload, e.created_at, e.attempts,
+    RETURNING e.id, e.event_id, e.organization_id, e.event_type, e.payload, e.created_at, e.attempts + 1 AS attempts,
               u.err, u.status, u.body, e.traceparent, e.tracestate, e.channels, e.tags
 )
 INSERT INTO {dead_letters} (id, event_id, organization_id, event_type, payload, created_at, attempts,

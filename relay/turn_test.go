@@ -61,7 +61,7 @@ func TestStaleHolderCannotSettle(t *testing.T) {
 	var attempts int
 	var lastErr *string
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT attempts, last_error FROM outbox_events").Scan(&attempts, &lastErr))
-	require.Equal(t, 1, attempts)
+	require.Zero(t, attempts, "an attempt was recorded by a holder that lost its lease")
 	require.Nil(t, lastErr, "a retry was recorded by a holder that lost its lease")
 	_ = committed
 }
