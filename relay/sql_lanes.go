@@ -85,10 +85,17 @@ ON CONFLICT (organization_id) DO NOTHING`
 // number of the attempt about to be made. It writes nothing to the events:
 // an attempt is recorded with its outcome, by the settlement (sqlDeliver,
 // sqlRetry, sqlDeadLetter), so a call that is never made (a 429 pause, a
-// refused token, a shutdown) costs no write at all. A lane is taken when it is free (laneFree), not paused,
-// its organization has events, and no other transaction has it locked: a
-// lane another relay is claiming or settling right now is skipped (SKIP
-// LOCKED), never waited for, so claims never queue behind settlements or
+// refused token, a shutdown) costs no write at all. The events are read in
+// the statement's snapshot: should another relay claim, send and settle
+// the same lane in the instant between that snapshot and this statement's
+// lock of the lane, an event it settled meanwhile is sent again, with the
+// same eventId and Idempotency-Key, which Svix deduplicates, and its
+// settlement writes nothing (the row is gone).
+//
+// A lane is taken when it is free (laneFree), not paused, its organization
+// has events, and no other transaction has it locked: a lane another relay
+// is claiming or settling right now is skipped (SKIP LOCKED), never waited
+// for, so claims never queue behind settlements or
 // other claims, and no lock cycle can form between replicas (an INSERT ...
 // ON CONFLICT DO UPDATE would lock every lane it names, held ones too).
 //
@@ -107,8 +114,9 @@ ON CONFLICT (organization_id) DO NOTHING`
 // $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
 // instance (NULL for a relay that does not heartbeat: its lanes wait for
 // their lease), $6 batch size, $7 byte bound. Returns the claimed events
-// (attempts: the attempt about to be made) and, per row, how many of the lane's head events were due (more than
-// were claimed: the byte bound cut the claim).
+// (attempts: the attempt about to be made) and, per row, how many of the
+// lane's head events were due (more than were claimed: the byte bound cut
+// the claim).
 const sqlClaim = `
 WITH free AS (
     SELECT l.organization_id AS org, pending.has AS has_events
