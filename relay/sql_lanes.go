@@ -82,15 +82,18 @@ ON CONFLICT (organization_id) DO NOTHING`
 
 // sqlClaim takes the leases of many organizations' lanes at once, in one
 // statement, and reads each taken lane's due head events, each with the
-// number of the attempt about to be made. It writes nothing to the events:
-// an attempt is recorded with its outcome, by the settlement (sqlDeliver,
+// number of the attempt about to be made. It does not update them: an
+// attempt is recorded with its outcome, by the settlement (sqlDeliver,
 // sqlRetry, sqlDeadLetter), so a call that is never made (a 429 pause, a
-// refused token, a shutdown) costs no write at all. The events are read in
-// the statement's snapshot: should another relay claim, send and settle
-// the same lane in the instant between that snapshot and this statement's
-// lock of the lane, an event it settled meanwhile is sent again, with the
-// same eventId and Idempotency-Key, which Svix deduplicates, and its
-// settlement writes nothing (the row is gone).
+// refused token, a shutdown) costs no write to the hot table. It locks
+// them FOR KEY SHARE instead (a lock, not a new row version and three index
+// entries), so that each is read as it is now, not as the statement's
+// snapshot saw it: another relay that settled the lane in the instant
+// between that snapshot and this statement's lock of the lane has deleted
+// its events (not returned) or recorded their retries (returned with their
+// attempts and last error). That lock conflicts only with a delete, which
+// a settlement makes after it holds the lane, so it never waits for a
+// lane this statement did not take.
 //
 // A lane is taken when it is free (laneFree), not paused, its organization
 // has events, and no other transaction has it locked: a lane another relay
@@ -169,7 +172,8 @@ WITH free AS (
 )
 SELECT e.organization_id, e.id, e.event_id, e.event_type, e.payload, e.attempts + 1, e.created_at, counted.due,
        coalesce(e.traceparent, ''), coalesce(e.tracestate, ''), e.channels, e.tags, coalesce(e.last_error, '')
-FROM take JOIN counted ON counted.org = take.org JOIN {events} e ON e.id = take.id`
+FROM take JOIN counted ON counted.org = take.org JOIN {events} e ON e.id = take.id
+FOR KEY SHARE OF e`
 
 // sqlLaneStates reports the lanes of the organizations a claim asked for,
 // read after it in the same transaction: taken (the claim's token), or
