@@ -151,7 +151,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 		}
 	}
 	for _, ln := range rd.lanes {
-		// UPDATE ... RETURNING gives no order.
+		// The claim's rows come in no particular order.
 		slices.SortFunc(ln.events, func(a, b pendingEvent) int { return cmp.Compare(a.id, b.id) })
 	}
 	return rd, nil

@@ -63,9 +63,11 @@ type EventRecord struct {
 	EventType string `json:"event_type,omitempty"`
 	// CreatedAt is when the event was appended. Not unknown.
 	CreatedAt time.Time `json:"created_at,omitzero"`
-	// Attempts counts the calls to Svix made for it whose outcome the relay
-	// recorded: a call in flight is counted when it ends, and one cut short
-	// (a shutdown, a lost lease, a crash) is not counted.
+	// Attempts counts the attempts to deliver it whose outcome the relay
+	// recorded: a delivery, a skip, a retry, a refusal (quick retries within
+	// one turn are one attempt). An attempt in flight is counted when it
+	// ends; one that made no call or was cut short (a 429, a refused token,
+	// a shutdown, a lost lease, a crash) is not counted.
 	Attempts int `json:"attempts"`
 
 	// NextAttemptAt is when a pending event is retried; nil (never tried,

@@ -367,7 +367,7 @@ func TestShutdownInterruptsHangingCalls(t *testing.T) {
 	require.Less(t, time.Since(stopped), 1500*time.Millisecond, "Run waited for the call instead of ShutdownTimeout")
 	var attempts, held int
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT attempts FROM outbox_events").Scan(&attempts))
-	require.Zero(t, attempts, "an interrupted call is taken back, not counted")
+	require.Zero(t, attempts, "an interrupted call is not counted")
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_lanes WHERE lease_token IS NOT NULL").Scan(&held))
 	require.Zero(t, held)
 }

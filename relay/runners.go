@@ -11,9 +11,11 @@ import "sync"
 // turn waits for the next one instead, its stack already grown.
 //
 // Go never waits for a runner: it hands the function to an idle one, or
-// starts one more. So there are never more runners than turns at once
-// (Concurrency × 4 at most, see takeQueued), and a turn never waits for
-// another.
+// starts one more, so a turn never waits for another. The runners grow to
+// about the most turns ever running at once (Concurrency × 4, see
+// takeQueued; a few more, as a lane's slot frees just before its runner
+// is idle again) and stay until Run ends. The garbage collector may shrink
+// an idle runner's stack: it then grows once more, not on every turn.
 type runners struct {
 	idle chan func()   // unbuffered: a send succeeds only to a waiting runner
 	stop chan struct{} // closed by close: idle runners return
