@@ -42,8 +42,11 @@ func floorDrain(b *testing.B, db *pgtest.DB, fake *svixtest.Server, n int) {
 	todo := make(chan floorEvent, floorPage)
 	done := make(chan int64, floorPage)
 
-	var readErr error
-	go func() { defer close(todo); readErr = floorRead(ctx, db, todo) }()
+	read := make(chan error, 1)
+	go func() { defer close(todo); read <- floorRead(ctx, db, todo) }()
+	// A failure anywhere ends ctx, which every channel send below also
+	// waits on: nothing blocks for good.
+	fail := func(err error) { b.Error(err); cancel() }
 
 	var senders sync.WaitGroup
 	for range benchInFlight {
@@ -53,7 +56,7 @@ func floorDrain(b *testing.B, db *pgtest.DB, fake *svixtest.Server, n int) {
 			for ev := range todo {
 				var payload map[string]any
 				if err := json.Unmarshal(ev.payload, &payload); err != nil {
-					b.Error(err)
+					fail(err)
 					return
 				}
 				for try := 1; ; try++ { // as the raw loop: the SDK retries, then this
@@ -64,17 +67,27 @@ func floorDrain(b *testing.B, db *pgtest.DB, fake *svixtest.Server, n int) {
 					if err == nil {
 						break
 					}
-					if try == 100 {
-						b.Error(err)
+					if try == 100 || ctx.Err() != nil {
+						fail(err)
 						return
 					}
 				}
-				done <- ev.id
+				select {
+				case done <- ev.id:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}()
 	}
 	settled := make(chan error, 1)
-	go func() { settled <- floorSettle(ctx, db, done) }()
+	go func() {
+		err := floorSettle(ctx, db, done)
+		if err != nil {
+			cancel()
+		}
+		settled <- err
+	}()
 
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer wcancel()
@@ -87,8 +100,8 @@ func floorDrain(b *testing.B, db *pgtest.DB, fake *svixtest.Server, n int) {
 	if err := <-settled; err != nil {
 		b.Fatal(err)
 	}
-	if readErr != nil {
-		b.Fatal(readErr)
+	if err := <-read; err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -116,7 +129,11 @@ func floorRead(ctx context.Context, db *pgtest.DB, todo chan<- floorEvent) error
 			return nil
 		}
 		for _, ev := range page {
-			todo <- ev
+			select {
+			case todo <- ev:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		after = page[len(page)-1].id
 	}
@@ -125,7 +142,17 @@ func floorRead(ctx context.Context, db *pgtest.DB, todo chan<- floorEvent) error
 // floorSettle moves the created events named on done into the history, as
 // many per statement as have arrived (floorPage at most).
 func floorSettle(ctx context.Context, db *pgtest.DB, done <-chan int64) error {
-	for id := range done {
+	for {
+		var id int64
+		select {
+		case next, ok := <-done:
+			if !ok {
+				return nil
+			}
+			id = next
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		ids := []int64{id}
 	gather:
 		for len(ids) < floorPage {
@@ -148,5 +175,4 @@ func floorSettle(ctx context.Context, db *pgtest.DB, done <-chan int64) error {
 			return err
 		}
 	}
-	return nil
 }
