@@ -98,9 +98,9 @@ ON CONFLICT (organization_id) DO NOTHING`
 // A lane is taken when it is free (laneFree), not paused, its organization
 // has events, and no other transaction has it locked: a lane another relay
 // is claiming or settling right now is skipped (SKIP LOCKED), never waited
-// for, so claims never queue behind settlements or
-// other claims, and no lock cycle can form between replicas (an INSERT ...
-// ON CONFLICT DO UPDATE would lock every lane it names, held ones too).
+// for, so claims never queue behind settlements or other claims, and no
+// lock cycle can form between replicas (an INSERT ... ON CONFLICT DO UPDATE
+// would lock every lane it names, held ones too).
 //
 // Per lane it claims the head events in id order up to the first that is
 // not due (a retry waiting for its time keeps the events behind it waiting
