@@ -91,7 +91,9 @@ type Config struct {
 	Resolver Resolver
 
 	// Concurrency is the most Svix calls in flight at once across all
-	// organizations; it also bounds the lanes worked at once. Defaults to 64.
+	// organizations; it also bounds the lanes sending at once (a quarter
+	// more are claimed ahead, and wait for one of them to end). Defaults
+	// to 64.
 	Concurrency int
 	// PerOrgInFlight is the most Svix calls in flight at once for one
 	// organization. 1 creates an organization's events strictly in id order.

@@ -21,6 +21,13 @@ const (
 	claimRoundMin = 16
 )
 
+// claimAhead is how many lanes a relay claims beyond its Concurrency turn
+// slots: they wait for a slot, so that a slot freed by a turn's last call
+// is taken at once, not after the round trip of a claim. Without them, with
+// Svix 20 ms away and one event per organization, a sixth of the slots sat
+// idle waiting for claims (2,200 against 2,600 events/s).
+func claimAhead(concurrency int) int { return max(concurrency/4, 1) }
+
 // dispatch claims queued lanes, many per round trip, and runs each lane
 // taken on turns, until ctx ends.
 func (r *Relay) dispatch(ctx, callCtx context.Context, turns *runners) {
@@ -67,12 +74,13 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, turns *runners) {
 func (r *Relay) takeQueued(n int) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// Lanes still to send (being claimed, or sending) are at most
-	// Concurrency: a relay must not hold lanes it cannot work while other
-	// replicas could. Lanes done sending, waiting for their settlement,
-	// leave room for the next claim, which so overlaps their round trip.
+	// Lanes still to send (being claimed, waiting for a turn slot, or
+	// sending) are at most Concurrency plus claimAhead: a relay must not
+	// hold many lanes it cannot work while other replicas could. Lanes done
+	// sending, waiting for their settlement, leave room for the next claim,
+	// which so overlaps their round trip.
 	sending := len(r.working) - int(r.settling.Load())
-	n = min(n, r.cfg.Concurrency-sending, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue))
+	n = min(n, r.cfg.Concurrency+claimAhead(r.cfg.Concurrency)-sending, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue))
 	if n <= 0 || r.authPaused() || !r.alive() {
 		return nil
 	}
@@ -136,7 +144,13 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 // more to do now or was signalled meanwhile.
 func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane) {
 	ctx, span := r.startTurn(ctx, ln)
-	r.work(ctx, callCtx, ln, time.Time{})
+	select {
+	case r.turnSlots <- struct{}{}:
+		r.work(ctx, callCtx, ln, time.Time{})
+		<-r.turnSlots
+	case <-ctx.Done():
+		r.work(ctx, callCtx, ln, time.Time{}) // sends nothing: settles its events as unsent
+	}
 	req := &settleRequest{ln: ln, done: make(chan settled, 1)}
 	r.settling.Add(1)
 	r.poke() // room for a claim while this lane is settled

@@ -38,6 +38,10 @@ type Relay struct {
 	limiter *rate.Limiter
 
 	sendSlots chan struct{}
+	// turnSlots bounds the lane turns sending at once to Concurrency; the
+	// lanes claimed ahead of a free slot wait for one here (see
+	// claimAhead).
+	turnSlots chan struct{}
 	// drainSlots bounds the DrainOrganization calls working at once.
 	drainSlots chan struct{}
 	// settling counts lanes done sending, waiting for their settlement.
@@ -126,6 +130,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		pooled:     pooled,
 		log:        cfg.Logger,
 		sendSlots:  make(chan struct{}, cfg.Concurrency),
+		turnSlots:  make(chan struct{}, cfg.Concurrency),
 		drainSlots: make(chan struct{}, cfg.Concurrency),
 		wake:       make(chan struct{}, 1),
 		queued:     map[string]struct{}{},

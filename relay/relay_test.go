@@ -372,6 +372,39 @@ func TestShutdownInterruptsHangingCalls(t *testing.T) {
 	require.Zero(t, held)
 }
 
+// A relay claims a quarter of Concurrency lanes beyond its turn slots, so
+// that a slot freed by a turn's last call is taken without waiting for a
+// claim's round trip, and no more: with every call hanging, Concurrency 4
+// holds exactly 5 of 10 organizations' lanes, 4 of them sending.
+func TestLanesAreClaimedAheadOfFreeSlotsByAQuarterOfConcurrency(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.Concurrency = 4
+	b.cfg.ShutdownTimeout = 100 * time.Millisecond
+	remove := b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultHang})
+	orgs := make([]string, 10)
+	for i := range orgs {
+		orgs[i] = fmt.Sprintf("org-ahead-%d", i)
+	}
+	committed := b.appendCommitted(t, orgs, 1)
+
+	_, stop := b.start(t)
+	held := func() (n int) {
+		require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_lanes WHERE lease_token IS NOT NULL").Scan(&n))
+		return n
+	}
+	require.Eventually(t, func() bool { return b.fake.CreateAttempts() == 4 && held() == 5 }, 10*time.Second, 5*time.Millisecond,
+		"4 calls in flight and 5 lanes held")
+	stop()
+	require.Zero(t, held(), "leases are released on shutdown")
+
+	remove()
+	b.start(t)
+	b.waitMessages(t, len(committed), 10*time.Second)
+	b.waitSettled(t, 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+}
+
 func TestExplicitSchemaWithoutSearchPath(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
