@@ -92,8 +92,8 @@ type Config struct {
 
 	// Concurrency is the most Svix calls in flight at once across all
 	// organizations; it also bounds the lanes sending at once (a quarter
-	// more are claimed ahead, and wait for one of them to end). Defaults
-	// to 64.
+	// more, at least one, are claimed ahead, and wait for one of them to
+	// end). Defaults to 64.
 	Concurrency int
 	// PerOrgInFlight is the most Svix calls in flight at once for one
 	// organization. 1 creates an organization's events strictly in id order.
@@ -106,8 +106,9 @@ type Config struct {
 	// BatchMaxBytes bounds the payload bytes one lane turn claims (always at
 	// least one event, which may be larger), so claimed payloads in memory
 	// stay within 4 × Concurrency × BatchMaxBytes whatever their number: a
-	// relay holds at most 4 × Concurrency lanes at once (those sending, and
-	// those waiting for their settlement while the next claim goes out).
+	// relay holds at most 4 × Concurrency lanes at once (those being
+	// claimed, waiting for a turn slot or sending, and those waiting for
+	// their settlement while the next claim goes out).
 	// Defaults to 1048576 (1 MiB).
 	BatchMaxBytes int
 	// LeaseDuration is how long a claimed lane stays ours without being

@@ -22,7 +22,7 @@ const (
 )
 
 // claimAhead is how many lanes a relay claims beyond its Concurrency turn
-// slots: they wait for a slot, so that a slot freed by a turn's last call
+// slots, a quarter of them (at least one): they wait for a slot, so that a slot freed by a turn's last call
 // is taken at once, not after the round trip of a claim. Without them, with
 // Svix 20 ms away and one event per organization, a sixth of the slots sat
 // idle waiting for claims (2,200 against 2,600 events/s).
@@ -143,13 +143,16 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 // other lanes', and puts the organization back in the queue when it has
 // more to do now or was signalled meanwhile.
 func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane) {
+	slot := r.awaitTurnSlot(ctx, ln)
 	ctx, span := r.startTurn(ctx, ln)
-	select {
-	case r.turnSlots <- struct{}{}:
+	if slot {
 		r.work(ctx, callCtx, ln, time.Time{})
 		<-r.turnSlots
-	case <-ctx.Done():
-		r.work(ctx, callCtx, ln, time.Time{}) // sends nothing: settles its events as unsent
+	} else {
+		// Nothing sent, no attempt counted: the lane is released, and goes
+		// back in the queue unless the relay is stopping.
+		ln.results = make([]result, len(ln.events))
+		ln.rep = turnReport{leased: true, more: ctx.Err() == nil}
 	}
 	req := &settleRequest{ln: ln, done: make(chan settled, 1)}
 	r.settling.Add(1)
@@ -162,6 +165,29 @@ func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane) {
 		r.log.WarnContext(callCtx, "relay: lane turn failed", "organization_id", ln.org, "error", res.err)
 	}
 	r.finish(ln.org, ln.rep, res.due, res.err == nil)
+}
+
+// awaitTurnSlot waits for one of the Concurrency turn slots for a lane
+// claimed ahead of them. It gives up (false) when ctx ends, or when a
+// quarter of the lane's lease has gone by: turns that hold every slot for
+// long must not keep the lanes waiting behind them leased, and idle, while
+// other replicas could work them.
+func (r *Relay) awaitTurnSlot(ctx context.Context, ln *lane) bool {
+	select {
+	case r.turnSlots <- struct{}{}:
+		return true
+	default:
+	}
+	giveUp := r.clock.NewTimer(r.clock.Until(ln.claimedAt.Add(r.cfg.LeaseDuration / 4)))
+	defer giveUp.Stop()
+	select {
+	case r.turnSlots <- struct{}{}:
+		return true
+	case <-giveUp.Chan():
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // finish ends an organization's turn: it leaves the working set, waits

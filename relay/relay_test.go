@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,12 +376,20 @@ func TestShutdownInterruptsHangingCalls(t *testing.T) {
 // A relay claims a quarter of Concurrency lanes beyond its turn slots, so
 // that a slot freed by a turn's last call is taken without waiting for a
 // claim's round trip, and no more: with every call hanging, Concurrency 4
-// holds exactly 5 of 10 organizations' lanes, 4 of them sending.
+// holds exactly 5 of 10 organizations' lanes, 4 of them in a turn (the
+// fifth has not even resolved its destination).
 func TestLanesAreClaimedAheadOfFreeSlotsByAQuarterOfConcurrency(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.Concurrency = 4
+	b.cfg.SendTimeout = 5 * time.Second // the calls hang until the shutdown
+	b.cfg.LeaseDuration = 20 * time.Second
 	b.cfg.ShutdownTimeout = 100 * time.Millisecond
+	var resolved atomic.Int64
+	b.cfg.Resolver = relay.ResolverFunc(func(ctx context.Context, org string) (relay.Destination, error) {
+		resolved.Add(1)
+		return relay.DefaultResolver.Resolve(ctx, org)
+	})
 	remove := b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultHang})
 	orgs := make([]string, 10)
 	for i := range orgs {
@@ -395,6 +404,7 @@ func TestLanesAreClaimedAheadOfFreeSlotsByAQuarterOfConcurrency(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return b.fake.CreateAttempts() == 4 && held() == 5 }, 10*time.Second, 5*time.Millisecond,
 		"4 calls in flight and 5 lanes held")
+	require.EqualValues(t, 4, resolved.Load(), "only the lanes in a turn resolve their destination")
 	stop()
 	require.Zero(t, held(), "leases are released on shutdown")
 

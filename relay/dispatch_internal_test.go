@@ -1,0 +1,66 @@
+package relay
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/stretchr/testify/require"
+)
+
+// A lane claimed ahead of the turn slots waits for one, and gives up when
+// a quarter of its lease has gone by or the relay stops. In a synctest
+// bubble the real clock's time is virtual.
+func TestAwaitTurnSlot(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// act runs while the only slot is taken and the lane waits for it.
+		act      func(r *Relay, cancel context.CancelFunc)
+		wantSlot bool
+		waited   time.Duration
+	}{
+		{"a slot frees", func(r *Relay, _ context.CancelFunc) {
+			time.Sleep(time.Second)
+			<-r.turnSlots
+		}, true, time.Second},
+		{"a quarter of the lease goes by", func(*Relay, context.CancelFunc) {}, false, 2 * time.Second},
+		{"the relay stops", func(_ *Relay, cancel context.CancelFunc) {
+			time.Sleep(500 * time.Millisecond)
+			cancel()
+		}, false, 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		synctest.Test(t, func(t *testing.T) {
+			r := &Relay{cfg: Config{LeaseDuration: 8 * time.Second}, clock: clockwork.NewRealClock(), turnSlots: make(chan struct{}, 1)}
+			r.turnSlots <- struct{}{} // every slot taken
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			start := time.Now()
+			ln := &lane{org: "org", claimedAt: start}
+			got := make(chan bool, 1)
+			go func() { got <- r.awaitTurnSlot(ctx, ln) }()
+			synctest.Wait()
+			require.Empty(t, got, "%s: returned before anything happened", tt.name)
+
+			tt.act(r, cancel)
+			slot := <-got
+			require.Equal(t, tt.wantSlot, slot, tt.name)
+			require.Equal(t, tt.waited, time.Since(start), tt.name)
+		})
+	}
+}
+
+// A free slot is taken at once, even by a lane whose wait would already be
+// over.
+func TestAwaitTurnSlotTakesAFreeSlot(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		r := &Relay{cfg: Config{LeaseDuration: 8 * time.Second}, clock: clockwork.NewRealClock(), turnSlots: make(chan struct{}, 1)}
+		ln := &lane{org: "org", claimedAt: time.Now().Add(-time.Minute)}
+		require.True(t, r.awaitTurnSlot(context.Background(), ln))
+		require.Len(t, r.turnSlots, 1, "the slot is held")
+	})
+}
