@@ -2,6 +2,7 @@ package migrationtools_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,10 +34,18 @@ func applyUpTo(t *testing.T, db *pgtest.DB, last int) {
 	}
 }
 
+// producerLockTimeout is the longest a producer waits for a lock before
+// its append fails: ten times the migrations' own lock timeout, behind
+// which a producer queues while a migration waits for its table. It bounds
+// the lock waits, not the appends' time, which a loaded machine stretches
+// whatever the migration does.
+const producerLockTimeout = time.Second
+
 // producers append one event per transaction from n goroutines, with the
 // columns every release has (the previous release's producers keep
-// running through the upgrade), until stop; they record the longest
-// append and count what committed.
+// running through the upgrade), until stop, on connections whose
+// lock_timeout is producerLockTimeout; they record the longest append and
+// count what committed.
 type producers struct {
 	wg        sync.WaitGroup
 	stop      chan struct{}
@@ -47,7 +56,13 @@ type producers struct {
 	errs      []error
 }
 
-func startProducers(pool *pgxpool.Pool, n int) *producers {
+func startProducers(t *testing.T, db *pgtest.DB, n int) *producers {
+	t.Helper()
+	cfg := db.Pool.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(producerLockTimeout.Milliseconds(), 10)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
 	p := &producers{stop: make(chan struct{})}
 	for range n {
 		p.wg.Add(1)
@@ -86,11 +101,13 @@ func (p *producers) halt() {
 // An installation at schema version 3 with 500,000 pending events and
 // 1,000,000 rows of history is migrated to the newest schema while four
 // producers commit one event per transaction and one producer transaction
-// (a handler still working after its append) stays open: no producer waits
-// long behind the migration, the upgrade finishes once the slow
-// transaction ends, and nothing committed is lost. (Issue 22's scenario;
-// with every migration in one transaction and no lock timeout, every
-// producer stopped for 4.4 s.)
+// (a handler still working after its append) stays open: producers keep
+// committing, none waits for a lock as long as producerLockTimeout (its
+// append would fail), the upgrade finishes once the slow transaction
+// ends, and nothing committed is lost. (Issue 22's scenario; with every
+// migration in one transaction and no lock timeout, every producer stopped
+// for 4.4 s.) The longest append is reported, not asserted: on a loaded
+// machine an append's time is mostly the machine's.
 func TestLiveUpgradeDoesNotStopProducers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -104,7 +121,7 @@ func TestLiveUpgradeDoesNotStopProducers(t *testing.T) {
 		FROM generate_series(1, 1000000) g`)
 	require.NoError(t, err)
 
-	live := startProducers(db.Pool, 4)
+	live := startProducers(t, db, 4)
 	defer live.halt()
 	slow, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
@@ -140,7 +157,7 @@ func TestLiveUpgradeDoesNotStopProducers(t *testing.T) {
 	require.NoError(t, <-upgraded, "the upgrade finishes once the slow transaction ends")
 	live.halt()
 
-	require.Empty(t, live.errs, "no producer failed")
+	require.Empty(t, live.errs, "no producer failed, nor waited %s for a lock", producerLockTimeout)
 	var pending, history int64
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox_events").Scan(&pending))
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox_deliveries").Scan(&history))
@@ -151,5 +168,4 @@ func TestLiveUpgradeDoesNotStopProducers(t *testing.T) {
 	require.Equal(t, latestVersion(), version)
 	t.Logf("REPORT longest producer wait %s over %d commits; upgrade done %s after the slow transaction ended",
 		live.worst, live.committed.Load(), upgradedAt.Sub(endedAt))
-	require.Less(t, live.worst, time.Second, "the longest producer wait during the upgrade")
 }
