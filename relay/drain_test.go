@@ -23,12 +23,15 @@ func TestDrainDuringAuthPauseReturnsAtOnce(t *testing.T) {
 	require.True(t, res.AuthFailed)
 	turns := r.Stats().Turns
 
+	// A budget of a minute against a bound of 15 s: a drain that spun
+	// until its budget ended is told from one that returned at once on
+	// however loaded a machine.
 	start := time.Now()
-	res, err = r.DrainOrganization(b.ctx, "org-auth", 5*time.Second)
+	res, err = r.DrainOrganization(b.ctx, "org-auth", time.Minute)
 	require.NoError(t, err)
 	require.True(t, res.AuthFailed, "the pause is reported")
 	require.False(t, res.Busy)
-	require.Less(t, time.Since(start), 2*time.Second, "a drain during the pause must not spin until its budget ends")
+	require.Less(t, time.Since(start), 15*time.Second, "a drain during the pause must not spin until its budget ends")
 	require.Equal(t, turns, r.Stats().Turns, "no lane is claimed while the token is refused")
 	require.Equal(t, 3, res.Remaining)
 	var attempts int
