@@ -143,12 +143,18 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 // other lanes', and puts the organization back in the queue when it has
 // more to do now or was signalled meanwhile.
 func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane) {
-	slot := r.awaitTurnSlot(ctx, ln)
+	// A lane taken with nothing due (its head waits for a retry) sends
+	// nothing: it is released at once, without waiting for a slot.
+	nothingDue := len(ln.events) == 0
+	slot := !nothingDue && r.awaitTurnSlot(ctx, ln)
 	ctx, span := r.startTurn(ctx, ln)
-	if slot {
+	switch {
+	case nothingDue:
+		r.work(ctx, callCtx, ln, time.Time{})
+	case slot:
 		r.work(ctx, callCtx, ln, time.Time{})
 		<-r.turnSlots
-	} else {
+	default:
 		// Nothing sent, no attempt counted: the lane is released, and goes
 		// back in the queue unless the relay is stopping.
 		ln.results = make([]result, len(ln.events))
@@ -184,6 +190,7 @@ func (r *Relay) awaitTurnSlot(ctx context.Context, ln *lane) bool {
 	case r.turnSlots <- struct{}{}:
 		return true
 	case <-giveUp.Chan():
+		r.testSignals.SlotGivenUp.Signal(ln.org)
 		return false
 	case <-ctx.Done():
 		return false

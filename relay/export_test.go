@@ -17,5 +17,6 @@ func InitTestSignals(r *Relay) *TestSignals {
 	r.testSignals.Swept.Init()
 	r.testSignals.Pruned.Init()
 	r.testSignals.Beat.Init()
+	r.testSignals.SlotGivenUp.Init()
 	return &r.testSignals
 }

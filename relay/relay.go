@@ -87,6 +87,9 @@ type testSignals struct {
 	Swept  testsignal.Signal[struct{}] // a sweep ended (reached the database or not)
 	Pruned testsignal.Signal[struct{}] // a prune tick ended
 	Beat   testsignal.Signal[error]    // a heartbeat ended: its error, or nil
+	// SlotGivenUp: a lane claimed ahead gave up waiting for a turn slot
+	// (its organization).
+	SlotGivenUp testsignal.Signal[string]
 }
 
 var _ outbox.Signaler = (*Relay)(nil)

@@ -384,8 +384,10 @@ func TestLanesAreClaimedAheadOfFreeSlotsByAQuarterOfConcurrency(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.Concurrency = 4
-	b.cfg.SendTimeout = 5 * time.Second // the calls hang until the shutdown
-	b.cfg.LeaseDuration = 20 * time.Second
+	// The calls hang until the shutdown, and the fifth lane waits for a
+	// slot for a quarter of the lease: 30 s, far longer than the test.
+	b.cfg.SendTimeout = 30 * time.Second
+	b.cfg.LeaseDuration = 2 * time.Minute
 	b.cfg.ShutdownTimeout = 100 * time.Millisecond
 	var resolved atomic.Int64
 	b.cfg.Resolver = relay.ResolverFunc(func(ctx context.Context, org string) (relay.Destination, error) {
@@ -413,6 +415,29 @@ func TestLanesAreClaimedAheadOfFreeSlotsByAQuarterOfConcurrency(t *testing.T) {
 	remove()
 	b.start(t)
 	b.waitMessages(t, len(committed), 10*time.Second)
+	b.waitSettled(t, 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+}
+
+// A lane claimed ahead that waits a quarter of its lease for a turn slot
+// gives its lease back unsent, goes back in the queue and is delivered
+// once the slot frees: here the only slot is held by a call that hangs
+// until SendTimeout, longer than that quarter.
+func TestLaneClaimedAheadGivesUpItsWaitAndIsDeliveredLater(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.Concurrency = 1 // one slot, one lane claimed ahead
+	b.cfg.LeaseDuration = 4 * time.Second
+	b.cfg.SendTimeout = 1500 * time.Millisecond // the hang outlasts the wait of a second
+	b.cfg.QuickRetries = -1
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultHang, Times: 1})
+	r, signals := b.startWithSignals(t)
+	committed := b.appendCommitted(t, []string{"org-slot-a", "org-slot-b"}, 1)
+	require.NoError(t, r.SignalRelays(b.ctx, []string{"org-slot-a", "org-slot-b"}))
+
+	org := signals.SlotGivenUp.Wait(t)
+	require.Contains(t, []string{"org-slot-a", "org-slot-b"}, org)
+	b.waitMessages(t, len(committed), 20*time.Second)
 	b.waitSettled(t, 10*time.Second)
 	b.requireExactlyOnce(t, committed)
 }
