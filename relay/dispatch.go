@@ -1,7 +1,9 @@
 package relay
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -35,6 +37,11 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, turns *runners) {
 	claims := make(chan struct{}, claimsInFlight)
 	var claiming sync.WaitGroup
 	defer claiming.Wait()
+	// Claims run concurrently, but their lanes take turn slots in the
+	// order the queue gave them out: each round waits for the round
+	// before it to have handed out its slots (seated closes then).
+	seated := make(chan struct{})
+	close(seated)
 	for {
 		select {
 		case claims <- struct{}{}:
@@ -52,10 +59,12 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, turns *runners) {
 			continue
 		}
 		claiming.Add(1)
+		before, done := seated, make(chan struct{})
+		seated = done
 		go func() {
 			defer claiming.Done()
 			defer func() { <-claims; r.poke() }()
-			if !r.claimAndStart(ctx, callCtx, orgs, turns) {
+			if !r.claimAndStart(ctx, callCtx, orgs, turns, before, done) {
 				// The database did not answer: the lanes go back to the
 				// sweep, and the next claim waits a moment.
 				select {
@@ -109,8 +118,19 @@ func (r *Relay) popQueued(n int) []string {
 }
 
 // claimAndStart claims orgs' lanes in one round trip and starts each lane
-// taken on turns. It reports whether the claim reached the database.
-func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns *runners) bool {
+// taken on turns. Once the round before it is seated (before closes) it
+// hands its lanes their turn slots, in the order of orgs, and then closes
+// seated. It reports whether the claim reached the database.
+func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns *runners, before <-chan struct{}, seated chan<- struct{}) bool {
+	defer func() {
+		// Even a round with no lane waits its turn: a round after it must
+		// not be seated before the rounds before it.
+		select {
+		case <-before:
+		case <-ctx.Done():
+		}
+		close(seated)
+	}()
 	// The claim is not interrupted once sent: a claim the server committed
 	// while the client gave up would hold the lanes until their leases
 	// expired.
@@ -134,20 +154,31 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 		// event its snapshot did not see, so it goes back in the queue.
 		r.finish(org, turnReport{empty: true}, time.Time{}, true)
 	}
+	order := make(map[string]int, len(orgs))
+	for i, org := range orgs {
+		order[org] = i
+	}
+	slices.SortFunc(rd.lanes, func(a, b *lane) int { return cmp.Compare(order[a.org], order[b.org]) })
+	select {
+	case <-before:
+	case <-ctx.Done():
+	}
 	for _, ln := range rd.lanes {
-		turns.Go(func() { r.runLane(ctx, callCtx, ln) })
+		// A lane taken with nothing due (its head waits for a retry) sends
+		// nothing: it is released at once, without waiting for a slot.
+		nothingDue := len(ln.events) == 0
+		slot := !nothingDue && r.awaitTurnSlot(ctx, ln)
+		turns.Go(func() { r.runLane(ctx, callCtx, ln, nothingDue, slot) })
 	}
 	return true
 }
 
-// runLane sends a claimed lane's events, has the settler settle them with
-// other lanes', and puts the organization back in the queue when it has
-// more to do now or was signalled meanwhile.
-func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane) {
-	// A lane taken with nothing due (its head waits for a retry) sends
-	// nothing: it is released at once, without waiting for a slot.
-	nothingDue := len(ln.events) == 0
-	slot := !nothingDue && r.awaitTurnSlot(ctx, ln)
+// runLane sends a claimed lane's events (when it holds a turn slot: slot;
+// a lane with nothing due needs none), has the settler settle them with
+// other lanes', gives the slot back once its calls are done, and puts the
+// organization back in the queue when it has more to do now or was
+// signalled meanwhile.
+func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane, nothingDue, slot bool) {
 	ctx, span := r.startTurn(ctx, ln)
 	switch {
 	case nothingDue:

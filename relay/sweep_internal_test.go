@@ -113,7 +113,9 @@ func TestSignalDuringAnEmptyClaimIsKept(t *testing.T) {
 	r.working["org-e"] = &laneWork{signalledAgain: true} // claimed, then signalled
 	r.mu.Unlock()
 	turns := newRunners()
-	require.True(t, r.claimAndStart(context.Background(), context.Background(), []string{"org-e"}, turns))
+	first := make(chan struct{})
+	close(first)
+	require.True(t, r.claimAndStart(context.Background(), context.Background(), []string{"org-e"}, turns, first, make(chan struct{})))
 	turns.close()
 	require.True(t, queued(r, "org-e"))
 }
