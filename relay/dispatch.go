@@ -159,16 +159,22 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 		order[org] = i
 	}
 	slices.SortFunc(rd.lanes, func(a, b *lane) int { return cmp.Compare(order[a.org], order[b.org]) })
-	select {
-	case <-before:
-	case <-ctx.Done():
-	}
+	var sending []*lane
 	for _, ln := range rd.lanes {
-		// A lane taken with nothing due (its head waits for a retry) sends
-		// nothing: it is released at once, without waiting for a slot.
-		nothingDue := len(ln.events) == 0
-		slot := !nothingDue && r.awaitTurnSlot(ctx, ln)
-		turns.Go(func() { r.runLane(ctx, callCtx, ln, nothingDue, slot) })
+		if len(ln.events) == 0 {
+			// Taken with nothing due (its head waits for a retry): it
+			// sends nothing, so it is released at once, without a slot.
+			turns.Go(func() { r.runLane(ctx, callCtx, ln, true, false) })
+			continue
+		}
+		sending = append(sending, ln)
+	}
+	// The lanes of one round share their claim time, so they give up
+	// waiting together: for the round before, or for a slot.
+	inTime := len(sending) == 0 || r.awaitTurn(ctx, before, sending[0].claimedAt)
+	for _, ln := range sending {
+		slot := inTime && ctx.Err() == nil && r.awaitTurnSlot(ctx, ln)
+		turns.Go(func() { r.runLane(ctx, callCtx, ln, false, slot) })
 	}
 	return true
 }
@@ -191,6 +197,9 @@ func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane, nothingDue, slot
 		// back in the queue unless the relay is stopping.
 		ln.results = make([]result, len(ln.events))
 		ln.rep = turnReport{leased: true, more: ctx.Err() == nil}
+		if ctx.Err() == nil {
+			r.testSignals.SlotGivenUp.Signal(ln.org)
+		}
 	}
 	req := &settleRequest{ln: ln, done: make(chan settled, 1)}
 	r.settling.Add(1)
@@ -216,13 +225,25 @@ func (r *Relay) awaitTurnSlot(ctx context.Context, ln *lane) bool {
 		return true
 	default:
 	}
-	giveUp := r.clock.NewTimer(r.clock.Until(ln.claimedAt.Add(r.cfg.LeaseDuration / 4)))
+	return r.awaitTurn(ctx, nil, ln.claimedAt)
+}
+
+// awaitTurn waits until ready closes, or (ready nil) until it takes a turn
+// slot, for lanes claimed at claimedAt. It gives up (false) when ctx ends
+// or a quarter of their lease has gone by.
+func (r *Relay) awaitTurn(ctx context.Context, ready <-chan struct{}, claimedAt time.Time) bool {
+	giveUp := r.clock.NewTimer(r.clock.Until(claimedAt.Add(r.cfg.LeaseDuration / 4)))
 	defer giveUp.Stop()
+	var slot chan<- struct{}
+	if ready == nil {
+		slot = r.turnSlots
+	}
 	select {
-	case r.turnSlots <- struct{}{}:
+	case slot <- struct{}{}:
+		return true
+	case <-ready:
 		return true
 	case <-giveUp.Chan():
-		r.testSignals.SlotGivenUp.Signal(ln.org)
 		return false
 	case <-ctx.Done():
 		return false

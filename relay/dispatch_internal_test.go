@@ -64,3 +64,25 @@ func TestAwaitTurnSlotTakesAFreeSlot(t *testing.T) {
 		require.Len(t, r.turnSlots, 1, "the slot is held")
 	})
 }
+
+// A round of lanes waits for the round before it to be seated, and gives
+// up, as its lanes would waiting for a slot, when a quarter of their lease
+// has gone by.
+func TestAwaitTurnForTheRoundBefore(t *testing.T) {
+	t.Parallel()
+	for _, seatedAfter := range []time.Duration{time.Second, 3 * time.Second} {
+		synctest.Test(t, func(t *testing.T) {
+			r := &Relay{cfg: Config{LeaseDuration: 8 * time.Second}, clock: clockwork.NewRealClock()}
+			before := make(chan struct{})
+			start := time.Now()
+			go func() {
+				time.Sleep(seatedAfter)
+				close(before)
+			}()
+			inTime := r.awaitTurn(context.Background(), before, start)
+			require.Equal(t, seatedAfter < 2*time.Second, inTime, "seated after %s", seatedAfter)
+			require.Equal(t, min(seatedAfter, 2*time.Second), time.Since(start))
+			<-before // the round before is seated in the end
+		})
+	}
+}
