@@ -4,9 +4,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
 
+	"github.com/outboxrelay/outbox"
 	"github.com/outboxrelay/outbox/relay"
 )
 
@@ -80,7 +82,21 @@ func TestDeliveryHistoryIsPruned(t *testing.T) {
 	b.run(t, r)
 	signals.Pruned.Wait(t) // the prune at start made this hour's partition
 
-	committed := b.appendCommitted(t, []string{"org-h"}, 3)
+	// One transaction: a sweep that runs meanwhile (the one after LISTEN
+	// connects) sees the three events or none. Seeing one, it would leave
+	// the others due at the database's now, which this relay's frozen clock
+	// never reaches, and no later sweep would come.
+	var committed []outbox.AppendResult
+	require.NoError(t, pgx.BeginFunc(b.ctx, b.db.Pool, func(tx pgx.Tx) error {
+		for i := range 3 {
+			res, err := outbox.Append(b.ctx, tx, outbox.AppendParams{OrganizationID: "org-h", EventType: "test.event", Payload: map[string]any{"seq": i}})
+			if err != nil {
+				return err
+			}
+			committed = append(committed, res)
+		}
+		return nil
+	}))
 	require.NoError(t, r.SignalRelay(b.ctx, "org-h"))
 	b.waitMessages(t, 3, 10*time.Second)
 	b.waitSettled(t, 10*time.Second)
