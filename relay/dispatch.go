@@ -196,7 +196,7 @@ func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane, nothingDue, slot
 		// Nothing sent, no attempt counted: the lane is released, and goes
 		// back in the queue unless the relay is stopping.
 		ln.results = make([]result, len(ln.events))
-		ln.rep = turnReport{leased: true, more: ctx.Err() == nil}
+		ln.rep = turnReport{leased: true, more: ctx.Err() == nil, gaveUp: true}
 		if ctx.Err() == nil {
 			r.testSignals.SlotGivenUp.Signal(ln.org)
 		}

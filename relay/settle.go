@@ -58,7 +58,9 @@ func (r *Relay) settle(lanes []*lane) (due map[string]time.Time, err error) {
 		if _, held := due[ln.org]; !held {
 			continue
 		}
-		r.stats.add(ln.rep.counts)
+		if !ln.rep.gaveUp { // given back unsent: not a turn
+			r.stats.add(ln.rep.counts)
+		}
 		if ln.rep.rateLimited {
 			r.stats.rateLimited.Add(1)
 		}

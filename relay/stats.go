@@ -28,7 +28,8 @@ type Stats struct {
 	RateLimited uint64
 	// AuthFailures counts delivery pauses after Svix answered 401 or 403.
 	AuthFailures uint64
-	// Turns counts lane turns that held the lease.
+	// Turns counts lane turns that held the lease, not counting a lane
+	// claimed ahead and given back unsent after waiting for a turn slot.
 	Turns uint64
 	// Claims counts claim round trips, each for up to 64 organizations.
 	Claims uint64

@@ -25,7 +25,10 @@ type turnReport struct {
 	// more: the lane may have more due events right now.
 	more bool
 	// fenced: this relay's heartbeats are failing; it claimed nothing.
-	fenced      bool
+	fenced bool
+	// gaveUp: the lane was claimed ahead of the turn slots and given back
+	// unsent after waiting for one; it does not count as a turn.
+	gaveUp      bool
 	rateLimited bool
 	authFailed  bool
 	counts      counts
