@@ -164,7 +164,7 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 		if len(ln.events) == 0 {
 			// Taken with nothing due (its head waits for a retry): it
 			// sends nothing, so it is released at once, without a slot.
-			turns.Go(func() { r.runLane(ctx, callCtx, ln, true, false) })
+			turns.Go(func() { r.runLane(ctx, callCtx, ln, false) })
 			continue
 		}
 		sending = append(sending, ln)
@@ -174,7 +174,7 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 	inTime := len(sending) == 0 || r.awaitTurn(ctx, before, sending[0].claimedAt)
 	for _, ln := range sending {
 		slot := inTime && ctx.Err() == nil && r.awaitTurnSlot(ctx, ln)
-		turns.Go(func() { r.runLane(ctx, callCtx, ln, false, slot) })
+		turns.Go(func() { r.runLane(ctx, callCtx, ln, slot) })
 	}
 	return true
 }
@@ -184,10 +184,10 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 // other lanes', gives the slot back once its calls are done, and puts the
 // organization back in the queue when it has more to do now or was
 // signalled meanwhile.
-func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane, nothingDue, slot bool) {
+func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane, slot bool) {
 	ctx, span := r.startTurn(ctx, ln)
 	switch {
-	case nothingDue:
+	case len(ln.events) == 0:
 		r.work(ctx, callCtx, ln, time.Time{})
 	case slot:
 		r.work(ctx, callCtx, ln, time.Time{})

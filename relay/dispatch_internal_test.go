@@ -10,6 +10,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// turnRelay is a Relay with an 8 s lease and one turn slot, enough for
+// the waits of a lane claimed ahead.
+func turnRelay() *Relay {
+	return &Relay{cfg: Config{LeaseDuration: 8 * time.Second}, clock: clockwork.NewRealClock(), turnSlots: make(chan struct{}, 1)}
+}
+
 // A lane claimed ahead of the turn slots waits for one, and gives up when
 // a quarter of its lease has gone by or the relay stops. In a synctest
 // bubble the real clock's time is virtual.
@@ -34,7 +40,7 @@ func TestAwaitTurnSlot(t *testing.T) {
 	}
 	for _, tt := range tests {
 		synctest.Test(t, func(t *testing.T) {
-			r := &Relay{cfg: Config{LeaseDuration: 8 * time.Second}, clock: clockwork.NewRealClock(), turnSlots: make(chan struct{}, 1)}
+			r := turnRelay()
 			r.turnSlots <- struct{}{} // every slot taken
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -58,7 +64,7 @@ func TestAwaitTurnSlot(t *testing.T) {
 func TestAwaitTurnSlotTakesAFreeSlot(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		r := &Relay{cfg: Config{LeaseDuration: 8 * time.Second}, clock: clockwork.NewRealClock(), turnSlots: make(chan struct{}, 1)}
+		r := turnRelay()
 		ln := &lane{org: "org", claimedAt: time.Now().Add(-time.Minute)}
 		require.True(t, r.awaitTurnSlot(context.Background(), ln))
 		require.Len(t, r.turnSlots, 1, "the slot is held")
@@ -72,7 +78,7 @@ func TestAwaitTurnForTheRoundBefore(t *testing.T) {
 	t.Parallel()
 	for _, seatedAfter := range []time.Duration{time.Second, 3 * time.Second} {
 		synctest.Test(t, func(t *testing.T) {
-			r := &Relay{cfg: Config{LeaseDuration: 8 * time.Second}, clock: clockwork.NewRealClock()}
+			r := turnRelay()
 			before := make(chan struct{})
 			start := time.Now()
 			go func() {

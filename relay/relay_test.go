@@ -115,6 +115,13 @@ func (b *bundle) appendCommitted(t *testing.T, orgs []string, n int) []outbox.Ap
 	return out
 }
 
+// heldLanes counts the lanes leased now.
+func (b *bundle) heldLanes(t *testing.T) (n int) {
+	t.Helper()
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_lanes WHERE lease_token IS NOT NULL").Scan(&n))
+	return n
+}
+
 // dbNow reads the database's clock, the one leases, pauses and retries are
 // set on.
 func (b *bundle) dbNow(t *testing.T) time.Time {
@@ -336,9 +343,7 @@ func TestGracefulShutdownLosesNothing(t *testing.T) {
 	stop() // mid-backlog
 	delivered := b.fake.MessageCount()
 	require.Less(t, delivered, len(committed), "stopped before the end, as the test intends")
-	var held int
-	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_lanes WHERE lease_token IS NOT NULL").Scan(&held))
-	require.Zero(t, held, "leases are released on shutdown")
+	require.Zero(t, b.heldLanes(t), "leases are released on shutdown")
 	var history int
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_deliveries").Scan(&history))
 	require.Equal(t, delivered, history, "everything Svix created was settled before Run returned")
@@ -368,11 +373,10 @@ func TestShutdownInterruptsHangingCalls(t *testing.T) {
 	stopped := time.Now()
 	stop()
 	require.Less(t, time.Since(stopped), 15*time.Second, "Run waited for the call instead of ShutdownTimeout")
-	var attempts, held int
+	var attempts int
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT attempts FROM outbox_events").Scan(&attempts))
 	require.Zero(t, attempts, "an interrupted call is not counted")
-	require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_lanes WHERE lease_token IS NOT NULL").Scan(&held))
-	require.Zero(t, held)
+	require.Zero(t, b.heldLanes(t))
 }
 
 // A relay claims a quarter of Concurrency lanes beyond its turn slots, so
@@ -402,15 +406,11 @@ func TestLanesAreClaimedAheadOfFreeSlotsByAQuarterOfConcurrency(t *testing.T) {
 	committed := b.appendCommitted(t, orgs, 1)
 
 	_, stop := b.start(t)
-	held := func() (n int) {
-		require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox_lanes WHERE lease_token IS NOT NULL").Scan(&n))
-		return n
-	}
-	require.Eventually(t, func() bool { return b.fake.CreateAttempts() == 4 && held() == 5 }, 10*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return b.fake.CreateAttempts() == 4 && b.heldLanes(t) == 5 }, 10*time.Second, 5*time.Millisecond,
 		"4 calls in flight and 5 lanes held")
 	require.EqualValues(t, 4, resolved.Load(), "only the lanes in a turn resolve their destination")
 	stop()
-	require.Zero(t, held(), "leases are released on shutdown")
+	require.Zero(t, b.heldLanes(t), "leases are released on shutdown")
 
 	remove()
 	b.start(t)
