@@ -65,13 +65,16 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	claimedAt := r.clock.Now()
 	batch := &pgx.Batch{}
 	batch.Queue(sqlWriteSettings)
+	batch.Queue(r.q.createLanes, orgs)
 	batch.Queue(r.q.claim, orgs, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, r.holder(), r.cfg.BatchSize, r.cfg.BatchMaxBytes)
 	batch.Queue(r.q.laneStates, orgs, token)
 	br := r.pool.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }() // closed and checked below on success
 
-	if _, err := br.Exec(); err != nil { // the settings
-		return round{}, fmt.Errorf("relay: claim: %w", err)
+	for range 2 { // the settings, the new lanes
+		if _, err := br.Exec(); err != nil {
+			return round{}, fmt.Errorf("relay: claim: %w", err)
+		}
 	}
 	byOrg := map[string]*lane{}
 	rows, err := br.Query()

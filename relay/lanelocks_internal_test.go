@@ -157,7 +157,10 @@ func TestClaimReadsOnlyThePayloadsItReturns(t *testing.T) {
 	require.Greater(t, perEvent, int64(8), "each payload is stored in TOAST chunks")
 
 	before = after
-	rows, err := tx.Query(ctx, r.q.claim, []string{"org-big"}, newInstance(), int64(30_000), "t", nil, r.cfg.BatchSize, r.cfg.BatchMaxBytes)
+	rows, err := tx.Query(ctx, r.q.createLanes, []string{"org-big"})
+	require.NoError(t, err)
+	rows.Close()
+	rows, err = tx.Query(ctx, r.q.claim, []string{"org-big"}, newInstance(), int64(30_000), "t", nil, r.cfg.BatchSize, r.cfg.BatchMaxBytes)
 	require.NoError(t, err)
 	for rows.Next() {
 		claimed++

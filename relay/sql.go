@@ -5,7 +5,7 @@ import "github.com/outboxrelay/outbox/internal/sqlname"
 // queries holds the relay's SQL (the sql_*.go files) with table names
 // qualified by the schema.
 type queries struct {
-	claim, laneStates, release                       string
+	createLanes, claim, laneStates, release          string
 	deliver, deliverNoHistory, retry, deadLetter     string
 	dueLanes, newEvents, maxEventID, undiscovered    string
 	remaining                                        string
@@ -25,6 +25,7 @@ type queries struct {
 func newQueries(schema string) queries {
 	s := sqlname.Schema(schema)
 	return queries{
+		createLanes:           s.Expand(sqlCreateLanes),
 		claim:                 s.Expand(sqlClaim),
 		laneStates:            s.Expand(sqlLaneStates),
 		release:               s.Expand(sqlRelease),

@@ -61,6 +61,25 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
      OR (l.holder IS NOT NULL AND NOT EXISTS (
          SELECT 1 FROM {relays} r WHERE r.instance = l.holder AND r.alive_until > now())))`
 
+// sqlCreateLanes adds the lanes a claim asks for that do not exist yet, for
+// the organizations that have events (a NOTIFY for any name writes
+// nothing), free and due, so that the claim statement after it can take
+// them. It never locks an existing lane: ON CONFLICT DO NOTHING only waits,
+// in organization order, for another claim inserting the same new lane.
+// $1 organizations.
+const sqlCreateLanes = `
+INSERT INTO {lanes} (organization_id, due_at, updated_at)
+SELECT w.org, now(), now()
+FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS w
+CROSS JOIN LATERAL (
+    -- LATERAL + LIMIT, not EXISTS: a probe of the organization's index
+    -- whatever the planner thinks of the table (an EXISTS it once ran
+    -- as a filter over a million rows of another organization).
+    SELECT 1 FROM {events} e WHERE e.organization_id = w.org LIMIT 1) pending
+WHERE NOT EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = w.org)
+ORDER BY w.org
+ON CONFLICT (organization_id) DO NOTHING`
+
 // sqlClaim takes the leases of many organizations' lanes at once, in one
 // statement, and reads each taken lane's due head events, each with the
 // number of the attempt about to be made. It does not update them: an
@@ -81,11 +100,7 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
 // is claiming or settling right now is skipped (SKIP LOCKED), never waited
 // for, so claims never queue behind settlements or other claims, and no
 // lock cycle can form between replicas (an INSERT ... ON CONFLICT DO UPDATE
-// would lock every lane it names, held ones too). An organization with
-// events and no lane row yet gets one, inserted already taken (created):
-// one new row version, not an insert and then a lease, and no statement of
-// its own. ON CONFLICT DO NOTHING leaves a lane another transaction
-// inserted meanwhile to it.
+// would lock every lane it names, held ones too).
 //
 // Per lane it claims the head events in id order up to the first that is
 // not due (a retry waiting for its time keeps the events behind it waiting
@@ -106,25 +121,7 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
 // lane's head events were due (more than were claimed: the byte bound cut
 // the claim).
 const sqlClaim = `
-WITH created AS (
-    -- New lanes, inserted already taken: an organization with no lane row
-    -- has no pause and no holder. Only those with events (a NOTIFY for any
-    -- name writes nothing), in organization order. ON CONFLICT DO NOTHING
-    -- never locks an existing lane: it only waits, in that order, for
-    -- another transaction inserting the same lane.
-    INSERT INTO {lanes} (organization_id, lease_token, leased_until, leased_by, holder, due_at, updated_at)
-    SELECT w.org, $2, now() + $3 * interval '1 millisecond', $4, $5, now(), now()
-    FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS w
-    CROSS JOIN LATERAL (
-        -- LATERAL + LIMIT, not EXISTS: a probe of the organization's index
-        -- whatever the planner thinks of the table (an EXISTS it once ran
-        -- as a filter over a million rows of another organization).
-        SELECT 1 FROM {events} e WHERE e.organization_id = w.org LIMIT 1) pending
-    WHERE NOT EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = w.org)
-    ORDER BY w.org
-    ON CONFLICT (organization_id) DO NOTHING
-    RETURNING organization_id
-), free AS (
+WITH free AS (
     SELECT l.organization_id AS org, pending.has AS has_events
     FROM {lanes} l
     LEFT JOIN LATERAL (
@@ -136,16 +133,12 @@ WITH created AS (
 ), forgotten AS (
     UPDATE {lanes} l SET due_at = NULL, updated_at = now()
     FROM free WHERE l.organization_id = free.org AND free.has_events IS NULL
-), leased AS (
+), taken AS (
     UPDATE {lanes} l
     SET lease_token = $2, leased_until = now() + $3 * interval '1 millisecond',
         leased_by = $4, holder = $5, due_at = now(), updated_at = now()
     FROM free WHERE l.organization_id = free.org AND free.has_events
     RETURNING l.organization_id
-), taken AS (
-    -- Disjoint: free reads lanes that existed in the statement's snapshot,
-    -- created inserts only lanes that did not.
-    SELECT organization_id FROM leased UNION ALL SELECT organization_id FROM created
 ), walk AS (
     -- Each taken lane's head, walked one event at a time in id order
     -- while the events are due and fit: the walk stops at the first event
