@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -95,6 +96,52 @@ func TestClaimSkipsAFreeLaneLockedByAnotherTransaction(t *testing.T) {
 	require.Empty(t, got.empty, "a locked lane with events is not empty")
 }
 
+// A claim inserts a new organization's lane already taken, and that insert
+// waits for another transaction inserting the same lane (here a dead-letter
+// requeue, which upserts the lanes of every organization it requeues). It
+// must not hold a lock on another lane meanwhile: the requeue's upsert of
+// that lane would then wait for the claim, which waits for the requeue. Inside
+// the claim statement the insert ran after the claim's locks of the
+// existing lanes; it runs before them, as a statement of its own.
+func TestClaimWaitingForANewLaneHoldsNoOtherLane(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a, _, db := lockSetup(t, "org-new", "org-old")
+	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id, due_at) VALUES ('org-old', now())`)
+	require.NoError(t, err)
+
+	requeue, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = requeue.Rollback(ctx) }()
+	const upsert = `INSERT INTO outbox_lanes AS l (organization_id, due_at) VALUES ($1, now())
+		ON CONFLICT (organization_id) DO UPDATE SET due_at = least(coalesce(l.due_at, now()), now())`
+	_, err = requeue.Exec(ctx, upsert, "org-new")
+	require.NoError(t, err)
+
+	claimed := make(chan error, 1)
+	go func() {
+		_, err := a.claim(ctx, []string{"org-new", "org-old"})
+		claimed <- err
+	}()
+	// The claim is blocked once its insert of org-new waits for the
+	// requeue's (a condition PostgreSQL reports, not a timing).
+	require.Eventually(t, func() bool {
+		var waiting bool
+		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO "outbox_lanes"%')`).Scan(&waiting)
+		return err == nil && waiting
+	}, time.Minute, 10*time.Millisecond, "the claim never waited for the requeue's new lane")
+
+	// With no lock on org-old held by the claim, this takes none to wait
+	// for: a lock_timeout cannot fire on a loaded machine.
+	_, err = requeue.Exec(ctx, `SET LOCAL lock_timeout = '1s'`)
+	require.NoError(t, err)
+	_, err = requeue.Exec(ctx, upsert, "org-old")
+	require.NoError(t, err, "the claim holds org-old's lane while it waits for org-new's")
+	require.NoError(t, requeue.Commit(ctx))
+	require.NoError(t, <-claimed)
+}
+
 // A lane with a due time whose events were deleted by hand would sort
 // first in every sweep forever and starve the lanes really due: the claim
 // that finds it empty clears its due time.
@@ -157,10 +204,11 @@ func TestClaimReadsOnlyThePayloadsItReturns(t *testing.T) {
 	require.Greater(t, perEvent, int64(8), "each payload is stored in TOAST chunks")
 
 	before = after
-	rows, err := tx.Query(ctx, r.q.createLanes, []string{"org-big"})
+	token := newInstance()
+	rows, err := tx.Query(ctx, r.q.createLanes, []string{"org-big"}, token, int64(30_000), "t", nil)
 	require.NoError(t, err)
 	rows.Close()
-	rows, err = tx.Query(ctx, r.q.claim, []string{"org-big"}, newInstance(), int64(30_000), "t", nil, r.cfg.BatchSize, r.cfg.BatchMaxBytes)
+	rows, err = tx.Query(ctx, r.q.claim, []string{"org-big"}, token, int64(30_000), "t", nil, r.cfg.BatchSize, r.cfg.BatchMaxBytes)
 	require.NoError(t, err)
 	for rows.Next() {
 		claimed++

@@ -63,13 +63,21 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
 
 // sqlCreateLanes adds the lanes a claim asks for that do not exist yet, for
 // the organizations that have events (a NOTIFY for any name writes
-// nothing), free and due, so that the claim statement after it can take
-// them. It never locks an existing lane: ON CONFLICT DO NOTHING only waits,
-// in organization order, for another claim inserting the same new lane.
-// $1 organizations.
+// nothing), already taken by the claim: with its lease token, so that the
+// claim statement after it, in the same transaction, walks them with the
+// lanes it leases (one new row version per new lane, not an insert and
+// then a lease). It runs as a statement of its own, before the claim takes
+// any lock: ON CONFLICT DO NOTHING only waits, in organization order, for
+// another transaction inserting the same new lane, and while it waits this
+// transaction holds nothing but its own new rows, so no lock cycle can form
+// (inside the claim statement, the wait could come after the claim's locks
+// of existing lanes, which the other transaction — a dead-letter requeue
+// upserting several lanes, say — may be waiting for).
+// $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
+// instance (as sqlClaim).
 const sqlCreateLanes = `
-INSERT INTO {lanes} (organization_id, due_at, updated_at)
-SELECT w.org, now(), now()
+INSERT INTO {lanes} (organization_id, lease_token, leased_until, leased_by, holder, due_at, updated_at)
+SELECT w.org, $2, now() + $3 * interval '1 millisecond', $4, $5, now(), now()
 FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS w
 CROSS JOIN LATERAL (
     -- LATERAL + LIMIT, not EXISTS: a probe of the organization's index
@@ -100,7 +108,8 @@ ON CONFLICT (organization_id) DO NOTHING`
 // is claiming or settling right now is skipped (SKIP LOCKED), never waited
 // for, so claims never queue behind settlements or other claims, and no
 // lock cycle can form between replicas (an INSERT ... ON CONFLICT DO UPDATE
-// would lock every lane it names, held ones too).
+// would lock every lane it names, held ones too). A new organization's
+// lane was inserted already taken, by sqlCreateLanes just before.
 //
 // Per lane it claims the head events in id order up to the first that is
 // not due (a retry waiting for its time keeps the events behind it waiting
@@ -133,12 +142,19 @@ WITH free AS (
 ), forgotten AS (
     UPDATE {lanes} l SET due_at = NULL, updated_at = now()
     FROM free WHERE l.organization_id = free.org AND free.has_events IS NULL
-), taken AS (
+), leased AS (
     UPDATE {lanes} l
     SET lease_token = $2, leased_until = now() + $3 * interval '1 millisecond',
         leased_by = $4, holder = $5, due_at = now(), updated_at = now()
     FROM free WHERE l.organization_id = free.org AND free.has_events
     RETURNING l.organization_id
+), taken AS (
+    -- The lanes leased above, and those sqlCreateLanes inserted with this
+    -- token in this transaction (not free: their lease is live, so the two
+    -- sets are disjoint).
+    SELECT organization_id FROM leased
+    UNION ALL
+    SELECT l.organization_id FROM {lanes} l WHERE l.organization_id = ANY($1::text[]) AND l.lease_token = $2
 ), walk AS (
     -- Each taken lane's head, walked one event at a time in id order
     -- while the events are due and fit: the walk stops at the first event
