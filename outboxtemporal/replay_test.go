@@ -19,11 +19,13 @@ import (
 // workflow code as it is fails when a change would break the workflows
 // running in production: guard such a change with workflow.GetVersion.
 var replayed = map[string]outboxtemporal.Options{
-	"drain-then-complete":                {},
-	"sleep-until-retry-then-signal":      {},
-	"rate-limited-sleeps-through-signal": {},
-	"no-progress-waits":                  {NoProgressDelay: 300 * time.Millisecond},
-	"continue-as-new":                    {CyclesPerRun: 2},
+	"drain-then-complete":                 {},
+	"sleep-until-retry-then-signal":       {},
+	"rate-limited-sleeps-through-signal":  {},
+	"no-progress-waits":                   {NoProgressDelay: 300 * time.Millisecond},
+	"continue-as-new":                     {CyclesPerRun: 2},
+	"local-drain-then-complete":           {LocalDrain: true},
+	"local-sleep-until-retry-then-signal": {LocalDrain: true},
 }
 
 func TestRecordedHistoriesReplay(t *testing.T) {
@@ -42,9 +44,15 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 			defer f.Close()
 			h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 			require.NoError(t, err)
-			replayer := worker.NewWorkflowReplayer()
-			require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
-			require.NoError(t, replayer.ReplayWorkflowHistory(nil, h))
+			// Whatever the replaying worker's LocalDrain: a run drains as
+			// it began, which its history records.
+			for _, local := range []bool{false, true} {
+				opts := opts
+				opts.LocalDrain = local
+				replayer := worker.NewWorkflowReplayer()
+				require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
+				require.NoError(t, replayer.ReplayWorkflowHistory(nil, h), "replayed with LocalDrain %t", local)
+			}
 		})
 	}
 }

@@ -15,8 +15,15 @@ import (
 // to what it schedules, or in which order, must be guarded with
 // workflow.GetVersion (change ids named "outbox-..." and listed here), and
 // the replay tests over the histories in testdata fail on a change that is
-// not. Changes so far: none.
+// not. Changes so far:
+//
+//   - changeLocalDrain ("outbox-local-drain", version 1): the run drains
+//     with local activities (Options.LocalDrain).
 type relayWorkflow struct{ opts Options }
+
+// changeLocalDrain is the change id whose version 1 marks a run that drains
+// with local activities.
+const changeLocalDrain = "outbox-local-drain"
 
 // run drains the organization's lane until it is empty and no signal is
 // pending, then completes; the next signal-with-start begins a new run.
@@ -26,12 +33,14 @@ func (w *relayWorkflow) run(ctx workflow.Context, in RelayInput) error {
 	if err := outbox.ValidateOrganizationID(in.OrganizationID); err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrorTypeInvalidInput, err)
 	}
+	local := w.drainsLocally(ctx)
 	ctx = workflow.WithActivityOptions(ctx, w.opts.activityOptions())
+	ctx = workflow.WithLocalActivityOptions(ctx, w.opts.localActivityOptions())
 	wake := workflow.GetSignalChannel(ctx, SignalName)
 	drain := DrainInput{OrganizationID: in.OrganizationID, BudgetMillis: w.opts.DrainBudget.Milliseconds()}
 	for cycle := 1; ; cycle++ {
 		var res DrainResult
-		if err := workflow.ExecuteActivity(ctx, ActivityName, drain).Get(ctx, &res); err != nil {
+		if err := executeDrain(ctx, local, drain).Get(ctx, &res); err != nil {
 			return err // not retryable, or the workflow was cancelled
 		}
 		signalled := receiveAll(wake) > 0
@@ -46,6 +55,33 @@ func (w *relayWorkflow) run(ctx workflow.Context, in RelayInput) error {
 			return w.newRun(ctx, wake, in)
 		}
 	}
+}
+
+// drainsLocally decides, once per run, whether this run drains with local
+// activities, and keeps the decision in the history: a run that does records
+// version 1 of changeLocalDrain, and its replay, on any worker, finds that
+// marker and drains locally again; a run that does not records nothing, and
+// its replay finds no marker (DefaultVersion), as in every history from
+// before the change. So the default costs no history event, and a worker
+// whose Options.LocalDrain changed still replays the runs begun before.
+//
+// A worker without LocalDrain looks for the marker only while it replays:
+// GetVersion records one when it runs for the first time, and that run
+// must record none. Replaying, GetVersion only reads the history.
+func (w *relayWorkflow) drainsLocally(ctx workflow.Context) bool {
+	if !w.opts.LocalDrain && !workflow.IsReplaying(ctx) {
+		return false
+	}
+	return workflow.GetVersion(ctx, changeLocalDrain, workflow.DefaultVersion, 1) == 1
+}
+
+// executeDrain schedules one drain: an activity, or a local activity run by
+// this worker.
+func executeDrain(ctx workflow.Context, local bool, in DrainInput) workflow.Future {
+	if local {
+		return workflow.ExecuteLocalActivity(ctx, ActivityName, in)
+	}
+	return workflow.ExecuteActivity(ctx, ActivityName, in)
 }
 
 // continueAsNew reports whether the run has done enough cycles, or has a

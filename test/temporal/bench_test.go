@@ -35,7 +35,9 @@ import (
 //   - mode=temporal_process: the same, the server in a process of its own
 //     (cmd/temporalserver, built on first use; OUTBOX_TEMPORAL_SERVER names
 //     a binary built already), so this process's CPU is the adapter's, the
-//     worker's, the relay's, the fake's and the producers'.
+//     worker's, the relay's, the fake's and the producers';
+//   - mode=temporal_process_local: the same with Options.LocalDrain, each
+//     drain a local activity.
 //
 // events/s is committed events over the time until the last is in Svix;
 // cpu_ms/1000ev is this process's CPU (user and system) per thousand
@@ -44,7 +46,7 @@ import (
 //	cd test/temporal && GOWORK=off go test -run '^$' -bench Delivery -benchtime 5x .
 func BenchmarkDelivery(b *testing.B) {
 	const orgs, perOrg = 50, 40
-	for _, mode := range []string{"relay", "temporal", "temporal_process"} {
+	for _, mode := range []string{"relay", "temporal", "temporal_process", "temporal_process_local"} {
 		b.Run(fmt.Sprintf("mode=%s/orgs=%d", mode, orgs), func(b *testing.B) {
 			db := pgtest.New(b)
 			fake := svixtest.New(svixtest.Options{})
@@ -57,7 +59,7 @@ func BenchmarkDelivery(b *testing.B) {
 			)
 			ctx, cancel := context.WithCancel(context.Background())
 			switch mode {
-			case "temporal", "temporal_process":
+			case "temporal", "temporal_process", "temporal_process_local":
 				var c client.Client
 				if mode == "temporal" {
 					ts := temporaltest.NewServer()
@@ -73,7 +75,7 @@ func BenchmarkDelivery(b *testing.B) {
 				r, err := relay.New(db.Pool, cfg)
 				require.NoError(b, err)
 				w := worker.New(c, outboxtemporal.DefaultTaskQueue, worker.Options{})
-				require.NoError(b, outboxtemporal.Register(w, r, outboxtemporal.Options{}))
+				require.NoError(b, outboxtemporal.Register(w, r, outboxtemporal.Options{LocalDrain: mode == "temporal_process_local"}))
 				require.NoError(b, w.Start())
 				b.Cleanup(w.Stop)
 				go func() { _ = r.Run(ctx) }()

@@ -94,6 +94,15 @@ func orgNames(n int) []string {
 // signal was lost.
 func TestWorkflowsDeliverEveryCommittedEventOnce(t *testing.T) {
 	t.Parallel()
+	for _, local := range []bool{false, true} {
+		t.Run(fmt.Sprintf("LocalDrain=%t", local), func(t *testing.T) {
+			t.Parallel()
+			deliverEveryCommittedEventOnce(t, outboxtemporal.Options{DrainBudget: 2 * time.Second, LocalDrain: local})
+		})
+	}
+}
+
+func deliverEveryCommittedEventOnce(t *testing.T, opts outboxtemporal.Options) {
 	b := setup(t)
 	b.fake.SetLatency(2 * time.Millisecond)
 	signaler := b.newSignaler(t)
@@ -103,7 +112,7 @@ func TestWorkflowsDeliverEveryCommittedEventOnce(t *testing.T) {
 	})
 	require.NoError(t, err)
 	w := worker.New(b.client, b.queue, worker.Options{})
-	require.NoError(t, outboxtemporal.Register(w, r, outboxtemporal.Options{DrainBudget: 2 * time.Second}))
+	require.NoError(t, outboxtemporal.Register(w, r, opts))
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	ctx, cancel := context.WithCancel(b.ctx)
@@ -116,6 +125,7 @@ func TestWorkflowsDeliverEveryCommittedEventOnce(t *testing.T) {
 	b.waitMessages(t, c.total(), 60*time.Second)
 	b.requireDeliveredOnceInOrder(t, c)
 	b.waitWorkflowsClosed(t, c.orgs(), 30*time.Second)
+	b.requireDrainedAs(t, c.orgs(), opts.LocalDrain)
 	require.Positive(t, r.Stats().HandedOff, "the sweep handed over the organizations whose signal was lost")
 	require.Equal(t, uint64(c.total()), r.Stats().Delivered, "the workflows' drains, through this relay, delivered them all")
 	t.Logf("%d events of %d organizations delivered once, in order; %d hand-offs by the sweep", c.total(), len(c.orgs()), r.Stats().HandedOff)
@@ -127,12 +137,16 @@ type workerProcess struct {
 	stderr *syncbuf.Buffer
 }
 
-func (b *bundle) startWorker(t *testing.T) *workerProcess {
+func (b *bundle) startWorker(t *testing.T, localDrain bool) *workerProcess {
 	t.Helper()
-	cmd := exec.Command(outboxBinary(t), "relay", "--temporal",
+	args := []string{"relay", "--temporal",
 		"--temporal-address", b.ts.GetFrontendHostPort(), "--temporal-namespace", b.ts.GetDefaultNamespace(),
 		"--temporal-task-queue", b.queue, "--temporal-drain-budget", "2s", "--temporal-heartbeat-timeout", "2s",
-		"--poll-interval", "200ms", "--log-level", "info")
+		"--poll-interval", "200ms", "--log-level", "info"}
+	if localDrain {
+		args = append(args, "--temporal-local-drain")
+	}
+	cmd := exec.Command(outboxBinary(t), args...)
 	cmd.Env = []string{"DATABASE_URL=" + b.db.URL, "SVIX_AUTH_TOKEN=" + b.fake.Token(), "SVIX_SERVER_URL=" + b.fake.URL(), "PATH=/usr/bin:/bin"}
 	p := &workerProcess{cmd: cmd, stderr: &syncbuf.Buffer{}}
 	cmd.Stderr = p.stderr
@@ -152,22 +166,35 @@ func (b *bundle) startWorker(t *testing.T) *workerProcess {
 // starts every workflow.
 func TestWorkerKilledMidDrain(t *testing.T) {
 	t.Parallel()
+	for _, local := range []bool{false, true} {
+		t.Run(fmt.Sprintf("LocalDrain=%t", local), func(t *testing.T) {
+			t.Parallel()
+			workerKilledMidDrain(t, local)
+		})
+	}
+}
+
+// workerKilledMidDrain: with local drains, the killed worker's drains are
+// retried once their workflow tasks time out (10 s), not by a heartbeat
+// timeout.
+func workerKilledMidDrain(t *testing.T, local bool) {
 	b := setup(t)
 	b.fake.SetLatency(15 * time.Millisecond) // drains outlast the kill
 	orgs := orgNames(4)
 	c := produce(t, b, outbox.NopSignaler, orgs, 2, 60, 0)
 
-	first := b.startWorker(t)
+	first := b.startWorker(t, local)
 	b.waitMessages(t, c.total()/5, 60*time.Second)
 	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
 	_ = first.cmd.Wait()
 	killedAt := b.fake.MessageCount()
 	require.Less(t, killedAt, c.total(), "the kill must come mid-drain")
 
-	second := b.startWorker(t)
+	second := b.startWorker(t, local)
 	b.waitMessages(t, c.total(), 90*time.Second)
 	b.requireDeliveredOnceInOrder(t, c)
 	b.waitWorkflowsClosed(t, c.orgs(), 30*time.Second)
+	b.requireDrainedAs(t, c.orgs(), local)
 	require.NoError(t, second.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, second.cmd.Wait(), second.stderr.String())
 	require.NotContains(t, second.stderr.String(), "level=ERROR", "the second worker ran cleanly")

@@ -158,6 +158,34 @@ func (b *bundle) waitWorkflowsClosed(t *testing.T, orgs []string, within time.Du
 	}, within, 100*time.Millisecond, "every workflow completes once its lane is empty")
 }
 
+// requireDrainedAs checks, in the last run of each organization's
+// workflow, that its drains ran as local activities (a local activity's
+// marker, no activity task) or as activities (the reverse).
+func (b *bundle) requireDrainedAs(t *testing.T, orgs []string, local bool) {
+	t.Helper()
+	for _, org := range orgs {
+		var markers, activities int
+		it := b.client.GetWorkflowHistory(b.ctx, outboxtemporal.WorkflowID("", org), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			e, err := it.Next()
+			require.NoError(t, err)
+			switch {
+			case e.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+				activities++
+			case e.GetMarkerRecordedEventAttributes().GetMarkerName() == "LocalActivity":
+				markers++
+			}
+		}
+		if local {
+			require.Positive(t, markers, "%s: a local drain's marker", org)
+			require.Zero(t, activities, "%s: no activity task", org)
+		} else {
+			require.Positive(t, activities, "%s: a drain activity", org)
+			require.Zero(t, markers, "%s: no local activity", org)
+		}
+	}
+}
+
 var (
 	binaryOnce sync.Once
 	binaryPath string

@@ -24,7 +24,7 @@ import (
 // a scenario, each step what its drain returns in turn. Record them anew
 // with
 //
-//	cd test/temporal && OUTBOX_RECORD_HISTORIES=$PWD/../../temporal/testdata/histories GOWORK=off go test -run TestRecordedHistoriesReplay .
+//	cd test/temporal && OUTBOX_RECORD_HISTORIES=$PWD/../../outboxtemporal/testdata/histories GOWORK=off go test -run TestRecordedHistoriesReplay .
 var scenarios = []struct {
 	name  string
 	opts  outboxtemporal.Options
@@ -36,6 +36,9 @@ var scenarios = []struct {
 	{name: "sleep-until-retry-then-signal", steps: []relay.DrainResult{{Retried: 1, Remaining: 1, NextTurnAt: future(time.Hour)}, {Delivered: 1}}, wake: 500 * time.Millisecond},
 	{name: "rate-limited-sleeps-through-signal", steps: []relay.DrainResult{{RateLimited: true, Busy: true, Remaining: 2, NextTurnAt: future(2 * time.Second)}, {Delivered: 2}}, wake: 500 * time.Millisecond},
 	{name: "no-progress-waits", opts: outboxtemporal.Options{NoProgressDelay: 300 * time.Millisecond}, steps: []relay.DrainResult{{Remaining: 1}, {Delivered: 1}}},
+	{name: "local-drain-then-complete", opts: outboxtemporal.Options{LocalDrain: true}, steps: []relay.DrainResult{{Delivered: 3}}},
+	{name: "local-sleep-until-retry-then-signal", opts: outboxtemporal.Options{LocalDrain: true}, steps: []relay.DrainResult{{Retried: 1, Remaining: 1, NextTurnAt: future(time.Hour)}, {Delivered: 1}}, wake: 500 * time.Millisecond},
+	// Last: the test checks that its first run continues as new.
 	{name: "continue-as-new", opts: outboxtemporal.Options{CyclesPerRun: 2}, steps: []relay.DrainResult{{Delivered: 10, Remaining: 5}, {Delivered: 5, Remaining: 1}, {Delivered: 1}}},
 }
 
@@ -102,9 +105,15 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 	}
 
 	for i, sc := range scenarios {
-		replayer := worker.NewWorkflowReplayer()
-		require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, sc.opts))
-		require.NoError(t, replayer.ReplayWorkflowHistory(nil, histories[i]), sc.name)
+		// Whatever the replaying worker's LocalDrain: a run drains as it
+		// began, which its history records.
+		for _, local := range []bool{false, true} {
+			opts := sc.opts
+			opts.LocalDrain = local
+			replayer := worker.NewWorkflowReplayer()
+			require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
+			require.NoError(t, replayer.ReplayWorkflowHistory(nil, histories[i]), "%s, replayed with LocalDrain %t", sc.name, local)
+		}
 	}
 	last := histories[len(histories)-1].GetEvents()
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, last[len(last)-1].GetEventType(),
