@@ -35,6 +35,7 @@ type temporalOptions struct {
 	workflowIDPrefix string
 	drainBudget      time.Duration
 	heartbeatTimeout time.Duration
+	localDrain       bool
 }
 
 func (o *temporalOptions) register(fs *flagSet) {
@@ -45,6 +46,7 @@ func (o *temporalOptions) register(fs *flagSet) {
 	fs.StringVar(&o.workflowIDPrefix, "temporal-workflow-id-prefix", outboxtemporal.DefaultWorkflowIDPrefix, "prefix of each organization's workflow id (the producers' Signaler must use the same)")
 	fs.DurationVar(&o.drainBudget, "temporal-drain-budget", outboxtemporal.DefaultDrainBudget, "how long one drain activity works an organization's lane before reporting to its workflow")
 	fs.DurationVar(&o.heartbeatTimeout, "temporal-heartbeat-timeout", outboxtemporal.DefaultActivityHeartbeatTimeout, "a drain silent this long (its worker died) is retried on another worker")
+	fs.BoolVar(&o.localDrain, "temporal-local-drain", false, "run each drain as a local activity, inside the workflow's task: one workflow task per wake-up instead of two and an activity task; no heartbeat, so a killed worker's drain is retried after the workflow task timeout (10s)")
 }
 
 // checkFlags refuses the Temporal flags without --temporal, which would
@@ -134,13 +136,14 @@ func runTemporalRelay(ctx context.Context, env *environment, o *temporalOptions,
 		return err
 	}
 	// As many drains at once as Run works lanes: more would wait for the
-	// relay's lane slots while the activity's timeout runs.
+	// relay's lane slots while the activity's timeout runs. Local drains
+	// count against their own limit.
 	concurrency := cfg.Concurrency
 	if concurrency == 0 {
 		concurrency = relay.DefaultConcurrency
 	}
-	w := worker.New(c, o.taskQueue, worker.Options{MaxConcurrentActivityExecutionSize: concurrency})
-	if err := outboxtemporal.Register(w, r, outboxtemporal.Options{DrainBudget: o.drainBudget, ActivityHeartbeatTimeout: o.heartbeatTimeout}); err != nil {
+	w := worker.New(c, o.taskQueue, worker.Options{MaxConcurrentActivityExecutionSize: concurrency, MaxConcurrentLocalActivityExecutionSize: concurrency})
+	if err := outboxtemporal.Register(w, r, outboxtemporal.Options{DrainBudget: o.drainBudget, ActivityHeartbeatTimeout: o.heartbeatTimeout, LocalDrain: o.localDrain}); err != nil {
 		return usagef("%v", err)
 	}
 	if err := w.Start(); err != nil {

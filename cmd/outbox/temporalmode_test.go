@@ -36,9 +36,9 @@ func TestTemporalModeReportsAnUnreachableServer(t *testing.T) {
 
 func TestTemporalFlagsNeedTemporal(t *testing.T) {
 	t.Parallel()
-	r := runOutbox(t, []string{"SVIX_AUTH_TOKEN=x"}, "", "relay", "--temporal-task-queue", "q", "--temporal-drain-budget", "1s")
+	r := runOutbox(t, []string{"SVIX_AUTH_TOKEN=x"}, "", "relay", "--temporal-task-queue", "q", "--temporal-drain-budget", "1s", "--temporal-local-drain")
 	require.Equal(t, 2, r.code)
-	require.Contains(t, r.stderr, "--temporal-drain-budget, --temporal-task-queue needs --temporal")
+	require.Contains(t, r.stderr, "--temporal-drain-budget, --temporal-local-drain, --temporal-task-queue needs --temporal")
 }
 
 func TestTemporalModeRejectsBadDurations(t *testing.T) {
