@@ -77,6 +77,20 @@ func TestWorkflowDrainsLocallyWhenAsked(t *testing.T) {
 				},
 			},
 			{
+				// The database is out of reach for three minutes: the
+				// retries go on as long as it takes (the SDK would end a
+				// local activity's retries at its StartToCloseTimeout, 70
+				// s, unless told otherwise).
+				name: "retries through a long outage",
+				steps: []step{{err: unreachable}, {err: unreachable}, {err: unreachable}, {err: unreachable},
+					{err: unreachable}, {err: unreachable}, {err: unreachable}, {err: unreachable}, {res: delivered}},
+				check: func(t *testing.T, env *testsuite.TestWorkflowEnvironment, calls []time.Duration) {
+					require.NoError(t, env.GetWorkflowError(), "the run outlives the outage")
+					require.Len(t, calls, 9)
+					require.GreaterOrEqual(t, calls[8], 3*time.Minute, "1, 2, 4 ... 32 s, then 1 min, 1 min of backoff")
+				},
+			},
+			{
 				name:  "does not retry bad input",
 				steps: []step{{err: relay.ErrInvalidBudget}},
 				check: func(t *testing.T, env *testsuite.TestWorkflowEnvironment, calls []time.Duration) {

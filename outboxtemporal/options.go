@@ -70,24 +70,29 @@ type Options struct {
 	// LocalDrain runs each drain as a local activity: on the worker that
 	// runs the workflow's task, its result recorded in the history as a
 	// marker, rather than scheduled by the server as an activity task. A
-	// wake-up then costs one workflow task instead of two workflow tasks
-	// and an activity task: a run that drains once records 8 history
-	// events instead of 11, and each further drain adds one instead of six.
+	// wake-up whose drain takes less than 80% of the workflow task timeout
+	// (8 seconds) then costs one workflow task instead of two workflow
+	// tasks and an activity task: a run that drains once records 8 history
+	// events instead of 11, and each further short drain adds one instead
+	// of six. A longer drain (a busy lane drained for the whole
+	// DrainBudget) also costs the workflow task heartbeat the SDK sends to
+	// keep the task open: two workflow tasks, still no activity task.
 	//
 	// What it gives up: a local drain cannot heartbeat, so a killed
 	// worker's drain is retried once its workflow task times out (the
-	// workflow's WorkflowTaskTimeout, 10 seconds unless the Signaler's
-	// options change it) rather than after ActivityHeartbeatTimeout; the
-	// SDK keeps a drain longer than that timeout alive by heartbeating the
-	// workflow task. A failing drain shows in the Temporal UI as timers and
-	// markers of the workflow, not as a pending activity with its attempts.
-	// The worker running the workflows must be made with Register (it runs
-	// the drains). RetryPolicy and ActivityStartToCloseTimeout apply as to
+	// server's default WorkflowTaskTimeout, 10 seconds) rather than after
+	// ActivityHeartbeatTimeout. A failing drain shows in the Temporal UI as
+	// timers and markers of the workflow, not as a pending activity with
+	// its attempts. RetryPolicy and ActivityStartToCloseTimeout apply as to
 	// an activity; ActivityHeartbeatTimeout does not.
 	//
-	// Each run decides when it starts and records the decision, so changing
-	// LocalDrain affects only runs started after the change. Defaults to
-	// false.
+	// Every worker that runs these workflows must then be made with
+	// Register, whatever its own LocalDrain (it may replay a local run and
+	// run its next drain), and run this release or a later one: turn
+	// LocalDrain on once every worker does, and do not go back to an
+	// earlier release while local runs are open. Each run decides when it
+	// starts and records the decision, so changing LocalDrain affects only
+	// runs started after the change. Defaults to false.
 	LocalDrain bool
 }
 
@@ -128,11 +133,18 @@ func (o Options) validate() error {
 	return config.Join("outboxtemporal", errs)
 }
 
+// localRetryWindow is a local drain's ScheduleToCloseTimeout: the time
+// its retries may take, in effect unlimited, as an activity's are. The SDK
+// defaults it to StartToCloseTimeout, which would end the retries of a
+// drain waiting for the database after about a minute and fail the run.
+const localRetryWindow = 10 * 365 * 24 * time.Hour
+
 // localActivityOptions are the local drain activity's options.
 func (o Options) localActivityOptions() workflow.LocalActivityOptions {
 	return workflow.LocalActivityOptions{
-		StartToCloseTimeout: o.ActivityStartToCloseTimeout,
-		RetryPolicy:         o.RetryPolicy,
+		ScheduleToCloseTimeout: localRetryWindow,
+		StartToCloseTimeout:    o.ActivityStartToCloseTimeout,
+		RetryPolicy:            o.RetryPolicy,
 	}
 }
 

@@ -31,7 +31,7 @@ func Register(r Registry, d Drainer, opts Options) error {
 	if d == nil {
 		return fmt.Errorf("outboxtemporal: %w", &ConfigError{Field: "Drainer", Rule: "must not be nil"})
 	}
-	if err := RegisterWorkflow(r, opts); err != nil {
+	if err := registerWorkflow(r, opts); err != nil {
 		return err
 	}
 	a := &activities{drainer: d, clock: clockwork.NewRealClock()}
@@ -40,8 +40,18 @@ func Register(r Registry, d Drainer, opts Options) error {
 }
 
 // RegisterWorkflow registers only the relay workflow, for a worker whose
-// activities run elsewhere or for a WorkflowReplayer.
+// activities run elsewhere or for a WorkflowReplayer. It refuses
+// Options.LocalDrain, whose drains run on the workflow's worker: use
+// Register. (A replayer needs no LocalDrain to replay local runs: each
+// run's history records how it drains.)
 func RegisterWorkflow(r WorkflowRegistry, opts Options) error {
+	if opts.LocalDrain {
+		return fmt.Errorf("outboxtemporal: %w", &ConfigError{Field: "LocalDrain", Rule: "needs Register: local drains run on the workflow's worker"})
+	}
+	return registerWorkflow(r, opts)
+}
+
+func registerWorkflow(r WorkflowRegistry, opts Options) error {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
 		return err

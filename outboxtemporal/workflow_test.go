@@ -292,4 +292,11 @@ func TestRegisterRejectsBadOptions(t *testing.T) {
 	err = outboxtemporal.Register(env, nil, outboxtemporal.Options{})
 	require.ErrorIs(t, err, outboxtemporal.ErrInvalidConfig)
 	require.ErrorContains(t, err, "Drainer")
+
+	// Local drains run on the workflow's worker: one without the activity
+	// would fail every run it starts.
+	err = outboxtemporal.RegisterWorkflow(newTestEnv(t), outboxtemporal.Options{LocalDrain: true})
+	require.ErrorIs(t, err, outboxtemporal.ErrInvalidConfig)
+	require.ErrorAs(t, err, &cfgErr)
+	require.Equal(t, "LocalDrain", cfgErr.Field)
 }

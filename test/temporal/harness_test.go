@@ -160,11 +160,12 @@ func (b *bundle) waitWorkflowsClosed(t *testing.T, orgs []string, within time.Du
 
 // requireDrainedAs checks, in the last run of each organization's
 // workflow, that its drains ran as local activities (a local activity's
-// marker, no activity task) or as activities (the reverse).
+// marker, no activity task) or as activities (the reverse, and no event of
+// the local-drain change: no version marker, no search attribute upsert).
 func (b *bundle) requireDrainedAs(t *testing.T, orgs []string, local bool) {
 	t.Helper()
 	for _, org := range orgs {
-		var markers, activities int
+		var markers, activities, versions int
 		it := b.client.GetWorkflowHistory(b.ctx, outboxtemporal.WorkflowID("", org), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for it.HasNext() {
 			e, err := it.Next()
@@ -174,6 +175,9 @@ func (b *bundle) requireDrainedAs(t *testing.T, orgs []string, local bool) {
 				activities++
 			case e.GetMarkerRecordedEventAttributes().GetMarkerName() == "LocalActivity":
 				markers++
+			case e.GetMarkerRecordedEventAttributes().GetMarkerName() == "Version",
+				e.GetEventType() == enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+				versions++
 			}
 		}
 		if local {
@@ -182,6 +186,7 @@ func (b *bundle) requireDrainedAs(t *testing.T, orgs []string, local bool) {
 		} else {
 			require.Positive(t, activities, "%s: a drain activity", org)
 			require.Zero(t, markers, "%s: no local activity", org)
+			require.Zero(t, versions, "%s: the default records nothing of the local-drain change", org)
 		}
 	}
 }

@@ -105,15 +105,13 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 	}
 
 	for i, sc := range scenarios {
-		// Whatever the replaying worker's LocalDrain: a run drains as it
+		// The local runs replay with LocalDrain off: a run drains as it
 		// began, which its history records.
-		for _, local := range []bool{false, true} {
-			opts := sc.opts
-			opts.LocalDrain = local
-			replayer := worker.NewWorkflowReplayer()
-			require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
-			require.NoError(t, replayer.ReplayWorkflowHistory(nil, histories[i]), "%s, replayed with LocalDrain %t", sc.name, local)
-		}
+		opts := sc.opts
+		opts.LocalDrain = false
+		replayer := worker.NewWorkflowReplayer()
+		require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
+		require.NoError(t, replayer.ReplayWorkflowHistory(nil, histories[i]), sc.name)
 	}
 	last := histories[len(histories)-1].GetEvents()
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, last[len(last)-1].GetEventType(),
@@ -131,4 +129,64 @@ func (b *bundle) history(t *testing.T, id, runID string) *historypb.History {
 		h.Events = append(h.Events, e)
 	}
 	return h
+}
+
+// handoverDrainer returns steps[i] on its i-th call (the last one after),
+// a NextTurnAt given as a distance from the call.
+type handoverDrainer struct {
+	mu    sync.Mutex
+	calls int
+	steps []relay.DrainResult
+}
+
+func (d *handoverDrainer) DrainOrganization(context.Context, string, time.Duration) (relay.DrainResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	res := d.steps[min(d.calls, len(d.steps)-1)]
+	d.calls++
+	if !res.NextTurnAt.IsZero() {
+		res.NextTurnAt = time.Now().Add(time.Duration(res.NextTurnAt.UnixNano()))
+	}
+	return res, nil
+}
+
+// A worker without LocalDrain takes over a run that a worker with it began
+// (that one stopped, its cache gone with it, while the run slept until a
+// retry): it replays the run's history, finds the run's choice there, and
+// drains it locally to the end. Deciding from its own Options instead would
+// schedule an activity where the history has a local drain's marker, and
+// the run would never complete.
+func TestWorkerWithoutLocalDrainGoesOnWithALocalRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const org = "org-handover"
+	d := &handoverDrainer{steps: []relay.DrainResult{{Retried: 1, Remaining: 1, NextTurnAt: future(time.Hour)}, {Delivered: 1}}}
+	first := worker.New(b.client, b.queue, worker.Options{})
+	require.NoError(t, outboxtemporal.Register(first, d, outboxtemporal.Options{LocalDrain: true}))
+	require.NoError(t, first.Start())
+	run, err := b.client.ExecuteWorkflow(b.ctx, client.StartWorkflowOptions{ID: outboxtemporal.WorkflowID("", org), TaskQueue: b.queue},
+		outboxtemporal.WorkflowName, outboxtemporal.RelayInput{OrganizationID: org})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { // the first drain recorded, the run asleep
+		for _, e := range b.history(t, run.GetID(), run.GetRunID()).GetEvents() {
+			if e.GetEventType() == enumspb.EVENT_TYPE_TIMER_STARTED {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 50*time.Millisecond, "the run sleeps until the retry")
+	first.Stop()
+
+	second := worker.New(b.client, b.queue, worker.Options{})
+	require.NoError(t, outboxtemporal.Register(second, d, outboxtemporal.Options{}))
+	require.NoError(t, second.Start())
+	t.Cleanup(second.Stop)
+	require.NoError(t, b.client.SignalWorkflow(b.ctx, run.GetID(), "", outboxtemporal.SignalName, nil))
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	require.NoError(t, b.client.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil), "the second worker completes the run")
+	d.mu.Lock()
+	require.Equal(t, 2, d.calls, "one drain by each worker")
+	d.mu.Unlock()
+	b.requireDrainedAs(t, []string{org}, true)
 }
