@@ -39,6 +39,11 @@
 // events due that nobody signalled. The outbox command does all of this:
 // outbox relay --temporal.
 //
+// With Options.LocalDrain each drain runs as a local activity, inside the
+// workflow's task: a wake-up costs one workflow task instead of two and an
+// activity task, without the drain's heartbeat (docs/temporal.md, "Local
+// drains", has what it gives up and how to turn it on).
+//
 // In the Temporal UI an organization's workflow shows, per drain, the
 // activity's result: delivered, retried, dead-lettered, remaining, and when
 // its next turn is due.
