@@ -142,6 +142,25 @@ func TestClaimWaitingForANewLaneHoldsNoOtherLane(t *testing.T) {
 	require.NoError(t, <-claimed)
 }
 
+// A claim that reaches the database after its relay's own row went stale
+// (delayed past the relay's fence) finds the lanes it has just inserted
+// taken by its own token and free as well (their holder is not alive), and
+// leases them a second time: each must still be walked once, its events
+// claimed once.
+func TestClaimDelayedPastItsFenceClaimsANewLaneOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a, _, db := lockSetup(t, "org-late")
+	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_relays (instance, name, alive_until) VALUES ($1, 'relay-a', now() - interval '1 second')`, a.instance)
+	require.NoError(t, err)
+	a.heartbeating.Store(true) // its lanes name it as their holder
+
+	rd, err := a.claim(ctx, []string{"org-late"})
+	require.NoError(t, err)
+	require.Len(t, rd.lanes, 1)
+	require.Len(t, rd.lanes[0].events, 1, "the new lane's event, once")
+}
+
 // A lane with a due time whose events were deleted by hand would sort
 // first in every sweep forever and starve the lanes really due: the claim
 // that finds it empty clears its due time.

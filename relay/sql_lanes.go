@@ -150,10 +150,12 @@ WITH free AS (
     RETURNING l.organization_id
 ), taken AS (
     -- The lanes leased above, and those sqlCreateLanes inserted with this
-    -- token in this transaction (not free: their lease is live, so the two
-    -- sets are disjoint).
+    -- token in this transaction. Those are not free while this relay is
+    -- alive (their lease is live), but they are once its own row has gone
+    -- stale (a claim delayed past its fence), and leased above too: UNION,
+    -- not UNION ALL, so that no lane is walked twice.
     SELECT organization_id FROM leased
-    UNION ALL
+    UNION
     SELECT l.organization_id FROM {lanes} l WHERE l.organization_id = ANY($1::text[]) AND l.lease_token = $2
 ), walk AS (
     -- Each taken lane's head, walked one event at a time in id order
