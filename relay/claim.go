@@ -65,8 +65,9 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	claimedAt := r.clock.Now()
 	batch := &pgx.Batch{}
 	batch.Queue(sqlWriteSettings)
-	batch.Queue(r.q.createLanes, orgs, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, r.holder())
-	batch.Queue(r.q.claim, orgs, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, r.holder(), r.cfg.BatchSize, r.cfg.BatchMaxBytes)
+	holder := r.holder() // read once: the new lanes and the leased ones name the same holder
+	batch.Queue(r.q.createLanes, orgs, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, holder)
+	batch.Queue(r.q.claim, orgs, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, holder, r.cfg.BatchSize, r.cfg.BatchMaxBytes)
 	batch.Queue(r.q.laneStates, orgs, token)
 	br := r.pool.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }() // closed and checked below on success

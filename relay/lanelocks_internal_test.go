@@ -113,6 +113,8 @@ func TestClaimWaitingForANewLaneHoldsNoOtherLane(t *testing.T) {
 	requeue, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = requeue.Rollback(ctx) }()
+	var requeuePID int
+	require.NoError(t, requeue.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&requeuePID))
 	const upsert = `INSERT INTO outbox_lanes AS l (organization_id, due_at) VALUES ($1, now())
 		ON CONFLICT (organization_id) DO UPDATE SET due_at = least(coalesce(l.due_at, now()), now())`
 	_, err = requeue.Exec(ctx, upsert, "org-new")
@@ -124,11 +126,12 @@ func TestClaimWaitingForANewLaneHoldsNoOtherLane(t *testing.T) {
 		claimed <- err
 	}()
 	// The claim is blocked once its insert of org-new waits for the
-	// requeue's (a condition PostgreSQL reports, not a timing).
+	// requeue's (a condition PostgreSQL reports, not a timing): a session
+	// that the requeue's blocks, running the claim's insert.
 	require.Eventually(t, func() bool {
 		var waiting bool
 		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO "outbox_lanes"%')`).Scan(&waiting)
+			WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%INSERT INTO%outbox_lanes%')`, requeuePID).Scan(&waiting)
 		return err == nil && waiting
 	}, time.Minute, 10*time.Millisecond, "the claim never waited for the requeue's new lane")
 

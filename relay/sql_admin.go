@@ -50,8 +50,10 @@ WITH back AS (
 ), due AS (
     -- The lanes are due now, so any relay's sweep finds them (a requeue
     -- from a tool that runs no relay signals nobody).
+    -- In organization order, as a claim inserts lanes: two writers of
+    -- several lanes in different orders could each wait for the other.
     INSERT INTO {lanes} AS l (organization_id, due_at)
-    SELECT DISTINCT organization_id, now() FROM queued
+    SELECT DISTINCT organization_id, now() FROM queued ORDER BY organization_id
     ON CONFLICT (organization_id) DO UPDATE SET due_at = least(coalesce(l.due_at, now()), now())
 )
 SELECT organization_id FROM queued`

@@ -67,12 +67,13 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
 // claim statement after it, in the same transaction, walks them with the
 // lanes it leases (one new row version per new lane, not an insert and
 // then a lease). It runs as a statement of its own, before the claim takes
-// any lock: ON CONFLICT DO NOTHING only waits, in organization order, for
-// another transaction inserting the same new lane, and while it waits this
-// transaction holds nothing but its own new rows, so no lock cycle can form
-// (inside the claim statement, the wait could come after the claim's locks
-// of existing lanes, which the other transaction — a dead-letter requeue
-// upserting several lanes, say — may be waiting for).
+// any lock: ON CONFLICT DO NOTHING waits, in organization order, for another
+// transaction writing the same lane, and while it waits this transaction
+// holds nothing but its own new rows. So no lock cycle can form with
+// another writer of several lanes that goes in the same order (every one of
+// the relay's does: claims, and the dead-letter requeue's upsert). Inside
+// the claim statement, the wait could come after the claim's locks of
+// existing lanes, which such a writer may be waiting for.
 // $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
 // instance (as sqlClaim).
 const sqlCreateLanes = `
