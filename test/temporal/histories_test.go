@@ -45,27 +45,43 @@ var scenarios = []struct {
 // future marks a NextTurnAt as a distance from the drain's call.
 func future(d time.Duration) time.Time { return time.Unix(0, int64(d)) }
 
-// scriptedDrainer plays each scenario's steps, by organization id.
+// scriptedDrainer plays each organization's steps in turn (the last one
+// after), a NextTurnAt given as a distance from the call.
 type scriptedDrainer struct {
 	mu    sync.Mutex
+	steps map[string][]relay.DrainResult
 	calls map[string]int
+}
+
+// scenarioDrainer plays the scenarios, each organization id a scenario.
+func scenarioDrainer() *scriptedDrainer {
+	d := &scriptedDrainer{steps: map[string][]relay.DrainResult{}, calls: map[string]int{}}
+	for _, sc := range scenarios {
+		d.steps[sc.name] = sc.steps
+	}
+	return d
 }
 
 func (d *scriptedDrainer) DrainOrganization(_ context.Context, org string, _ time.Duration) (relay.DrainResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, sc := range scenarios {
-		if sc.name != org {
-			continue
-		}
-		res := sc.steps[min(d.calls[org], len(sc.steps)-1)]
-		d.calls[org]++
-		if !res.NextTurnAt.IsZero() {
-			res.NextTurnAt = time.Now().Add(time.Duration(res.NextTurnAt.UnixNano()))
-		}
-		return res, nil
+	steps := d.steps[org]
+	if len(steps) == 0 {
+		return relay.DrainResult{}, nil
 	}
-	return relay.DrainResult{}, nil
+	res := steps[min(d.calls[org], len(steps)-1)]
+	d.calls[org]++
+	if !res.NextTurnAt.IsZero() {
+		res.NextTurnAt = time.Now().Add(time.Duration(res.NextTurnAt.UnixNano()))
+	}
+	return res, nil
+}
+
+// drains returns how many times org was drained.
+func (d *scriptedDrainer) drains(org string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.calls[org]
 }
 
 // TestRecordedHistoriesReplay runs each scenario on the real server, then
@@ -75,7 +91,7 @@ func (d *scriptedDrainer) DrainOrganization(_ context.Context, org string, _ tim
 func TestRecordedHistoriesReplay(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	d := &scriptedDrainer{calls: map[string]int{}}
+	d := scenarioDrainer()
 	var histories []*historypb.History
 	for _, sc := range scenarios {
 		queue := b.queue + "-" + sc.name
@@ -131,25 +147,6 @@ func (b *bundle) history(t *testing.T, id, runID string) *historypb.History {
 	return h
 }
 
-// handoverDrainer returns steps[i] on its i-th call (the last one after),
-// a NextTurnAt given as a distance from the call.
-type handoverDrainer struct {
-	mu    sync.Mutex
-	calls int
-	steps []relay.DrainResult
-}
-
-func (d *handoverDrainer) DrainOrganization(context.Context, string, time.Duration) (relay.DrainResult, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	res := d.steps[min(d.calls, len(d.steps)-1)]
-	d.calls++
-	if !res.NextTurnAt.IsZero() {
-		res.NextTurnAt = time.Now().Add(time.Duration(res.NextTurnAt.UnixNano()))
-	}
-	return res, nil
-}
-
 // A worker without LocalDrain takes over a run that a worker with it began
 // (that one stopped, its cache gone with it, while the run slept until a
 // retry): it replays the run's history, finds the run's choice there, and
@@ -160,7 +157,9 @@ func TestWorkerWithoutLocalDrainGoesOnWithALocalRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	const org = "org-handover"
-	d := &handoverDrainer{steps: []relay.DrainResult{{Retried: 1, Remaining: 1, NextTurnAt: future(time.Hour)}, {Delivered: 1}}}
+	d := &scriptedDrainer{calls: map[string]int{}, steps: map[string][]relay.DrainResult{
+		org: {{Retried: 1, Remaining: 1, NextTurnAt: future(time.Hour)}, {Delivered: 1}},
+	}}
 	first := worker.New(b.client, b.queue, worker.Options{})
 	require.NoError(t, outboxtemporal.Register(first, d, outboxtemporal.Options{LocalDrain: true}))
 	require.NoError(t, first.Start())
@@ -185,8 +184,6 @@ func TestWorkerWithoutLocalDrainGoesOnWithALocalRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
 	defer cancel()
 	require.NoError(t, b.client.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil), "the second worker completes the run")
-	d.mu.Lock()
-	require.Equal(t, 2, d.calls, "one drain by each worker")
-	d.mu.Unlock()
+	require.Equal(t, 2, d.drains(org), "one drain by each worker")
 	b.requireDrainedAs(t, []string{org}, true)
 }
