@@ -42,7 +42,10 @@
 // With Options.LocalDrain each drain runs as a local activity, inside the
 // workflow's task: a wake-up costs one workflow task instead of two and an
 // activity task, without the drain's heartbeat (docs/temporal.md, "Local
-// drains", has what it gives up and how to turn it on).
+// drains", has what it gives up and how to turn it on). With Options.Linger
+// an idle run waits that long for the next signal before it completes, so
+// an organization woken again soon is a signal to a running workflow rather
+// than a new one (docs/temporal.md, "Linger").
 //
 // In the Temporal UI an organization's workflow shows, per drain, the
 // activity's result: delivered, retried, dead-lettered, remaining, and when

@@ -16,6 +16,9 @@ const (
 	DefaultActivityHeartbeatTimeout = 10 * time.Second
 	DefaultNoProgressDelay          = time.Second
 	DefaultCyclesPerRun             = 500
+	// DefaultLinger is how long a run that lingers, taken over by a worker
+	// whose Options.Linger is 0, waits for a signal once idle.
+	DefaultLinger = 5 * time.Second
 	// DefaultActivityCloseMargin is what DefaultActivityStartToCloseTimeout
 	// adds to DrainBudget: the calls still in flight when the budget ends
 	// (the relay's SendTimeout), their settlement and the final count.
@@ -94,6 +97,34 @@ type Options struct {
 	// starts and records the decision, so changing LocalDrain affects only
 	// runs started after the change. Defaults to false.
 	LocalDrain bool
+	// Linger keeps a run open once the organization's lane is empty: it
+	// waits up to Linger for the next signal, drains at once when one
+	// comes, and completes only when none does. An organization woken
+	// again within Linger then costs a signal to a running workflow and one
+	// or two workflow tasks, rather than a new workflow execution (the
+	// server's dearest operation: its records, its visibility rows, its
+	// first workflow task without cache). An organization woken once pays
+	// for the wait instead: a timer, and the workflow task when it fires.
+	// Choose it when organizations are woken more often than every Linger,
+	// and keep it short: each open run holds a place in the worker's
+	// workflow cache (worker.SetStickyWorkflowCacheSize, 10,000 by
+	// default), and a run evicted from it is replayed from its history.
+	//
+	// Every worker that runs these workflows must run this release or a
+	// later one before any uses Linger, as for LocalDrain: a worker of an
+	// earlier release cannot replay a run that lingered. Each run decides
+	// when it is first idle and records the decision; a worker whose
+	// Linger is 0 goes on with a run that lingers, waiting DefaultLinger.
+	// Defaults to 0: a run completes as soon as it is idle.
+	Linger time.Duration
+}
+
+// lingerFor is how long an idle run that lingers waits for a signal.
+func (o Options) lingerFor() time.Duration {
+	if o.Linger > 0 {
+		return o.Linger
+	}
+	return DefaultLinger
 }
 
 func (o Options) withDefaults() Options {
@@ -126,6 +157,9 @@ func (o Options) validate() error {
 	if o.DrainBudget > 0 && o.ActivityStartToCloseTimeout <= o.DrainBudget {
 		bad("ActivityStartToCloseTimeout", "must exceed DrainBudget (%s) by the time in-flight calls take to finish and settle, got %s",
 			o.DrainBudget, o.ActivityStartToCloseTimeout)
+	}
+	if o.Linger < 0 {
+		bad("Linger", "must not be negative, got %s", o.Linger)
 	}
 	if o.CyclesPerRun < 1 {
 		bad("CyclesPerRun", "must be at least 1, got %d", o.CyclesPerRun)

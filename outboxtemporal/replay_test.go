@@ -26,6 +26,7 @@ var replayed = map[string]outboxtemporal.Options{
 	"continue-as-new":                     {CyclesPerRun: 2},
 	"local-drain-then-complete":           {LocalDrain: true},
 	"local-sleep-until-retry-then-signal": {LocalDrain: true},
+	"linger-signal-then-complete":         {Linger: 2 * time.Second},
 }
 
 func TestRecordedHistoriesReplay(t *testing.T) {
@@ -44,12 +45,29 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 			defer f.Close()
 			h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 			require.NoError(t, err)
-			// The local runs replay with LocalDrain off: a run drains as
-			// it began, which its history records.
-			opts.LocalDrain = false
-			replayer := worker.NewWorkflowReplayer()
-			require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
-			require.NoError(t, replayer.ReplayWorkflowHistory(nil, h))
+			for _, opts := range replayOptions(opts) {
+				replayer := worker.NewWorkflowReplayer()
+				require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
+				require.NoError(t, replayer.ReplayWorkflowHistory(nil, h), "replayed with %+v", opts)
+			}
 		})
 	}
+}
+
+// replayOptions are the Options a history is replayed with: a run drains
+// and lingers as it began, which its history records, whatever the
+// replaying worker's own LocalDrain and Linger. So a local run replays with
+// LocalDrain off, a lingering run with Linger 0, and every other run with
+// Linger on as well (the replayer treats every event as replay, so these
+// pass only if the choice is read from the history).
+func replayOptions(recorded outboxtemporal.Options) []outboxtemporal.Options {
+	opts := recorded
+	opts.LocalDrain = false
+	if recorded.Linger > 0 {
+		opts.Linger = 0
+		return []outboxtemporal.Options{opts}
+	}
+	lingering := opts
+	lingering.Linger = time.Minute
+	return []outboxtemporal.Options{opts, lingering}
 }

@@ -19,16 +19,25 @@ import (
 //
 //   - changeLocalDrain ("outbox-local-drain", version 1): the run drains
 //     with local activities (Options.LocalDrain).
+//   - changeLinger ("outbox-linger", version 1): the run, once idle, waits
+//     for a signal before it completes (Options.Linger).
 type relayWorkflow struct{ opts Options }
 
-// changeLocalDrain is the change id whose version 1 marks a run that drains
-// with local activities.
-const changeLocalDrain = "outbox-local-drain"
+const (
+	// changeLocalDrain is the change id whose version 1 marks a run that
+	// drains with local activities.
+	changeLocalDrain = "outbox-local-drain"
+	// changeLinger is the change id whose version 1 marks a run that
+	// lingers when idle.
+	changeLinger = "outbox-linger"
+)
 
 // run drains the organization's lane until it is empty and no signal is
 // pending, then completes; the next signal-with-start begins a new run.
 // Between drains it sleeps until the lane's next turn (a retry's backoff, a
-// 429 pause) or a signal, whichever comes first.
+// 429 pause) or a signal, whichever comes first. A run that lingers
+// (Options.Linger) waits, once idle, for a signal to drain again, and
+// completes only when none comes within the linger.
 func (w *relayWorkflow) run(ctx workflow.Context, in RelayInput) error {
 	if err := outbox.ValidateOrganizationID(in.OrganizationID); err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrorTypeInvalidInput, err)
@@ -38,6 +47,7 @@ func (w *relayWorkflow) run(ctx workflow.Context, in RelayInput) error {
 	ctx = workflow.WithLocalActivityOptions(ctx, w.opts.localActivityOptions())
 	wake := workflow.GetSignalChannel(ctx, SignalName)
 	drain := DrainInput{OrganizationID: in.OrganizationID, BudgetMillis: w.opts.DrainBudget.Milliseconds()}
+	var lingers *bool // decided when the run is first idle
 	for cycle := 1; ; cycle++ {
 		var res DrainResult
 		if err := executeDrain(ctx, local, drain).Get(ctx, &res); err != nil {
@@ -45,7 +55,19 @@ func (w *relayWorkflow) run(ctx workflow.Context, in RelayInput) error {
 		}
 		signalled := receiveAll(wake) > 0
 		if res.Remaining == 0 && !signalled {
-			return nil // idle
+			if lingers == nil {
+				l := w.lingers(ctx)
+				lingers = &l
+			}
+			if !*lingers || !sleepOrSignal(ctx, wake, w.opts.lingerFor()) {
+				return nil // idle
+			}
+			// A signal ended the linger: drain at once, as a new run
+			// would have.
+			if w.continueAsNew(ctx, cycle) {
+				return w.newRun(ctx, wake, in)
+			}
+			continue
 		}
 		if w.continueAsNew(ctx, cycle) {
 			return w.newRun(ctx, wake, in)
@@ -73,6 +95,18 @@ func (w *relayWorkflow) drainsLocally(ctx workflow.Context) bool {
 		return false
 	}
 	return workflow.GetVersion(ctx, changeLocalDrain, workflow.DefaultVersion, 1) == 1
+}
+
+// lingers decides, once per run and when it is first idle, whether the run
+// waits for a signal before it completes, and keeps the decision in the
+// history as drainsLocally does: a run that lingers records version 1 of
+// changeLinger, so its replay on any worker lingers again; one that does
+// not records nothing.
+func (w *relayWorkflow) lingers(ctx workflow.Context) bool {
+	if w.opts.Linger == 0 && !workflow.IsReplaying(ctx) {
+		return false
+	}
+	return workflow.GetVersion(ctx, changeLinger, workflow.DefaultVersion, 1) == 1
 }
 
 // executeDrain schedules one drain: an activity, or a local activity run by

@@ -293,6 +293,11 @@ func TestRegisterRejectsBadOptions(t *testing.T) {
 	require.ErrorIs(t, err, outboxtemporal.ErrInvalidConfig)
 	require.ErrorContains(t, err, "Drainer")
 
+	err = outboxtemporal.Register(newTestEnv(t), &scripted{}, outboxtemporal.Options{Linger: -time.Second})
+	require.ErrorAs(t, err, &cfgErr)
+	require.Equal(t, "Linger", cfgErr.Field)
+	require.ErrorContains(t, err, "Linger: must not be negative")
+
 	// Local drains run on the workflow's worker: one without the activity
 	// would fail every run it starts.
 	err = outboxtemporal.RegisterWorkflow(newTestEnv(t), outboxtemporal.Options{LocalDrain: true})

@@ -94,10 +94,17 @@ func orgNames(n int) []string {
 // signal was lost.
 func TestWorkflowsDeliverEveryCommittedEventOnce(t *testing.T) {
 	t.Parallel()
-	for _, local := range []bool{false, true} {
-		t.Run(fmt.Sprintf("LocalDrain=%t", local), func(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts outboxtemporal.Options
+	}{
+		{"activities", outboxtemporal.Options{DrainBudget: 2 * time.Second}},
+		{"LocalDrain", outboxtemporal.Options{DrainBudget: 2 * time.Second, LocalDrain: true}},
+		{"LocalDrain+Linger", outboxtemporal.Options{DrainBudget: 2 * time.Second, LocalDrain: true, Linger: time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			deliverEveryCommittedEventOnce(t, outboxtemporal.Options{DrainBudget: 2 * time.Second, LocalDrain: local})
+			deliverEveryCommittedEventOnce(t, tc.opts)
 		})
 	}
 }
@@ -125,7 +132,7 @@ func deliverEveryCommittedEventOnce(t *testing.T, opts outboxtemporal.Options) {
 	b.waitMessages(t, c.total(), 60*time.Second)
 	b.requireDeliveredOnceInOrder(t, c)
 	b.waitWorkflowsClosed(t, c.orgs(), 30*time.Second)
-	b.requireDrainedAs(t, c.orgs(), opts.LocalDrain)
+	b.requireDrainedAs(t, c.orgs(), opts)
 	require.Positive(t, r.Stats().HandedOff, "the sweep handed over the organizations whose signal was lost")
 	require.Equal(t, uint64(c.total()), r.Stats().Delivered, "the workflows' drains, through this relay, delivered them all")
 	t.Logf("%d events of %d organizations delivered once, in order; %d hand-offs by the sweep", c.total(), len(c.orgs()), r.Stats().HandedOff)
@@ -194,7 +201,7 @@ func workerKilledMidDrain(t *testing.T, local bool) {
 	b.waitMessages(t, c.total(), 90*time.Second)
 	b.requireDeliveredOnceInOrder(t, c)
 	b.waitWorkflowsClosed(t, c.orgs(), 30*time.Second)
-	b.requireDrainedAs(t, c.orgs(), local)
+	b.requireDrainedAs(t, c.orgs(), outboxtemporal.Options{LocalDrain: local})
 	require.NoError(t, second.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, second.cmd.Wait(), second.stderr.String())
 	require.NotContains(t, second.stderr.String(), "level=ERROR", "the second worker ran cleanly")

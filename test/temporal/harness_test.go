@@ -23,7 +23,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/server/temporaltest"
 
 	"github.com/outboxrelay/outbox"
@@ -144,7 +146,8 @@ func (b *bundle) waitMessages(t *testing.T, n int, within time.Duration) {
 }
 
 // waitWorkflowsClosed waits until every organization's workflow has
-// completed: idle workflows end, they do not linger.
+// completed: idle workflows end (a Linger after their last drain, if
+// they linger).
 func (b *bundle) waitWorkflowsClosed(t *testing.T, orgs []string, within time.Duration) {
 	t.Helper()
 	require.Eventually(t, func() bool {
@@ -159,13 +162,17 @@ func (b *bundle) waitWorkflowsClosed(t *testing.T, orgs []string, within time.Du
 }
 
 // requireDrainedAs checks, in the last run of each organization's
-// workflow, that its drains ran as local activities (a local activity's
-// marker, no activity task) or as activities (the reverse, and no event of
-// the local-drain change: no version marker, no search attribute upsert).
-func (b *bundle) requireDrainedAs(t *testing.T, orgs []string, local bool) {
+// workflow, that it drained and lingered as opts ask: its drains ran as
+// local activities (a local activity's marker, no activity task) or as
+// activities (the reverse), and it recorded the version marker of each
+// change it uses and of no other (the defaults record nothing: no version
+// marker, no search attribute upsert). A run that lingers also started its
+// linger's timer after that marker.
+func (b *bundle) requireDrainedAs(t *testing.T, orgs []string, opts outboxtemporal.Options) {
 	t.Helper()
 	for _, org := range orgs {
-		var markers, activities, versions int
+		var markers, activities, upserts, lingerTimers int
+		changes := map[string]bool{}
 		it := b.client.GetWorkflowHistory(b.ctx, outboxtemporal.WorkflowID("", org), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for it.HasNext() {
 			e, err := it.Next()
@@ -175,20 +182,35 @@ func (b *bundle) requireDrainedAs(t *testing.T, orgs []string, local bool) {
 				activities++
 			case e.GetMarkerRecordedEventAttributes().GetMarkerName() == "LocalActivity":
 				markers++
-			case e.GetMarkerRecordedEventAttributes().GetMarkerName() == "Version",
-				e.GetEventType() == enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-				versions++
+			case e.GetMarkerRecordedEventAttributes().GetMarkerName() == "Version":
+				changes[versionChangeID(t, e)] = true
+			case e.GetEventType() == enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+				upserts++
+			case e.GetEventType() == enumspb.EVENT_TYPE_TIMER_STARTED && changes["outbox-linger"]:
+				lingerTimers++
 			}
 		}
-		if local {
+		if opts.LocalDrain {
 			require.Positive(t, markers, "%s: a local drain's marker", org)
 			require.Zero(t, activities, "%s: no activity task", org)
 		} else {
 			require.Positive(t, activities, "%s: a drain activity", org)
 			require.Zero(t, markers, "%s: no local activity", org)
-			require.Zero(t, versions, "%s: the default records nothing of the local-drain change", org)
 		}
+		require.Equal(t, opts.LocalDrain, changes["outbox-local-drain"], "%s: the local-drain change's marker", org)
+		require.Equal(t, opts.Linger > 0, changes["outbox-linger"], "%s: the linger change's marker", org)
+		require.Equal(t, opts.Linger > 0, lingerTimers > 0, "%s: a linger's timer", org)
+		require.Len(t, changes, upserts, "%s: the SDK upserts a search attribute with each version marker, and only then", org)
 	}
+}
+
+// versionChangeID is the change id a version marker records.
+func versionChangeID(t *testing.T, e *historypb.HistoryEvent) string {
+	t.Helper()
+	payloads := e.GetMarkerRecordedEventAttributes().GetDetails()["change-id"]
+	var id string
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(payloads, &id))
+	return id
 }
 
 var (

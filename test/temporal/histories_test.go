@@ -38,6 +38,7 @@ var scenarios = []struct {
 	{name: "no-progress-waits", opts: outboxtemporal.Options{NoProgressDelay: 300 * time.Millisecond}, steps: []relay.DrainResult{{Remaining: 1}, {Delivered: 1}}},
 	{name: "local-drain-then-complete", opts: outboxtemporal.Options{LocalDrain: true}, steps: []relay.DrainResult{{Delivered: 3}}},
 	{name: "local-sleep-until-retry-then-signal", opts: outboxtemporal.Options{LocalDrain: true}, steps: []relay.DrainResult{{Retried: 1, Remaining: 1, NextTurnAt: future(time.Hour)}, {Delivered: 1}}, wake: 500 * time.Millisecond},
+	{name: "linger-signal-then-complete", opts: outboxtemporal.Options{Linger: 2 * time.Second}, steps: []relay.DrainResult{{Delivered: 3}, {Delivered: 1}}, wake: 500 * time.Millisecond},
 	// Last: the test checks that its first run continues as new.
 	{name: "continue-as-new", opts: outboxtemporal.Options{CyclesPerRun: 2}, steps: []relay.DrainResult{{Delivered: 10, Remaining: 5}, {Delivered: 5, Remaining: 1}, {Delivered: 1}}},
 }
@@ -121,17 +122,34 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 	}
 
 	for i, sc := range scenarios {
-		// The local runs replay with LocalDrain off: a run drains as it
-		// began, which its history records.
-		opts := sc.opts
-		opts.LocalDrain = false
-		replayer := worker.NewWorkflowReplayer()
-		require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
-		require.NoError(t, replayer.ReplayWorkflowHistory(nil, histories[i]), sc.name)
+		for _, opts := range replayOptions(sc.opts) {
+			replayer := worker.NewWorkflowReplayer()
+			require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
+			require.NoError(t, replayer.ReplayWorkflowHistory(nil, histories[i]), "%s replayed with %+v", sc.name, opts)
+		}
 	}
+	require.Equal(t, 2, d.drains("linger-signal-then-complete"), "the signal within Linger woke the same run")
 	last := histories[len(histories)-1].GetEvents()
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, last[len(last)-1].GetEventType(),
 		"the continue-as-new scenario's first run ends by continuing as new")
+}
+
+// replayOptions are the Options a scenario's history is replayed with: a
+// run drains and lingers as it began, which its history records, whatever
+// the replaying worker's own LocalDrain and Linger. So a local run replays
+// with LocalDrain off, a lingering run with Linger 0, and every other run
+// with Linger on as well (the replayer treats every event as replay, so
+// these pass only if the choice is read from the history).
+func replayOptions(recorded outboxtemporal.Options) []outboxtemporal.Options {
+	opts := recorded
+	opts.LocalDrain = false
+	if recorded.Linger > 0 {
+		opts.Linger = 0
+		return []outboxtemporal.Options{opts}
+	}
+	lingering := opts
+	lingering.Linger = time.Minute
+	return []outboxtemporal.Options{opts, lingering}
 }
 
 // history returns one run's whole history.
@@ -185,5 +203,5 @@ func TestWorkerWithoutLocalDrainGoesOnWithALocalRun(t *testing.T) {
 	defer cancel()
 	require.NoError(t, b.client.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil), "the second worker completes the run")
 	require.Equal(t, 2, d.drains(org), "one drain by each worker")
-	b.requireDrainedAs(t, []string{org}, true)
+	b.requireDrainedAs(t, []string{org}, outboxtemporal.Options{LocalDrain: true})
 }
