@@ -36,6 +36,7 @@ type temporalOptions struct {
 	drainBudget      time.Duration
 	heartbeatTimeout time.Duration
 	localDrain       bool
+	linger           time.Duration
 }
 
 func (o *temporalOptions) register(fs *flagSet) {
@@ -47,6 +48,7 @@ func (o *temporalOptions) register(fs *flagSet) {
 	fs.DurationVar(&o.drainBudget, "temporal-drain-budget", outboxtemporal.DefaultDrainBudget, "how long one drain activity works an organization's lane before reporting to its workflow")
 	fs.DurationVar(&o.heartbeatTimeout, "temporal-heartbeat-timeout", outboxtemporal.DefaultActivityHeartbeatTimeout, "a drain silent this long (its worker died) is retried on another worker")
 	fs.BoolVar(&o.localDrain, "temporal-local-drain", false, "run each drain as a local activity, inside the workflow's task: one workflow task per wake-up instead of two and an activity task; no heartbeat, so a killed worker's drain is retried after the workflow task timeout (10s)")
+	fs.DurationVar(&o.linger, "temporal-linger", 0, "keep an idle workflow open this long for the next signal, so an organization woken again within it is signalled, not started anew (0: complete when idle)")
 }
 
 // checkFlags refuses the Temporal flags without --temporal, which would
@@ -68,6 +70,9 @@ func (o *temporalOptions) checkFlags(fs *flagSet) error {
 		if o.enabled && f.value <= 0 {
 			return usagef("%s must be positive, got %s", f.name, f.value)
 		}
+	}
+	if o.linger < 0 {
+		return usagef("--temporal-linger must not be negative, got %s", o.linger)
 	}
 	return nil
 }
@@ -143,7 +148,7 @@ func runTemporalRelay(ctx context.Context, env *environment, o *temporalOptions,
 		concurrency = relay.DefaultConcurrency
 	}
 	w := worker.New(c, o.taskQueue, worker.Options{MaxConcurrentActivityExecutionSize: concurrency, MaxConcurrentLocalActivityExecutionSize: concurrency})
-	if err := outboxtemporal.Register(w, r, outboxtemporal.Options{DrainBudget: o.drainBudget, ActivityHeartbeatTimeout: o.heartbeatTimeout, LocalDrain: o.localDrain}); err != nil {
+	if err := outboxtemporal.Register(w, r, outboxtemporal.Options{DrainBudget: o.drainBudget, ActivityHeartbeatTimeout: o.heartbeatTimeout, LocalDrain: o.localDrain, Linger: o.linger}); err != nil {
 		return usagef("%v", err)
 	}
 	if err := w.Start(); err != nil {

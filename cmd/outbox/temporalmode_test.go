@@ -36,9 +36,9 @@ func TestTemporalModeReportsAnUnreachableServer(t *testing.T) {
 
 func TestTemporalFlagsNeedTemporal(t *testing.T) {
 	t.Parallel()
-	r := runOutbox(t, []string{"SVIX_AUTH_TOKEN=x"}, "", "relay", "--temporal-task-queue", "q", "--temporal-drain-budget", "1s", "--temporal-local-drain")
+	r := runOutbox(t, []string{"SVIX_AUTH_TOKEN=x"}, "", "relay", "--temporal-task-queue", "q", "--temporal-drain-budget", "1s", "--temporal-local-drain", "--temporal-linger", "5s")
 	require.Equal(t, 2, r.code)
-	require.Contains(t, r.stderr, "--temporal-drain-budget, --temporal-local-drain, --temporal-task-queue needs --temporal")
+	require.Contains(t, r.stderr, "--temporal-drain-budget, --temporal-linger, --temporal-local-drain, --temporal-task-queue needs --temporal")
 }
 
 func TestTemporalModeRejectsBadDurations(t *testing.T) {
@@ -46,4 +46,8 @@ func TestTemporalModeRejectsBadDurations(t *testing.T) {
 	r := runOutbox(t, []string{"SVIX_AUTH_TOKEN=x"}, "", "relay", "--temporal", "--temporal-drain-budget", "-1s")
 	require.Equal(t, 2, r.code)
 	require.Contains(t, r.stderr, "--temporal-drain-budget must be positive, got -1s")
+
+	r = runOutbox(t, []string{"SVIX_AUTH_TOKEN=x"}, "", "relay", "--temporal", "--temporal-linger", "-1s")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "--temporal-linger must not be negative, got -1s")
 }
