@@ -37,7 +37,15 @@ import (
 //     a binary built already), so this process's CPU is the adapter's, the
 //     worker's, the relay's, the fake's and the producers';
 //   - mode=temporal_process_local: the same with Options.LocalDrain, each
-//     drain a local activity.
+//     drain a local activity;
+//   - mode=temporal_process_local_linger: the same with Options.Linger of
+//     5 s as well, so an organization woken again within 5 s is a signal to
+//     its running workflow, not a new one.
+//
+// Every op wakes the same organizations, once each, a little more often
+// than every 2 s. The -fresh variants wake new organizations in each op,
+// so no lingering run is ever woken again: they measure what Linger costs
+// when it cannot help (its timers' firing counted after the last op).
 //
 // events/s is committed events over the time until the last is in Svix;
 // cpu_ms/1000ev is this process's CPU (user and system) per thousand
@@ -46,8 +54,19 @@ import (
 //	cd test/temporal && GOWORK=off go test -run '^$' -bench Delivery -benchtime 5x .
 func BenchmarkDelivery(b *testing.B) {
 	const orgs, perOrg = 50, 40
-	for _, mode := range []string{"relay", "temporal", "temporal_process", "temporal_process_local"} {
-		b.Run(fmt.Sprintf("mode=%s/orgs=%d", mode, orgs), func(b *testing.B) {
+	for _, bc := range []struct {
+		mode  string
+		fresh bool
+	}{
+		{mode: "relay"}, {mode: "temporal"}, {mode: "temporal_process"}, {mode: "temporal_process_local"},
+		{mode: "temporal_process_local_linger"},
+		{mode: "temporal_process_local", fresh: true}, {mode: "temporal_process_local_linger", fresh: true},
+	} {
+		mode, name := bc.mode, fmt.Sprintf("mode=%s/orgs=%d", bc.mode, orgs)
+		if bc.fresh {
+			name += "-fresh"
+		}
+		b.Run(name, func(b *testing.B) {
 			db := pgtest.New(b)
 			fake := svixtest.New(svixtest.Options{})
 			b.Cleanup(fake.Close)
@@ -59,7 +78,7 @@ func BenchmarkDelivery(b *testing.B) {
 			)
 			ctx, cancel := context.WithCancel(context.Background())
 			switch mode {
-			case "temporal", "temporal_process", "temporal_process_local":
+			case "temporal", "temporal_process", "temporal_process_local", "temporal_process_local_linger":
 				var c client.Client
 				if mode == "temporal" {
 					ts := temporaltest.NewServer()
@@ -75,7 +94,11 @@ func BenchmarkDelivery(b *testing.B) {
 				r, err := relay.New(db.Pool, cfg)
 				require.NoError(b, err)
 				w := worker.New(c, outboxtemporal.DefaultTaskQueue, worker.Options{})
-				require.NoError(b, outboxtemporal.Register(w, r, outboxtemporal.Options{LocalDrain: mode == "temporal_process_local"}))
+				opts := outboxtemporal.Options{LocalDrain: strings.HasPrefix(mode, "temporal_process_local")}
+				if mode == "temporal_process_local_linger" {
+					opts.Linger = linger
+				}
+				require.NoError(b, outboxtemporal.Register(w, r, opts))
 				require.NoError(b, w.Start())
 				b.Cleanup(w.Stop)
 				go func() { _ = r.Run(ctx) }()
@@ -92,7 +115,7 @@ func BenchmarkDelivery(b *testing.B) {
 
 			b.ResetTimer()
 			var elapsed, cpu, srvCPU time.Duration
-			for range b.N {
+			for op := range b.N {
 				want := fake.MessageCount() + orgs*perOrg
 				start, cpuStart := time.Now(), processCPU(b)
 				var srvStart time.Duration
@@ -103,7 +126,7 @@ func BenchmarkDelivery(b *testing.B) {
 					err := outbox.WithTx(ctx, db.Pool, signaler, func(tx *outbox.Tx) error {
 						params := make([]outbox.AppendParams, perOrg)
 						for i := range params {
-							params[i] = outbox.AppendParams{OrganizationID: fmt.Sprintf("org-%03d", o), EventType: "invoice.paid", Payload: map[string]any{"i": i}}
+							params[i] = outbox.AppendParams{OrganizationID: benchOrg(o, op, bc.fresh), EventType: "invoice.paid", Payload: map[string]any{"i": i}}
 						}
 						_, err := outbox.AppendBatch(ctx, tx, params)
 						return err
@@ -119,6 +142,14 @@ func BenchmarkDelivery(b *testing.B) {
 					srvCPU += serverCPU() - srvStart
 				}
 			}
+			if serverCPU != nil {
+				// The lingering runs end a Linger after the last op: count
+				// their timers' CPU too, not their time.
+				cpuStart, srvStart := processCPU(b), serverCPU()
+				time.Sleep(linger + time.Second)
+				cpu += processCPU(b) - cpuStart
+				srvCPU += serverCPU() - srvStart
+			}
 			events := float64(b.N * orgs * perOrg)
 			b.ReportMetric(events/elapsed.Seconds(), "events/s")
 			b.ReportMetric(float64(cpu.Milliseconds())/events*1000, "cpu_ms/1000ev")
@@ -127,6 +158,18 @@ func BenchmarkDelivery(b *testing.B) {
 			}
 		})
 	}
+}
+
+// linger is the benchmark's Options.Linger.
+const linger = 5 * time.Second
+
+// benchOrg is organization o of op: the same in every op, or one of its
+// own (fresh).
+func benchOrg(o, op int, fresh bool) string {
+	if fresh {
+		return fmt.Sprintf("org-%03d-%d", o, op)
+	}
+	return fmt.Sprintf("org-%03d", o)
 }
 
 // processCPU is this process's CPU time so far, user and system.
