@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/outboxrelay/outbox/outboxtemporal"
@@ -62,9 +63,22 @@ func TestWorkflowThatLingersContinuesAsNew(t *testing.T) {
 	for _, at := range []time.Duration{10 * time.Second, 20 * time.Second} {
 		env.RegisterDelayedCallback(func() { env.SignalWorkflow(outboxtemporal.SignalName, nil) }, at)
 	}
+	start := env.Now()
 	run(env, "org-lingers-long")
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, env.GetWorkflowError(), &can)
 	require.Equal(t, []time.Duration{0, 10 * time.Second}, d.callTimes(),
 		"the second signal ends the run's second cycle: the new run drains")
+	require.Equal(t, 20*time.Second, env.Now().Sub(start), "the run lingered after its last cycle, until the signal")
+}
+
+// A run cancelled while it lingers ends cancelled, as it does when
+// cancelled anywhere else, not completed.
+func TestWorkflowCancelledWhileLingeringIsCancelled(t *testing.T) {
+	t.Parallel()
+	env, d := wfSetup(t, outboxtemporal.Options{Linger: time.Minute}, step{res: delivered})
+	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Second)
+	run(env, "org-cancelled")
+	require.True(t, temporal.IsCanceledError(env.GetWorkflowError()), "got %v", env.GetWorkflowError())
+	require.Len(t, d.callTimes(), 1)
 }

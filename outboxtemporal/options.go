@@ -16,14 +16,17 @@ const (
 	DefaultActivityHeartbeatTimeout = 10 * time.Second
 	DefaultNoProgressDelay          = time.Second
 	DefaultCyclesPerRun             = 500
-	// DefaultLinger is how long a run that lingers, taken over by a worker
-	// whose Options.Linger is 0, waits for a signal once idle.
-	DefaultLinger = 5 * time.Second
 	// DefaultActivityCloseMargin is what DefaultActivityStartToCloseTimeout
 	// adds to DrainBudget: the calls still in flight when the budget ends
 	// (the relay's SendTimeout), their settlement and the final count.
 	DefaultActivityCloseMargin = time.Minute
 )
+
+// DefaultLinger is how long a worker whose Options.Linger is 0 lets a run
+// that lingers (begun by a worker with Linger) wait for a signal once idle.
+// Register does not apply it: a zero Linger means that the runs a worker
+// begins do not linger.
+const DefaultLinger = 5 * time.Second
 
 // DefaultRetryPolicy returns the drain activity's default retry policy: the
 // first retry after 1 second, doubling to at most 1 minute, with no limit of
@@ -104,18 +107,22 @@ type Options struct {
 	// or two workflow tasks, rather than a new workflow execution (the
 	// server's dearest operation: its records, its visibility rows, its
 	// first workflow task without cache). An organization woken once pays
-	// for the wait instead: a timer, and the workflow task when it fires.
-	// Choose it when organizations are woken more often than every Linger,
-	// and keep it short: each open run holds a place in the worker's
-	// workflow cache (worker.SetStickyWorkflowCacheSize, 10,000 by
+	// for the wait instead: the version marker and search attribute upsert
+	// that record the run's choice (below), a timer, and the workflow task
+	// when it fires. Choose it when organizations are woken more often than
+	// every Linger, and keep it short: each open run holds a place in the
+	// worker's workflow cache (worker.SetStickyWorkflowCacheSize, 10,000 by
 	// default), and a run evicted from it is replayed from its history.
 	//
 	// Every worker that runs these workflows must run this release or a
-	// later one before any uses Linger, as for LocalDrain: a worker of an
-	// earlier release cannot replay a run that lingered. Each run decides
-	// when it is first idle and records the decision; a worker whose
-	// Linger is 0 goes on with a run that lingers, waiting DefaultLinger.
-	// Defaults to 0: a run completes as soon as it is idle.
+	// later one before any uses Linger: a worker of an earlier release that
+	// picks up a lingering run ends it where it first went idle, without an
+	// error, and drops the signal it was woken by (the organization's events
+	// then wait for the relay's sweep, with relay.Config.Delegate, to start
+	// a new run). Each run decides when it is first idle and records the
+	// decision; a worker whose Linger is 0 goes on with a run that lingers,
+	// waiting DefaultLinger. Defaults to 0: a run completes as soon as it is
+	// idle.
 	Linger time.Duration
 }
 

@@ -15,9 +15,10 @@ import (
 
 // The histories in testdata/histories were recorded on a real Temporal
 // server by test/temporal (TestRecordedHistoriesReplay, whose table of
-// scenarios and options this one mirrors). Replaying them with the
-// workflow code as it is fails when a change would break the workflows
-// running in production: guard such a change with workflow.GetVersion.
+// scenarios and options this one mirrors, and
+// TestLingerTimerAndSignalInOneTaskDrain). Replaying them with the workflow
+// code as it is fails when a change would break the workflows running in
+// production: guard such a change with workflow.GetVersion.
 var replayed = map[string]outboxtemporal.Options{
 	"drain-then-complete":                 {},
 	"sleep-until-retry-then-signal":       {},
@@ -27,6 +28,9 @@ var replayed = map[string]outboxtemporal.Options{
 	"local-drain-then-complete":           {LocalDrain: true},
 	"local-sleep-until-retry-then-signal": {LocalDrain: true},
 	"linger-signal-then-complete":         {Linger: 2 * time.Second},
+	// Recorded by TestLingerTimerAndSignalInOneTaskDrain: the linger's
+	// timer fired and a signal came in one workflow task.
+	"linger-timer-fired-with-signal": {Linger: time.Second},
 }
 
 func TestRecordedHistoriesReplay(t *testing.T) {

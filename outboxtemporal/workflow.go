@@ -59,8 +59,17 @@ func (w *relayWorkflow) run(ctx workflow.Context, in RelayInput) error {
 				l := w.lingers(ctx)
 				lingers = &l
 			}
-			if !*lingers || !sleepOrSignal(ctx, wake, w.opts.lingerFor()) {
+			if !*lingers {
 				return nil // idle
+			}
+			// A signal that came in the task where the timer fired is
+			// taken in too: the run ends only with none pending.
+			woken := sleepOrSignal(ctx, wake, w.opts.lingerFor()) || receiveAll(wake) > 0
+			if err := ctx.Err(); err != nil {
+				return err // cancelled while it lingered
+			}
+			if !woken {
+				return nil // idle for the whole linger
 			}
 			// A signal ended the linger: drain at once, as a new run
 			// would have.

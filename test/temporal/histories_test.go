@@ -24,7 +24,7 @@ import (
 // a scenario, each step what its drain returns in turn. Record them anew
 // with
 //
-//	cd test/temporal && OUTBOX_RECORD_HISTORIES=$PWD/../../outboxtemporal/testdata/histories GOWORK=off go test -run TestRecordedHistoriesReplay .
+//	cd test/temporal && OUTBOX_RECORD_HISTORIES=$PWD/../../outboxtemporal/testdata/histories GOWORK=off go test -run 'TestRecordedHistoriesReplay|TestLingerTimerAndSignalInOneTaskDrain' .
 var scenarios = []struct {
 	name  string
 	opts  outboxtemporal.Options
@@ -204,4 +204,74 @@ func TestWorkerWithoutLocalDrainGoesOnWithALocalRun(t *testing.T) {
 	require.NoError(t, b.client.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil), "the second worker completes the run")
 	require.Equal(t, 2, d.drains(org), "one drain by each worker")
 	b.requireDrainedAs(t, []string{org}, outboxtemporal.Options{LocalDrain: true})
+}
+
+// The linger's timer fires and a signal arrives in one workflow task (no
+// worker polled while both came): the run takes the signal in and drains,
+// rather than complete with it pending, which would leave its events for
+// the sweep. The history is recorded with the scenarios
+// (linger-timer-fired-with-signal).
+func TestLingerTimerAndSignalInOneTaskDrain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const org = "linger-timer-fired-with-signal"
+	d := &scriptedDrainer{calls: map[string]int{}, steps: map[string][]relay.DrainResult{org: {{Delivered: 3}, {Delivered: 1}}}}
+	opts := outboxtemporal.Options{Linger: time.Second}
+	first := worker.New(b.client, b.queue, worker.Options{})
+	require.NoError(t, outboxtemporal.Register(first, d, opts))
+	require.NoError(t, first.Start())
+	run, err := b.client.ExecuteWorkflow(b.ctx, client.StartWorkflowOptions{ID: outboxtemporal.WorkflowID("", org), TaskQueue: b.queue},
+		outboxtemporal.WorkflowName, outboxtemporal.RelayInput{OrganizationID: org})
+	require.NoError(t, err)
+	hasEvent := func(typ enumspb.EventType) func() bool {
+		return func() bool {
+			for _, e := range b.history(t, run.GetID(), run.GetRunID()).GetEvents() {
+				if e.GetEventType() == typ {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	require.Eventually(t, hasEvent(enumspb.EVENT_TYPE_TIMER_STARTED), 30*time.Second, 20*time.Millisecond, "the run lingers")
+	first.Stop() // no worker: the timer's workflow task waits
+	require.Eventually(t, hasEvent(enumspb.EVENT_TYPE_TIMER_FIRED), 30*time.Second, 20*time.Millisecond, "the linger's timer fires")
+	require.NoError(t, b.client.SignalWorkflow(b.ctx, run.GetID(), "", outboxtemporal.SignalName, nil))
+
+	second := worker.New(b.client, b.queue, worker.Options{})
+	require.NoError(t, outboxtemporal.Register(second, d, opts))
+	require.NoError(t, second.Start())
+	t.Cleanup(second.Stop)
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	require.NoError(t, b.client.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
+	require.Equal(t, 2, d.drains(org), "the signal that came with the timer made a drain")
+
+	h := b.history(t, run.GetID(), run.GetRunID())
+	var fired, signalled int64
+	for _, e := range h.GetEvents() {
+		switch e.GetEventType() {
+		case enumspb.EVENT_TYPE_TIMER_FIRED:
+			if fired == 0 {
+				fired = e.GetEventId()
+			}
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			signalled = e.GetEventId()
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			if fired > 0 && signalled == 0 {
+				t.Fatalf("a workflow task started between the timer (event %d) and the signal", fired)
+			}
+		}
+	}
+	require.Greater(t, signalled, fired, "the signal came after the timer fired, in the same task")
+	for _, replayOpts := range replayOptions(opts) {
+		replayer := worker.NewWorkflowReplayer()
+		require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, replayOpts))
+		require.NoError(t, replayer.ReplayWorkflowHistory(nil, h))
+	}
+	if dir := os.Getenv("OUTBOX_RECORD_HISTORIES"); dir != "" {
+		data, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, org+".json"), append(data, '\n'), 0o644))
+	}
 }
