@@ -103,16 +103,18 @@ type Options struct {
 	// Linger keeps a run open once the organization's lane is empty: it
 	// waits up to Linger for the next signal, drains at once when one
 	// comes, and completes only when none does. An organization woken
-	// again within Linger then costs a signal to a running workflow and one
-	// or two workflow tasks, rather than a new workflow execution (the
-	// server's dearest operation: its records, its visibility rows, its
-	// first workflow task without cache). An organization woken once pays
-	// for the wait instead: the version marker and search attribute upsert
-	// that record the run's choice (below), a timer, and the workflow task
-	// when it fires. Choose it when organizations are woken more often than
-	// every Linger, and keep it short: each open run holds a place in the
-	// worker's workflow cache (worker.SetStickyWorkflowCacheSize, 10,000 by
-	// default), and a run evicted from it is replayed from its history.
+	// again within Linger then costs a signal to a running workflow, its
+	// drain (one workflow task with LocalDrain, two and an activity task
+	// without) and the linger timer's start and cancel, rather than a new
+	// workflow execution (the server's dearest operation: its records, its
+	// visibility rows, its first workflow task without cache). An
+	// organization woken once pays for the wait instead: the version marker
+	// and search attribute upsert that record the run's choice (below), a
+	// timer, and the workflow task when it fires. Choose it when
+	// organizations are woken more often than every Linger, and keep it
+	// short: each open run holds a place in the worker's workflow cache
+	// (worker.SetStickyWorkflowCacheSize, 10,000 by default), and a run
+	// evicted from it is replayed from its history.
 	//
 	// Every worker that runs these workflows must run this release or a
 	// later one before any uses Linger: a worker of an earlier release that

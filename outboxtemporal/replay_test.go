@@ -30,7 +30,7 @@ var replayed = map[string]outboxtemporal.Options{
 	"linger-signal-then-complete":         {Linger: 2 * time.Second},
 	// Recorded by TestLingerTimerAndSignalInOneTaskDrain: the linger's
 	// timer fired and a signal came in one workflow task.
-	"linger-timer-fired-with-signal": {Linger: time.Second},
+	"linger-timer-fired-with-signal": {Linger: 5 * time.Second},
 }
 
 func TestRecordedHistoriesReplay(t *testing.T) {

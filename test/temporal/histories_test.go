@@ -216,16 +216,23 @@ func TestLingerTimerAndSignalInOneTaskDrain(t *testing.T) {
 	b := setup(t)
 	const org = "linger-timer-fired-with-signal"
 	d := &scriptedDrainer{calls: map[string]int{}, steps: map[string][]relay.DrainResult{org: {{Delivered: 3}, {Delivered: 1}}}}
-	opts := outboxtemporal.Options{Linger: time.Second}
+	// Long enough for the first worker to stop before the linger ends,
+	// on a loaded machine.
+	opts := outboxtemporal.Options{Linger: 5 * time.Second}
 	first := worker.New(b.client, b.queue, worker.Options{})
 	require.NoError(t, outboxtemporal.Register(first, d, opts))
 	require.NoError(t, first.Start())
 	run, err := b.client.ExecuteWorkflow(b.ctx, client.StartWorkflowOptions{ID: outboxtemporal.WorkflowID("", org), TaskQueue: b.queue},
 		outboxtemporal.WorkflowName, outboxtemporal.RelayInput{OrganizationID: org})
 	require.NoError(t, err)
-	hasEvent := func(typ enumspb.EventType) func() bool {
+	hasEvent := func(typ enumspb.EventType) func() bool { // no require: Eventually runs it on another goroutine
 		return func() bool {
-			for _, e := range b.history(t, run.GetID(), run.GetRunID()).GetEvents() {
+			it := b.client.GetWorkflowHistory(b.ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+			for it.HasNext() {
+				e, err := it.Next()
+				if err != nil {
+					return false
+				}
 				if e.GetEventType() == typ {
 					return true
 				}
@@ -236,7 +243,8 @@ func TestLingerTimerAndSignalInOneTaskDrain(t *testing.T) {
 	require.Eventually(t, hasEvent(enumspb.EVENT_TYPE_TIMER_STARTED), 30*time.Second, 20*time.Millisecond, "the run lingers")
 	first.Stop() // no worker: the timer's workflow task waits
 	require.Eventually(t, hasEvent(enumspb.EVENT_TYPE_TIMER_FIRED), 30*time.Second, 20*time.Millisecond, "the linger's timer fires")
-	require.NoError(t, b.client.SignalWorkflow(b.ctx, run.GetID(), "", outboxtemporal.SignalName, nil))
+	require.NoError(t, b.client.SignalWorkflow(b.ctx, run.GetID(), "", outboxtemporal.SignalName, nil),
+		"the run must still be open: the first worker stopped before the linger ended")
 
 	second := worker.New(b.client, b.queue, worker.Options{})
 	require.NoError(t, outboxtemporal.Register(second, d, opts))
