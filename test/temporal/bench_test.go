@@ -38,9 +38,9 @@ import (
 //     worker's, the relay's, the fake's and the producers';
 //   - mode=temporal_process_local: the same with Options.LocalDrain, each
 //     drain a local activity;
-//   - mode=temporal_process_local_linger: the same with Options.Linger of
-//     5 s as well, so an organization woken again within 5 s is a signal to
-//     its running workflow, not a new one.
+//   - mode=temporal_process_linger, temporal_process_local_linger: the
+//     last two with Options.Linger of 5 s as well, so an organization woken
+//     again within 5 s is a signal to its running workflow, not a new one.
 //
 // Every op wakes the same organizations, once each, a little more often
 // than every 2 s. The -fresh variants wake new organizations in each op,
@@ -59,7 +59,7 @@ func BenchmarkDelivery(b *testing.B) {
 		fresh bool
 	}{
 		{mode: "relay"}, {mode: "temporal"}, {mode: "temporal_process"}, {mode: "temporal_process_local"},
-		{mode: "temporal_process_local_linger"},
+		{mode: "temporal_process_linger"}, {mode: "temporal_process_local_linger"},
 		{mode: "temporal_process_local", fresh: true}, {mode: "temporal_process_local_linger", fresh: true},
 	} {
 		mode, name := bc.mode, fmt.Sprintf("mode=%s/orgs=%d", bc.mode, orgs)
@@ -78,7 +78,7 @@ func BenchmarkDelivery(b *testing.B) {
 			)
 			ctx, cancel := context.WithCancel(context.Background())
 			switch mode {
-			case "temporal", "temporal_process", "temporal_process_local", "temporal_process_local_linger":
+			case "temporal", "temporal_process", "temporal_process_local", "temporal_process_linger", "temporal_process_local_linger":
 				var c client.Client
 				if mode == "temporal" {
 					ts := temporaltest.NewServer()
@@ -95,7 +95,7 @@ func BenchmarkDelivery(b *testing.B) {
 				require.NoError(b, err)
 				w := worker.New(c, outboxtemporal.DefaultTaskQueue, worker.Options{})
 				opts := outboxtemporal.Options{LocalDrain: strings.HasPrefix(mode, "temporal_process_local")}
-				if mode == "temporal_process_local_linger" {
+				if strings.HasSuffix(mode, "_linger") {
 					opts.Linger = linger
 				}
 				require.NoError(b, outboxtemporal.Register(w, r, opts))
