@@ -59,17 +59,9 @@ func (w *relayWorkflow) run(ctx workflow.Context, in RelayInput) error {
 				l := w.lingers(ctx)
 				lingers = &l
 			}
-			if !*lingers {
-				return nil // idle
-			}
-			// A signal that came in the task where the timer fired is
-			// taken in too: the run ends only with none pending.
-			woken := sleepOrSignal(ctx, wake, w.opts.lingerFor()) || receiveAll(wake) > 0
-			if err := ctx.Err(); err != nil {
-				return err // cancelled while it lingered
-			}
-			if !woken {
-				return nil // idle for the whole linger
+			woken, err := w.linger(ctx, wake, *lingers)
+			if err != nil || !woken {
+				return err // idle; or cancelled while it lingered
 			}
 			// A signal ended the linger: drain at once, as a new run
 			// would have.
@@ -116,6 +108,21 @@ func (w *relayWorkflow) lingers(ctx workflow.Context) bool {
 		return false
 	}
 	return workflow.GetVersion(ctx, changeLinger, workflow.DefaultVersion, 1) == 1
+}
+
+// linger waits, in a run that lingers, up to the linger for a signal, and
+// reports whether one came (a signal that came in the task where the timer
+// fired counts: the run ends only with none pending). Its error is the
+// context's when the run was cancelled while it lingered.
+func (w *relayWorkflow) linger(ctx workflow.Context, wake workflow.ReceiveChannel, lingers bool) (bool, error) {
+	if !lingers {
+		return false, nil
+	}
+	woken := sleepOrSignal(ctx, wake, w.opts.lingerFor()) || receiveAll(wake) > 0
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return woken, nil
 }
 
 // executeDrain schedules one drain: an activity, or a local activity run by
