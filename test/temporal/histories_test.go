@@ -114,24 +114,58 @@ func TestRecordedHistoriesReplay(t *testing.T) {
 
 		h := b.history(t, run.GetID(), run.GetRunID())
 		histories = append(histories, h)
-		if dir := os.Getenv("OUTBOX_RECORD_HISTORIES"); dir != "" {
-			data, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
-			require.NoError(t, err)
-			require.NoError(t, os.WriteFile(filepath.Join(dir, sc.name+".json"), append(data, '\n'), 0o644))
-		}
+		saveHistory(t, sc.name, h)
 	}
 
 	for i, sc := range scenarios {
-		for _, opts := range replayOptions(sc.opts) {
-			replayer := worker.NewWorkflowReplayer()
-			require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
-			require.NoError(t, replayer.ReplayWorkflowHistory(nil, histories[i]), "%s replayed with %+v", sc.name, opts)
-		}
+		requireReplays(t, sc.name, histories[i], sc.opts)
 	}
 	require.Equal(t, 2, d.drains("linger-signal-then-complete"), "the signal within Linger woke the same run")
 	last := histories[len(histories)-1].GetEvents()
 	require.Equal(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, last[len(last)-1].GetEventType(),
 		"the continue-as-new scenario's first run ends by continuing as new")
+}
+
+// hasEvent returns a condition for require.Eventually: run's history has
+// an event of type typ. It uses no require, since Eventually runs it on
+// another goroutine: an error reading the history is "not yet".
+func (b *bundle) hasEvent(run client.WorkflowRun, typ enumspb.EventType) func() bool {
+	return func() bool {
+		it := b.client.GetWorkflowHistory(b.ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			e, err := it.Next()
+			if err != nil {
+				return false
+			}
+			if e.GetEventType() == typ {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// saveHistory writes h as name.json into OUTBOX_RECORD_HISTORIES, if set.
+func saveHistory(t *testing.T, name string, h *historypb.History) {
+	t.Helper()
+	dir := os.Getenv("OUTBOX_RECORD_HISTORIES")
+	if dir == "" {
+		return
+	}
+	data, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".json"), append(data, '\n'), 0o644))
+}
+
+// requireReplays replays h, recorded with the Options recorded, with the
+// workflow code as it is, under each of replayOptions(recorded).
+func requireReplays(t *testing.T, name string, h *historypb.History, recorded outboxtemporal.Options) {
+	t.Helper()
+	for _, opts := range replayOptions(recorded) {
+		replayer := worker.NewWorkflowReplayer()
+		require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, opts))
+		require.NoError(t, replayer.ReplayWorkflowHistory(nil, h), "%s replayed with %+v", name, opts)
+	}
 }
 
 // replayOptions are the Options a scenario's history is replayed with: a
@@ -184,14 +218,8 @@ func TestWorkerWithoutLocalDrainGoesOnWithALocalRun(t *testing.T) {
 	run, err := b.client.ExecuteWorkflow(b.ctx, client.StartWorkflowOptions{ID: outboxtemporal.WorkflowID("", org), TaskQueue: b.queue},
 		outboxtemporal.WorkflowName, outboxtemporal.RelayInput{OrganizationID: org})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { // the first drain recorded, the run asleep
-		for _, e := range b.history(t, run.GetID(), run.GetRunID()).GetEvents() {
-			if e.GetEventType() == enumspb.EVENT_TYPE_TIMER_STARTED {
-				return true
-			}
-		}
-		return false
-	}, 30*time.Second, 50*time.Millisecond, "the run sleeps until the retry")
+	require.Eventually(t, b.hasEvent(run, enumspb.EVENT_TYPE_TIMER_STARTED), // the first drain recorded, the run asleep
+		30*time.Second, 50*time.Millisecond, "the run sleeps until the retry")
 	first.Stop()
 
 	second := worker.New(b.client, b.queue, worker.Options{})
@@ -225,24 +253,9 @@ func TestLingerTimerAndSignalInOneTaskDrain(t *testing.T) {
 	run, err := b.client.ExecuteWorkflow(b.ctx, client.StartWorkflowOptions{ID: outboxtemporal.WorkflowID("", org), TaskQueue: b.queue},
 		outboxtemporal.WorkflowName, outboxtemporal.RelayInput{OrganizationID: org})
 	require.NoError(t, err)
-	hasEvent := func(typ enumspb.EventType) func() bool { // no require: Eventually runs it on another goroutine
-		return func() bool {
-			it := b.client.GetWorkflowHistory(b.ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-			for it.HasNext() {
-				e, err := it.Next()
-				if err != nil {
-					return false
-				}
-				if e.GetEventType() == typ {
-					return true
-				}
-			}
-			return false
-		}
-	}
-	require.Eventually(t, hasEvent(enumspb.EVENT_TYPE_TIMER_STARTED), 30*time.Second, 20*time.Millisecond, "the run lingers")
+	require.Eventually(t, b.hasEvent(run, enumspb.EVENT_TYPE_TIMER_STARTED), 30*time.Second, 20*time.Millisecond, "the run lingers")
 	first.Stop() // no worker: the timer's workflow task waits
-	require.Eventually(t, hasEvent(enumspb.EVENT_TYPE_TIMER_FIRED), 30*time.Second, 20*time.Millisecond, "the linger's timer fires")
+	require.Eventually(t, b.hasEvent(run, enumspb.EVENT_TYPE_TIMER_FIRED), 30*time.Second, 20*time.Millisecond, "the linger's timer fires")
 	require.NoError(t, b.client.SignalWorkflow(b.ctx, run.GetID(), "", outboxtemporal.SignalName, nil),
 		"the run must still be open: the first worker stopped before the linger ended")
 
@@ -272,14 +285,6 @@ func TestLingerTimerAndSignalInOneTaskDrain(t *testing.T) {
 		}
 	}
 	require.Greater(t, signalled, fired, "the signal came after the timer fired, in the same task")
-	for _, replayOpts := range replayOptions(opts) {
-		replayer := worker.NewWorkflowReplayer()
-		require.NoError(t, outboxtemporal.RegisterWorkflow(replayer, replayOpts))
-		require.NoError(t, replayer.ReplayWorkflowHistory(nil, h))
-	}
-	if dir := os.Getenv("OUTBOX_RECORD_HISTORIES"); dir != "" {
-		data, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, org+".json"), append(data, '\n'), 0o644))
-	}
+	requireReplays(t, org, h, opts)
+	saveHistory(t, org, h)
 }
