@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -75,11 +76,11 @@ func BenchmarkDelivery(b *testing.B) {
 			var (
 				signaler  outbox.Signaler
 				serverCPU func() time.Duration // the server process's CPU so far, or nil
+				c         client.Client        // the Temporal client, or nil
 			)
 			ctx, cancel := context.WithCancel(context.Background())
 			switch mode {
 			case "temporal", "temporal_process", "temporal_process_local", "temporal_process_linger", "temporal_process_local_linger":
-				var c client.Client
 				if mode == "temporal" {
 					ts := temporaltest.NewServer()
 					b.Cleanup(ts.Stop)
@@ -143,10 +144,11 @@ func BenchmarkDelivery(b *testing.B) {
 				}
 			}
 			if serverCPU != nil {
-				// The lingering runs end a Linger after the last op: count
-				// their timers' CPU too, not their time.
+				// The lingering runs end a Linger after their last drain:
+				// count their timers' CPU too, not their time. The last
+				// op's runs are the last to close.
 				cpuStart, srvStart := processCPU(b), serverCPU()
-				time.Sleep(linger + time.Second)
+				waitWorkflowsClosed(b, c, b.N-1, orgs, bc.fresh)
 				cpu += processCPU(b) - cpuStart
 				srvCPU += serverCPU() - srvStart
 			}
@@ -170,6 +172,28 @@ func benchOrg(o, op int, fresh bool) string {
 		return fmt.Sprintf("org-%03d-%d", o, op)
 	}
 	return fmt.Sprintf("org-%03d", o)
+}
+
+// waitWorkflowsClosed waits until the workflows of op's organizations have
+// all closed.
+func waitWorkflowsClosed(b *testing.B, c client.Client, op, orgs int, fresh bool) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for o := range orgs {
+		for {
+			d, err := c.DescribeWorkflowExecution(ctx, outboxtemporal.WorkflowID("", benchOrg(o, op, fresh)), "")
+			require.NoError(b, err)
+			if d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				b.Fatalf("the workflow of %s is still running after a minute", benchOrg(o, op, fresh))
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
 }
 
 // processCPU is this process's CPU time so far, user and system.
