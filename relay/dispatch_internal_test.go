@@ -92,3 +92,42 @@ func TestAwaitTurnForTheRoundBefore(t *testing.T) {
 		})
 	}
 }
+
+// A lane whose settlement failed stays leased, with its due time as it was
+// (leaseDueAt), so no sweep finds it before the full pass: the relay queues
+// it again, as due, once the lease has run out, unless it stops first. In
+// a synctest bubble the real clock's time is virtual.
+func TestRequeueAfterLease(t *testing.T) {
+	t.Parallel()
+	newRelay := func() *Relay {
+		return &Relay{cfg: Config{LeaseDuration: 8 * time.Second}, clock: clockwork.NewRealClock(),
+			working: map[string]*laneWork{}, waiting: map[string]time.Time{}, queued: map[string]struct{}{}}
+	}
+	tests := []struct {
+		name       string
+		stopAfter  time.Duration // 0: never
+		wantQueued []string
+		waited     time.Duration
+	}{
+		{name: "queued when the lease ends", wantQueued: []string{"org-a"}, waited: 6 * time.Second},
+		{name: "not queued once the relay stops", stopAfter: time.Second, waited: time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				r := newRelay()
+				r.waiting["org-a"] = time.Now().Add(time.Hour) // a retry this relay thought it waited for
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if tc.stopAfter > 0 {
+					time.AfterFunc(tc.stopAfter, cancel)
+				}
+				start := time.Now()
+				r.requeueAfterLease(ctx, "org-a", start.Add(-2*time.Second)) // claimed 2 s ago
+				require.Equal(t, tc.waited, time.Since(start))
+				require.Equal(t, tc.wantQueued, r.queue)
+			})
+		})
+	}
+}
