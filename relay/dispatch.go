@@ -212,23 +212,6 @@ func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane, slot bool) {
 		r.log.WarnContext(callCtx, "relay: lane turn failed", "organization_id", ln.org, "error", res.err)
 	}
 	r.finish(ln.org, ln.rep, res.due, res.err == nil)
-	if res.err != nil {
-		go r.requeueAfterLease(ctx, ln.org, ln.claimedAt)
-	}
-}
-
-// requeueAfterLease queues org again, as due, once the lease a claim took
-// at claimedAt has run out, unless ctx ends first: the lane of a turn whose
-// settlement failed stays leased until then, and its due time was left as
-// it was (leaseDueAt), so no sweep would find it before the full pass.
-func (r *Relay) requeueAfterLease(ctx context.Context, org string, claimedAt time.Time) {
-	t := r.clock.NewTimer(r.clock.Until(claimedAt.Add(r.cfg.LeaseDuration)))
-	defer t.Stop()
-	select {
-	case <-t.Chan():
-		r.enqueueDue(org)
-	case <-ctx.Done():
-	}
 }
 
 // awaitTurnSlot waits for one of the Concurrency turn slots for a lane

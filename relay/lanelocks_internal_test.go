@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -241,46 +240,4 @@ func TestClaimReadsOnlyThePayloadsItReturns(t *testing.T) {
 	require.EqualValues(t, 1, claimed)
 	require.LessOrEqual(t, after-before, 4*perEvent,
 		"the claim read %d TOAST blocks, %.0f payloads' worth, to return one of %d", after-before, float64(after-before)/float64(perEvent), r.cfg.BatchSize)
-}
-
-// A lease leaves the lane's due time as it was when its holder heartbeats
-// (so the lease and its release are HOT updates: due_at is indexed), and
-// makes the lane due now when it does not: nobody would mourn such a
-// holder, and the sweep must find its lane once the lease runs out.
-func TestLeaseKeepsTheDueTimeOfAHeartbeatingHolder(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name        string
-		heartbeats  bool
-		wantDueTime bool
-	}{
-		{name: "heartbeating", heartbeats: true, wantDueTime: false},
-		{name: "not heartbeating", heartbeats: false, wantDueTime: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			a, _, db := lockSetup(t, "org-new", "org-idle")
-			_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id) VALUES ('org-idle')`)
-			require.NoError(t, err)
-			a.heartbeating.Store(tc.heartbeats)
-
-			rd, err := a.claim(ctx, []string{"org-new", "org-idle"})
-			require.NoError(t, err)
-			require.Len(t, rd.lanes, 2)
-			rows, err := db.Pool.Query(ctx, `SELECT organization_id, due_at IS NOT NULL, holder IS NOT NULL FROM outbox_lanes`)
-			require.NoError(t, err)
-			var (
-				org               string
-				hasDue, hasHolder bool
-			)
-			n, err := pgx.ForEachRow(rows, []any{&org, &hasDue, &hasHolder}, func() error {
-				require.Equal(t, tc.wantDueTime, hasDue, "%s's due time while leased", org)
-				require.Equal(t, tc.heartbeats, hasHolder, "%s's holder", org)
-				return nil
-			})
-			require.NoError(t, err)
-			require.EqualValues(t, 2, n.RowsAffected())
-		})
-	}
 }

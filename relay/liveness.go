@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -116,43 +115,27 @@ func (h *heartbeater) beat(ctx context.Context) (err error) {
 		return err
 	}
 	h.lastBeat.Store(sent.UnixNano())
-	dead, orgs, err := h.mourn(ctx)
+	rows, err := h.conn.Query(ctx, h.q.mourn, h.instance)
 	if err != nil {
 		h.close()
 		return err
 	}
-	if dead == 0 {
-		return nil
+	dead, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
+	if err != nil || len(dead) == 0 {
+		return err
 	}
-	h.log.InfoContext(ctx, "relay: a replica stopped heartbeating; taking its lanes over", "relays", dead, "lanes", len(orgs))
+	rows, err = h.conn.Query(ctx, h.q.orphanedLanes, dead)
+	if err != nil {
+		h.close()
+		return err
+	}
+	orgs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	h.log.InfoContext(ctx, "relay: a replica stopped heartbeating; taking its lanes over", "relays", len(dead), "lanes", len(orgs))
 	h.takeOver(orgs...) // due now, whatever this relay thought they waited for
 	return nil
-}
-
-// mourn marks the relays that died since a live relay last looked, and
-// marks their lanes due (sqlMourn), and returns how many relays it mourned
-// and their lanes.
-func (h *heartbeater) mourn(ctx context.Context) (dead int, orgs []string, err error) {
-	rows, err := h.conn.Query(ctx, h.q.mourn, h.instance)
-	if err != nil {
-		return 0, nil, fmt.Errorf("mourn: %w", err)
-	}
-	var (
-		instance pgtype.UUID
-		org      *string
-	)
-	seen := map[pgtype.UUID]bool{}
-	_, err = pgx.ForEachRow(rows, []any{&instance, &org}, func() error {
-		seen[instance] = true
-		if org != nil {
-			orgs = append(orgs, *org)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, nil, fmt.Errorf("mourn: %w", err)
-	}
-	return len(seen), orgs, nil
 }
 
 // close hangs up the heartbeat connection; the next beat dials again.

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
@@ -110,58 +109,4 @@ func TestHeartbeaterBeatsOnItsClock(t *testing.T) {
 	<-done
 	clock.Advance(h.timeout * 3 / 4)
 	require.False(t, h.fresh(), "3/4 of the timeout after the last beat, the relay fences itself")
-}
-
-// A lane leased by a relay that heartbeats keeps its due time (leaseDueAt),
-// so the relay that mourns its holder marks it due: any relay's sweep then
-// finds it, even if the mourner dies before claiming it. Mourning lists
-// every lane the dead relay held, marks those no other transaction has
-// locked, and waits for none (lock_timeout 1 ms would fail the beat).
-func TestMourningMarksTheDeadRelaysLanesDue(t *testing.T) {
-	t.Parallel()
-	_, _, db := livenessSetup(t)
-	ctx := context.Background()
-	connConfig := db.Pool.Config().ConnConfig.Copy()
-	connConfig.RuntimeParams["lock_timeout"] = "1ms"
-	var taken []string
-	h := newHeartbeater(connConfig, newQueries(""), Config{SvixToken: "t"}.withDefaults(), newInstance(),
-		func(orgs ...string) { taken = append(taken, orgs...) }, func() []byte { return []byte("{}") }, &testsignal.Signal[error]{})
-	t.Cleanup(h.close)
-
-	dead, live := newInstance(), newInstance()
-	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_relays (instance, name, alive_until)
-		VALUES ($1, 'dead', now() - interval '1 minute'), ($2, 'live', now() + interval '1 hour')`, dead, live)
-	require.NoError(t, err)
-	_, err = db.Pool.Exec(ctx, `INSERT INTO outbox_lanes (organization_id, lease_token, leased_until, leased_by, holder)
-		VALUES ('org-dead', gen_random_uuid(), now() + interval '1 hour', 'dead', $1),
-		       ('org-dead-locked', gen_random_uuid(), now() + interval '1 hour', 'dead', $1),
-		       ('org-live', gen_random_uuid(), now() + interval '1 hour', 'live', $2)`, dead, live)
-	require.NoError(t, err)
-	locker, err := db.Pool.Begin(ctx) // a settlement of the dead relay's, not yet ended
-	require.NoError(t, err)
-	defer func() { _ = locker.Rollback(ctx) }()
-	_, err = locker.Exec(ctx, `SELECT 1 FROM outbox_lanes WHERE organization_id = 'org-dead-locked' FOR SHARE`)
-	require.NoError(t, err)
-
-	beatCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	require.NoError(t, h.beat(beatCtx), "mourning waited for a lane another transaction held")
-	require.ElementsMatch(t, []string{"org-dead", "org-dead-locked"}, taken, "every lane of the dead relay is taken over")
-	require.NoError(t, locker.Rollback(ctx))
-
-	due := map[string]bool{}
-	rows, err := db.Pool.Query(ctx, `SELECT organization_id, due_at IS NOT NULL AND due_at <= now() FROM outbox_lanes`)
-	require.NoError(t, err)
-	var (
-		org   string
-		isDue bool
-	)
-	_, err = pgx.ForEachRow(rows, []any{&org, &isDue}, func() error { due[org] = isDue; return nil })
-	require.NoError(t, err)
-	require.Equal(t, map[string]bool{"org-dead": true, "org-dead-locked": false, "org-live": false}, due,
-		"the dead relay's unlocked lane is due; a locked one is skipped; a live relay's is untouched")
-
-	taken = nil
-	require.NoError(t, h.beat(beatCtx))
-	require.Empty(t, taken, "a relay is mourned once")
 }

@@ -10,7 +10,7 @@ type queries struct {
 	dueLanes, newEvents, maxEventID, undiscovered    string
 	remaining                                        string
 	backlog                                          string
-	heartbeat, mourn, leave                          string
+	heartbeat, mourn, orphanedLanes, leave           string
 	pruneLock, pruneLanes, pruneRelays               string
 	partitions, pruneDefaultPartition                string
 	status, listDeadLetters, requeueDeadLetters      string
@@ -41,6 +41,7 @@ func newQueries(schema string) queries {
 		backlog:               s.Expand(sqlBacklog),
 		heartbeat:             s.Expand(sqlHeartbeat),
 		mourn:                 s.Expand(sqlMourn),
+		orphanedLanes:         s.Expand(sqlOrphanedLanes),
 		leave:                 s.Expand(sqlLeave),
 		pruneLock:             s.Expand(sqlPruneLock),
 		pruneLanes:            s.Expand(sqlPruneLanes),

@@ -61,25 +61,6 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
      OR (l.holder IS NOT NULL AND NOT EXISTS (
          SELECT 1 FROM {relays} r WHERE r.instance = l.holder AND r.alive_until > now())))`
 
-// leaseDueAt is a lane's due time while a claim's lease holds it ($5 the
-// holder's instance, l the lane): unchanged when the holder heartbeats, now
-// when it does not.
-//
-// The due time is how the sweep finds a free lane with work (sqlDueLanes).
-// A lane leased by a relay that heartbeats needs none while it is leased:
-// the relay that finds the holder dead marks its lanes due as it mourns it
-// (sqlMourn), and a holder whose settlement failed queues the lane again
-// once the lease has run out (requeueAfterLease). Keeping due_at unchanged
-// makes the lease, and a release that leaves nothing due, HOT updates
-// (due_at is the one indexed column either writes): a new row version in
-// the lane's page, no index entry. Two drains of an event each over 20,000
-// organizations: 99.7% of the lane updates HOT instead of none, the lanes'
-// primary key 0.8 MB instead of 1.3, the due-time index 8 kB instead of
-// 128, 12% less WAL. A holder that does not heartbeat (a DrainOrganization
-// without Run) is mourned by nobody when it dies: its lane is due now, as
-// before, and found by the sweep once its lease runs out.
-const leaseDueAt = `CASE WHEN $5::uuid IS NULL THEN now() ELSE l.due_at END`
-
 // sqlCreateLanes adds the lanes a claim asks for that do not exist yet, for
 // the organizations that have events (a NOTIFY for any name writes
 // nothing), already taken by the claim: with its lease token, so that the
@@ -93,12 +74,11 @@ const leaseDueAt = `CASE WHEN $5::uuid IS NULL THEN now() ELSE l.due_at END`
 // the relay's does: claims, and the dead-letter requeue's upsert). Inside
 // the claim statement, the wait could come after the claim's locks of
 // existing lanes, which such a writer may be waiting for.
-// A new lane's due time is leaseDueAt's.
 // $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
 // instance (as sqlClaim).
 const sqlCreateLanes = `
 INSERT INTO {lanes} (organization_id, lease_token, leased_until, leased_by, holder, due_at, updated_at)
-SELECT w.org, $2, now() + $3 * interval '1 millisecond', $4, $5, CASE WHEN $5::uuid IS NULL THEN now() END, now()
+SELECT w.org, $2, now() + $3 * interval '1 millisecond', $4, $5, now(), now()
 FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS w
 CROSS JOIN LATERAL (
     -- LATERAL + LIMIT, not EXISTS: a probe of the organization's index
@@ -166,7 +146,7 @@ WITH free AS (
 ), leased AS (
     UPDATE {lanes} l
     SET lease_token = $2, leased_until = now() + $3 * interval '1 millisecond',
-        leased_by = $4, holder = $5, due_at = ` + leaseDueAt + `, updated_at = now()
+        leased_by = $4, holder = $5, due_at = now(), updated_at = now()
     FROM free WHERE l.organization_id = free.org AND free.has_events
     RETURNING l.organization_id
 ), taken AS (

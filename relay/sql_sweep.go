@@ -2,8 +2,7 @@ package relay
 
 // sqlDueLanes lists the free, unpaused lanes whose due time has come (a
 // retry, the end of a pause, a turn's leftovers, a dead holder's lane:
-// mourning it, or a lease without a heartbeat, sets due_at to now), oldest
-// first. It reads the partial index on
+// claiming sets due_at to now), oldest first. It reads the partial index on
 // due_at: its cost is the number of lanes it returns, whatever the backlog
 // behind them. $1 limit.
 const sqlDueLanes = `
