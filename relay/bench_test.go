@@ -326,6 +326,7 @@ func BenchmarkDegradedThroughput(b *testing.B) {
 					preload(b, db, b.N)
 				}
 				b.ResetTimer()
+				cpu := startCPU(b, db)
 				switch impl {
 				case "relay":
 					runRelayUntil(b, benchConfig(db, fake), db, fake, b.N)
@@ -335,6 +336,7 @@ func BenchmarkDegradedThroughput(b *testing.B) {
 					rawRetryingCreates(b, retryingClient(b, fake), b.N)
 					b.StopTimer()
 				}
+				cpu.report(b, b.N)
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 			})
 		}
@@ -406,7 +408,7 @@ func benchOrganizations(b *testing.B, orgs int, warm bool, latency time.Duration
 	}
 	b.ResetTimer()
 	b.StartTimer()
-	cpu := startCPU(b)
+	cpu := startCPU(b, db)
 	drain(first)
 	cpu.report(b, b.N)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")

@@ -2,41 +2,59 @@ package relay_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outboxrelay/outbox/internal/pgtest"
 )
 
-// cpuMeter measures the CPU a benchmark's timed work costs: this process's
-// (relay, SDK and the Svix fake) and PostgreSQL's (every process named
-// postgres, read from /proc; a backend that exits meanwhile is not
-// counted, so that figure is a floor).
+// cpuMeter measures what a benchmark's timed work costs: the CPU of this
+// process (relay, SDK and the Svix fake) and of PostgreSQL (every process
+// named postgres, read from /proc; a backend that exits meanwhile is not
+// counted, so that figure is a floor), and the WAL PostgreSQL wrote.
 type cpuMeter struct {
 	self, server time.Duration
 	serverOK     bool
+	db           *pgtest.DB
+	walStart     string // pg_lsn
 }
 
-// startCPU samples the CPU used so far.
-func startCPU(b *testing.B) cpuMeter {
+// startCPU samples the CPU used so far, and db's WAL position.
+func startCPU(b *testing.B, db *pgtest.DB) cpuMeter {
 	b.Helper()
-	var m cpuMeter
+	m := cpuMeter{db: db}
 	m.self = selfCPU(b)
 	m.server, m.serverOK = serverCPU()
+	if err := db.Pool.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&m.walStart); err != nil {
+		b.Fatal(err)
+	}
 	return m
 }
 
-// report adds the CPU per event since m was taken, in microseconds:
-// cpu-µs/event (this process) and pg-cpu-µs/event (PostgreSQL, where
-// /proc can be read).
+// report adds the costs per event since m was taken: cpu-µs/event (this
+// process), pg-cpu-µs/event (PostgreSQL, where /proc can be read) and
+// wal-B/event. The WAL figure is the steadiest of the three: it counts
+// the database's writes (row versions, index entries, locks, commits),
+// whatever else the machine does, and repeats to within a few percent
+// where events/s and CPU move by a third between runs. It counts every
+// writer of the cluster, so nothing else may run on it meanwhile.
 func (m cpuMeter) report(b *testing.B, events int) {
 	b.Helper()
 	b.ReportMetric(float64((selfCPU(b)-m.self).Microseconds())/float64(events), "cpu-µs/event")
 	if server, ok := serverCPU(); ok && m.serverOK {
 		b.ReportMetric(float64((server-m.server).Microseconds())/float64(events), "pg-cpu-µs/event")
 	}
+	var wal float64
+	if err := m.db.Pool.QueryRow(context.Background(),
+		`SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)`, m.walStart).Scan(&wal); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(wal/float64(events), "wal-B/event")
 }
 
 func selfCPU(b *testing.B) time.Duration {
