@@ -61,6 +61,8 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Logf("screenshot: %s", file)
 }
 
+// text returns the text of the first element sel matches on the current
+// page.
 func text(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
 	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
@@ -194,6 +196,7 @@ func TestBrowserCrossSitePostIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, b.srv.URL+"/dead-letters/purge", location, "the form was posted to the console")
 	body := text(t, ctx, `body`)
+	require.Contains(t, body, "cross-origin", "refused by the origin check, before the session or the CSRF token")
 	require.NotContains(t, body, "Done")
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox_dead_letters`), "the cross-site POST changed nothing")
 }

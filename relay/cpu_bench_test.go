@@ -2,7 +2,6 @@ package relay_test
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,46 +12,65 @@ import (
 	"github.com/outboxrelay/outbox/internal/pgtest"
 )
 
-// cpuMeter measures what a benchmark's timed work costs: the CPU of this
-// process (relay, SDK and the Svix fake) and of PostgreSQL (every process
-// named postgres, read from /proc; a backend that exits meanwhile is not
+// costMeter measures what a benchmark case's drain costs, from after its
+// preload to the end of the drain (its last settlements and the relay's
+// stop included, which come after the timer stops): the CPU of this process
+// (relay, SDK and the Svix fake) and of PostgreSQL (every process named
+// postgres, read from /proc; a backend that exits meanwhile is not
 // counted, so that figure is a floor), and the WAL PostgreSQL wrote.
-type cpuMeter struct {
+type costMeter struct {
 	self, server time.Duration
 	serverOK     bool
-	db           *pgtest.DB
-	walStart     string // pg_lsn
+	db           *pgtest.DB // nil: no WAL (a loop with no database)
+	walStart     string     // pg_lsn
 }
 
-// startCPU samples the CPU used so far, and db's WAL position.
-func startCPU(b *testing.B, db *pgtest.DB) cpuMeter {
+// dbOf returns db when the case uses it, else nil.
+func dbOf(uses bool, db *pgtest.DB) *pgtest.DB {
+	if !uses {
+		return nil
+	}
+	return db
+}
+
+// startCost samples the CPU used so far and, with a db, its WAL position.
+func startCost(b *testing.B, db *pgtest.DB) costMeter {
 	b.Helper()
-	m := cpuMeter{db: db}
+	m := costMeter{db: db}
 	m.self = selfCPU(b)
 	m.server, m.serverOK = serverCPU()
-	if err := db.Pool.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&m.walStart); err != nil {
-		b.Fatal(err)
+	if db != nil {
+		if err := db.Pool.QueryRow(b.Context(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&m.walStart); err != nil {
+			b.Fatalf("WAL position: %v", err)
+		}
 	}
 	return m
 }
 
 // report adds the costs per event since m was taken: cpu-µs/event (this
-// process), pg-cpu-µs/event (PostgreSQL, where /proc can be read) and
-// wal-B/event. The WAL figure is the steadiest of the three: it counts
-// the database's writes (row versions, index entries, locks, commits),
-// whatever else the machine does: two runs gave the same WAL to within
-// 0.2% where events/s moved by a fifth. It counts every writer of the
-// cluster, so nothing else may run on it meanwhile.
-func (m cpuMeter) report(b *testing.B, events int) {
+// process), pg-cpu-µs/event (PostgreSQL, where /proc can be read) and, with
+// a db, wal-B/event.
+//
+// The WAL figure counts the database's writes (row versions, index
+// entries, locks, commits), and the CPU others take from the machine does
+// not change it: two runs gave the same WAL to within 1% where events/s
+// moved by a quarter. It counts every writer of the cluster, so nothing else
+// may write to it meanwhile; autovacuum may, rarely, and a checkpoint
+// during the case would add full-page images (benchSetup starts each case
+// with one, so that none comes on its own).
+func (m costMeter) report(b *testing.B, events int) {
 	b.Helper()
 	b.ReportMetric(float64((selfCPU(b)-m.self).Microseconds())/float64(events), "cpu-µs/event")
 	if server, ok := serverCPU(); ok && m.serverOK {
 		b.ReportMetric(float64((server-m.server).Microseconds())/float64(events), "pg-cpu-µs/event")
 	}
+	if m.db == nil {
+		return
+	}
 	var wal float64
-	if err := m.db.Pool.QueryRow(context.Background(),
+	if err := m.db.Pool.QueryRow(b.Context(),
 		`SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)`, m.walStart).Scan(&wal); err != nil {
-		b.Fatal(err)
+		b.Fatalf("WAL written: %v", err)
 	}
 	b.ReportMetric(wal/float64(events), "wal-B/event")
 }
