@@ -67,12 +67,13 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	batch.Queue(sqlWriteSettings)
 	holder := r.holder() // read once: the new lanes and the leased ones name the same holder
 	batch.Queue(r.q.createLanes, orgs, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, holder)
-	batch.Queue(r.q.claim, orgs, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, holder, r.cfg.BatchSize, r.cfg.BatchMaxBytes)
+	batch.Queue(r.q.lease, orgs, token, r.cfg.LeaseDuration.Milliseconds(), r.cfg.ID, holder)
+	batch.Queue(r.q.heads, orgs, token, r.cfg.BatchSize, r.cfg.BatchMaxBytes)
 	batch.Queue(r.q.laneStates, orgs, token)
 	br := r.pool.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }() // closed and checked below on success
 
-	for range 2 { // the settings, the new lanes
+	for range 3 { // the settings, the new lanes, the leases
 		if _, err := br.Exec(); err != nil {
 			return round{}, fmt.Errorf("relay: claim: %w", err)
 		}

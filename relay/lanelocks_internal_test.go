@@ -230,7 +230,9 @@ func TestClaimReadsOnlyThePayloadsItReturns(t *testing.T) {
 	rows, err := tx.Query(ctx, r.q.createLanes, []string{"org-big"}, token, int64(30_000), "t", nil)
 	require.NoError(t, err)
 	rows.Close()
-	rows, err = tx.Query(ctx, r.q.claim, []string{"org-big"}, token, int64(30_000), "t", nil, r.cfg.BatchSize, r.cfg.BatchMaxBytes)
+	_, err = tx.Exec(ctx, r.q.lease, []string{"org-big"}, token, int64(30_000), "t", nil)
+	require.NoError(t, err)
+	rows, err = tx.Query(ctx, r.q.heads, []string{"org-big"}, token, r.cfg.BatchSize, r.cfg.BatchMaxBytes)
 	require.NoError(t, err)
 	for rows.Next() {
 		claimed++

@@ -5,7 +5,7 @@ import "github.com/outboxrelay/outbox/internal/sqlname"
 // queries holds the relay's SQL (the sql_*.go files) with table names
 // qualified by the schema.
 type queries struct {
-	createLanes, claim, laneStates, release          string
+	createLanes, lease, heads, laneStates, release   string
 	deliver, deliverNoHistory, retry, deadLetter     string
 	dueLanes, newEvents, maxEventID, undiscovered    string
 	remaining                                        string
@@ -26,7 +26,8 @@ func newQueries(schema string) queries {
 	s := sqlname.Schema(schema)
 	return queries{
 		createLanes:           s.Expand(sqlCreateLanes),
-		claim:                 s.Expand(sqlClaim),
+		lease:                 s.Expand(sqlLease),
+		heads:                 s.Expand(sqlHeads),
 		laneStates:            s.Expand(sqlLaneStates),
 		release:               s.Expand(sqlRelease),
 		deliver:               s.Expand(sqlDeliver),

@@ -89,48 +89,23 @@ WHERE NOT EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = w.org)
 ORDER BY w.org
 ON CONFLICT (organization_id) DO NOTHING`
 
-// sqlClaim takes the leases of many organizations' lanes at once, in one
-// statement, and reads each taken lane's due head events, each with the
-// number of the attempt about to be made. It does not update them: an
-// attempt is recorded with its outcome, by the settlement (sqlDeliver,
-// sqlRetry, sqlDeadLetter), so a call that is never made (a 429 pause, a
-// refused token, a shutdown) costs no write to the hot table. It locks
-// them FOR KEY SHARE instead (a lock, not a new row version and three index
-// entries), so that each is read as it is now, not as the statement's
-// snapshot saw it: another relay that settled the lane in the instant
-// between that snapshot and this statement's lock of the lane has deleted
-// its events (not returned) or recorded their retries (returned with their
-// attempts and last error). That lock conflicts only with a delete, which
-// a settlement makes after it holds the lane, so it never waits for a
-// lane this statement did not take.
-//
-// A lane is taken when it is free (laneFree), not paused, its organization
-// has events, and no other transaction has it locked: a lane another relay
-// is claiming or settling right now is skipped (SKIP LOCKED), never waited
-// for, so claims never queue behind settlements or other claims, and no
-// lock cycle can form between replicas (an INSERT ... ON CONFLICT DO UPDATE
-// would lock every lane it names, held ones too). A new organization's
-// lane was inserted already taken, by sqlCreateLanes just before.
-//
-// Per lane it claims the head events in id order up to the first that is
-// not due (a retry waiting for its time keeps the events behind it waiting
-// too: that is what id order means), at most $6 of them and $7 bytes of
-// payload (as text, what is sent), the first always: one larger than the
-// bound must still be sent. Only the events it walks are measured, the
-// claimed ones and the one that stops the walk: a claim's cost follows what
-// it returns, never BatchSize times the payload size. Every lane taken in
-// one statement shares its lease token.
+// sqlLease takes the leases of many organizations' lanes at once, in one
+// statement. A lane is taken when it is free (laneFree), not paused, its
+// organization has events, and no other transaction has it locked: a lane
+// another relay is claiming or settling right now is skipped (SKIP
+// LOCKED), never waited for, so claims never queue behind settlements or
+// other claims, and no lock cycle can form between replicas (an INSERT ...
+// ON CONFLICT DO UPDATE would lock every lane it names, held ones too). A
+// new organization's lane was inserted already taken, by sqlCreateLanes
+// just before. Every lane taken in one claim shares its lease token.
 //
 // A lane asked for that is free and due but has no events left (they were
 // deleted by hand) loses its due time, so the sweep stops returning it.
 //
 // $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
 // instance (NULL for a relay that does not heartbeat: its lanes wait for
-// their lease), $6 batch size, $7 byte bound. Returns the claimed events
-// (attempts: the attempt about to be made) and, per row, how many of the
-// lane's head events were due (more than were claimed: the byte bound cut
-// the claim).
-const sqlClaim = `
+// their lease).
+const sqlLease = `
 WITH free AS (
     SELECT l.organization_id AS org, pending.has AS has_events
     FROM {lanes} l
@@ -149,19 +124,42 @@ WITH free AS (
         leased_by = $4, holder = $5, due_at = now(), updated_at = now()
     FROM free WHERE l.organization_id = free.org AND free.has_events
     RETURNING l.organization_id
-), taken AS (
-    -- The lanes leased above, and those sqlCreateLanes inserted with this
-    -- token in this transaction. Those are not free while this relay is
-    -- alive (their lease is live), but they are once its own row has gone
-    -- stale (a claim delayed past its fence), and leased above too: UNION,
-    -- not UNION ALL, so that no lane is walked twice.
-    SELECT organization_id FROM leased
-    UNION
+)
+SELECT count(*) FROM leased`
+
+// sqlHeads reads the due head events of the lanes this claim's token
+// holds (leased by sqlLease, or inserted by sqlCreateLanes), each with the
+// number of the attempt about to be made. It runs after them, as a
+// statement of its own in their transaction, so its snapshot comes after
+// the leases: each event is read as it is now (another relay that settled
+// one of these lanes in the instant before the lease has deleted its
+// events, or recorded their retries, and this statement sees it), with no
+// lock on the events. It writes nothing: an attempt is recorded with its
+// outcome, by the settlement (sqlDeliver, sqlRetry, sqlDeadLetter), so a
+// call that is never made (a 429 pause, a refused token, a shutdown) costs
+// no write to the hot table. (It used to be part of the leasing statement,
+// locking each event FOR KEY SHARE to read it as it is now: 55 bytes of WAL
+// per event, a seventh of the relay's at 100 organizations.)
+//
+// Per lane it claims the head events in id order up to the first that is
+// not due (a retry waiting for its time keeps the events behind it waiting
+// too: that is what id order means), at most $3 of them and $4 bytes of
+// payload (as text, what is sent), the first always: one larger than the
+// bound must still be sent. Only the events it walks are measured, the
+// claimed ones and the one that stops the walk: a claim's cost follows what
+// it returns, never BatchSize times the payload size.
+//
+// $1 organizations, $2 token, $3 batch size, $4 byte bound. Returns the
+// claimed events (attempts: the attempt about to be made) and, per row,
+// how many of the lane's head events were due (more than were claimed: the
+// byte bound cut the claim).
+const sqlHeads = `
+WITH taken AS (
     SELECT l.organization_id FROM {lanes} l WHERE l.organization_id = ANY($1::text[]) AND l.lease_token = $2
 ), walk AS (
     -- Each taken lane's head, walked one event at a time in id order
     -- while the events are due and fit: the walk stops at the first event
-    -- not due, at $6 events, or at the first whose payload passes the
+    -- not due, at $3 events, or at the first whose payload passes the
     -- byte bound (kept as the last row, to tell that the bound cut the
     -- claim). Only the payloads walked are measured.
     SELECT t.organization_id AS org, h.id, h.due, h.running, h.n
@@ -178,12 +176,12 @@ WITH free AS (
                 FROM {events} e
                 WHERE e.id > w.id AND ` + headOfClaimed + `
                 LIMIT 1) nx
-            WHERE w.due AND w.running <= $7 AND w.n < $6
+            WHERE w.due AND w.running <= $4 AND w.n < $3
         )
         SELECT * FROM w
     ) h
 ), take AS (
-    SELECT id, org FROM walk WHERE due AND (running <= $7 OR n = 1)
+    SELECT id, org FROM walk WHERE due AND (running <= $4 OR n = 1)
 ), counted AS (
     -- The lane's due head events: those taken, plus one when the byte
     -- bound cut the claim.
@@ -191,8 +189,7 @@ WITH free AS (
 )
 SELECT e.organization_id, e.id, e.event_id, e.event_type, e.payload, e.attempts + 1, e.created_at, counted.due,
        coalesce(e.traceparent, ''), coalesce(e.tracestate, ''), e.channels, e.tags, coalesce(e.last_error, '')
-FROM take JOIN counted ON counted.org = take.org JOIN {events} e ON e.id = take.id
-FOR KEY SHARE OF e`
+FROM take JOIN counted ON counted.org = take.org JOIN {events} e ON e.id = take.id`
 
 // sqlLaneStates reports the lanes of the organizations a claim asked for,
 // read after it in the same transaction: taken (the claim's token), or
