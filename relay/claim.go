@@ -35,7 +35,7 @@ type lane struct {
 	turn trace.SpanContext
 }
 
-// round is what one claim statement got for the organizations it asked for.
+// round is what one claim (one round trip) got for the organizations it asked for.
 type round struct {
 	// lanes were taken; a lane whose head is not due has no events, and is
 	// released at once with its due time.

@@ -9,9 +9,9 @@ import (
 )
 
 const (
-	// claimRoundMax bounds the organizations one claim statement asks for.
+	// claimRoundMax bounds the organizations one claim asks for.
 	claimRoundMax = 64
-	// claimsInFlight is how many claim statements may be on their way at
+	// claimsInFlight is how many claims may be on their way at
 	// once, so that one round trip's latency does not idle the lanes.
 	claimsInFlight = 2
 	// lanesPerCall bounds the lanes in a turn per Svix call in flight

@@ -63,19 +63,19 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
 
 // sqlCreateLanes adds the lanes a claim asks for that do not exist yet, for
 // the organizations that have events (a NOTIFY for any name writes
-// nothing), already taken by the claim: with its lease token, so that the
-// claim statement after it, in the same transaction, walks them with the
-// lanes it leases (one new row version per new lane, not an insert and
+// nothing), already taken by the claim: with its lease token, so that
+// sqlHeads, later in the same transaction, walks them with the lanes
+// sqlLease leases (one new row version per new lane, not an insert and
 // then a lease). It runs as a statement of its own, before the claim takes
 // any lock: ON CONFLICT DO NOTHING waits, in organization order, for another
 // transaction writing the same lane, and while it waits this transaction
 // holds nothing but its own new rows. So no lock cycle can form with
 // another writer of several lanes that goes in the same order (every one of
 // the relay's does: claims, and the dead-letter requeue's upsert). Inside
-// the claim statement, the wait could come after the claim's locks of
-// existing lanes, which such a writer may be waiting for.
+// sqlLease, the wait could come after its locks of existing lanes, which
+// such a writer may be waiting for.
 // $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
-// instance (as sqlClaim).
+// instance (as sqlLease).
 const sqlCreateLanes = `
 INSERT INTO {lanes} (organization_id, lease_token, leased_until, leased_by, holder, due_at, updated_at)
 SELECT w.org, $2, now() + $3 * interval '1 millisecond', $4, $5, now(), now()
@@ -128,10 +128,13 @@ WITH free AS (
 SELECT count(*) FROM leased`
 
 // sqlHeads reads the due head events of the lanes this claim's token
-// holds (leased by sqlLease, or inserted by sqlCreateLanes), each with the
+// holds (leased by sqlLease, inserted by sqlCreateLanes, or both: a new
+// lane is free again to its own claim once this relay's row has gone stale,
+// and leased a second time with the same token), each once, each with the
 // number of the attempt about to be made. It runs after them, as a
 // statement of its own in their transaction, so its snapshot comes after
-// the leases: each event is read as it is now (another relay that settled
+// the leases (READ COMMITTED: a snapshot per statement): each event is
+// read as it is now (another relay that settled
 // one of these lanes in the instant before the lease has deleted its
 // events, or recorded their retries, and this statement sees it), with no
 // lock on the events. It writes nothing: an attempt is recorded with its
