@@ -54,10 +54,10 @@ func startCost(b *testing.B, db *pgtest.DB) costMeter {
 // The WAL figure counts the database's writes (row versions, index
 // entries, locks, commits), and the CPU others take from the machine does
 // not change it: pairs of runs gave the same WAL to within 1-4% where
-// events/s moved by a quarter or more. It counts every writer of the cluster, so nothing else
-// may write to it meanwhile; autovacuum may, rarely, and a checkpoint
-// during the case would add full-page images (benchSetup starts each case
-// with one, so that none comes on its own).
+// events/s moved by a quarter or more. It counts every writer of the
+// cluster, so nothing else may write to it meanwhile; autovacuum may,
+// rarely, and a checkpoint during the case would add full-page images
+// (benchSetup starts each case with one, so that none comes on its own).
 func (m costMeter) report(b *testing.B, events int) {
 	b.Helper()
 	b.ReportMetric(float64((selfCPU(b)-m.self).Microseconds())/float64(events), "cpu-µs/event")

@@ -118,14 +118,11 @@ WITH free AS (
 ), forgotten AS (
     UPDATE {lanes} l SET due_at = NULL, updated_at = now()
     FROM free WHERE l.organization_id = free.org AND free.has_events IS NULL
-), leased AS (
-    UPDATE {lanes} l
-    SET lease_token = $2, leased_until = now() + $3 * interval '1 millisecond',
-        leased_by = $4, holder = $5, due_at = now(), updated_at = now()
-    FROM free WHERE l.organization_id = free.org AND free.has_events
-    RETURNING l.organization_id
 )
-SELECT count(*) FROM leased`
+UPDATE {lanes} l
+SET lease_token = $2, leased_until = now() + $3 * interval '1 millisecond',
+    leased_by = $4, holder = $5, due_at = now(), updated_at = now()
+FROM free WHERE l.organization_id = free.org AND free.has_events`
 
 // sqlHeads reads the due head events of the lanes this claim's token
 // holds (leased by sqlLease, inserted by sqlCreateLanes, or both: a new
