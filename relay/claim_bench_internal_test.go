@@ -1,0 +1,83 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/outboxrelay/outbox/internal/pgtest"
+)
+
+// BenchmarkClaim times the claim's round trip alone (r.claim: the new
+// lanes, the leases, the heads' walk and the lane states, one batch), one
+// op a claim of every organization, with nothing else running: a steadier
+// figure for a change to the claim's statements than the drains of
+// BenchmarkOrganizations, where the claim is a share of a CPU-bound whole.
+// Between ops, untimed, the lanes are given back (or, for new lanes,
+// deleted), so each op claims the same events. It reports µs/event, the
+// op's time per event claimed.
+//
+//	go test -run '^$' -bench Claim -benchtime 300x ./relay
+func BenchmarkClaim(b *testing.B) {
+	for _, c := range []struct {
+		name         string
+		orgs, events int // events per organization
+		payloadBytes int
+		newLanes     bool
+	}{
+		{name: "deep", orgs: 16, events: 100, payloadBytes: 250},
+		{name: "single", orgs: 256, events: 1, payloadBytes: 250},
+		{name: "single-new", orgs: 256, events: 1, payloadBytes: 250, newLanes: true},
+		{name: "large", orgs: 16, events: 8, payloadBytes: 32 << 10},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			db := pgtest.New(b)
+			// Incompressible text (md5s), so the large payloads are stored
+			// out of line as they would be.
+			_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+				SELECT gen_random_uuid(), 'org-' || lpad((g % $1)::text, 5, '0'), 'bench.event',
+				       jsonb_build_object('id', g, 'pad', (SELECT string_agg(md5(g::text || i::text), '')
+				                                           FROM generate_series(1, greatest($3::int / 32, 1)) i))
+				FROM generate_series(0, $1::int * $2::int - 1) g`, c.orgs, c.events, c.payloadBytes)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(ctx, `ANALYZE outbox_events`); err != nil {
+				b.Fatal(err)
+			}
+			r, err := New(db.Pool, Config{SvixToken: "t", BatchSize: max(c.events, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			orgs := make([]string, c.orgs)
+			for i := range orgs {
+				orgs[i] = fmt.Sprintf("org-%05d", i)
+			}
+			giveBack := `UPDATE outbox_lanes SET lease_token = NULL, leased_until = NULL, holder = NULL`
+			if c.newLanes {
+				giveBack = `DELETE FROM outbox_lanes`
+			}
+			claimed := 0
+			b.ResetTimer()
+			for range b.N {
+				rd, err := r.claim(ctx, orgs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				for _, ln := range rd.lanes {
+					claimed += len(ln.events)
+				}
+				if _, err := db.Pool.Exec(ctx, giveBack); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			if want := b.N * c.orgs * c.events; claimed != want {
+				b.Fatalf("claimed %d events, want %d", claimed, want)
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(claimed), "µs/event")
+		})
+	}
+}
