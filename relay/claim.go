@@ -84,21 +84,24 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 		return round{}, fmt.Errorf("relay: claim: %w", err)
 	}
 	var (
-		org string
-		ev  pendingEvent
-		id  pgtype.UUID
-		due int
+		org     string
+		ev      pendingEvent
+		id      pgtype.UUID
+		claimed bool
 	)
-	_, err = pgx.ForEachRow(rows, []any{&org, &ev.id, &id, &ev.eventType, &ev.payload, &ev.attempts, &ev.createdAt, &due, &ev.traceparent, &ev.tracestate, &ev.channels, &ev.tags, &ev.lastError}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&org, &ev.id, &id, &ev.eventType, &ev.payload, &ev.attempts, &ev.createdAt, &claimed, &ev.traceparent, &ev.tracestate, &ev.channels, &ev.tags, &ev.lastError}, func() error {
 		ln := byOrg[org]
 		if ln == nil {
 			ln = &lane{org: org, token: token, claimedAt: claimedAt}
 			byOrg[org] = ln
 		}
-		ev.eventID = id.Bytes
-		ln.events = append(ln.events, ev)
-		ln.cutByBytes = due > len(ln.events) // settles on the lane's last row
-		ev.payload = nil                     // ForEachRow reuses the scan targets
+		if claimed {
+			ev.eventID = id.Bytes
+			ln.events = append(ln.events, ev)
+		} else { // due, but past BatchMaxBytes
+			ln.cutByBytes = true
+		}
+		ev.payload = nil // ForEachRow reuses the scan targets
 		return nil
 	})
 	if err != nil {

@@ -47,12 +47,17 @@ const (
 	headOfReleased = `e.organization_id >= l.organization_id AND e.organization_id <= l.organization_id ORDER BY e.organization_id, e.id`
 )
 
-// dueAndSize are an event e's "due" (no retry time, or it has come) and
-// "size" (its payload's bytes as text when due, else 0) for the claim's
-// walk of a head.
-const dueAndSize = `(e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) AS due,
-               CASE WHEN e.next_attempt_at IS NULL OR e.next_attempt_at <= now()
-                    THEN octet_length(e.payload::text)::bigint ELSE 0 END AS size`
+// headRow is what the claim's walk of a head reads of an event e: its id,
+// whether it is due (no retry time, or it has come), its payload as text
+// when due (what is sent, and what BatchMaxBytes measures; NULL when not
+// due, so a payload is converted only when it may be claimed) and the
+// columns the turn needs. The walk carries them, so each claimed payload
+// is converted to text once and no event is read twice.
+const headRow = `e.id, (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) AS due,
+               CASE WHEN e.next_attempt_at IS NULL OR e.next_attempt_at <= now() THEN e.payload::text END AS txt,
+               e.event_id, e.event_type, e.attempts + 1 AS attempt, e.created_at,
+               coalesce(e.traceparent, '') AS traceparent, coalesce(e.tracestate, '') AS tracestate,
+               e.channels, e.tags, coalesce(e.last_error, '') AS last_error`
 
 // laneFree is true of a lane l nobody may be working: never leased,
 // released, lease expired, or held by a relay whose heartbeat is stale
@@ -147,12 +152,14 @@ FROM free WHERE l.organization_id = free.org AND free.has_events`
 // payload (as text, what is sent), the first always: one larger than the
 // bound must still be sent. Only the events it walks are measured, the
 // claimed ones and the one that stops the walk: a claim's cost follows what
-// it returns, never BatchSize times the payload size.
+// it returns, never BatchSize times the payload size. Each walked payload
+// is converted to text once, and the walk carries it with the event's other
+// columns to the result, so no event is read twice.
 //
 // $1 organizations, $2 token, $3 batch size, $4 byte bound. Returns the
-// claimed events (attempts: the attempt about to be made) and, per row,
-// how many of the lane's head events were due (more than were claimed: the
-// byte bound cut the claim).
+// claimed events (attempts: the attempt about to be made; claimed true)
+// and, for a lane whose claim the byte bound cut, the due event it cut at
+// (claimed false, no payload).
 const sqlHeads = `
 WITH taken AS (
     SELECT l.organization_id FROM {lanes} l WHERE l.organization_id = ANY($1::text[]) AND l.lease_token = $2
@@ -162,17 +169,18 @@ WITH taken AS (
     -- not due, at $3 events, or at the first whose payload passes the
     -- byte bound (kept as the last row, to tell that the bound cut the
     -- claim). Only the payloads walked are measured.
-    SELECT t.organization_id AS org, h.id, h.due, h.running, h.n
+    SELECT t.organization_id AS org, h.*
     FROM taken t CROSS JOIN LATERAL (
-        WITH RECURSIVE w(id, due, running, n) AS (
-            (SELECT e.id, ` + dueAndSize + `, 1
-             FROM {events} e
-             WHERE ` + headOfClaimed + `
-             LIMIT 1)
+        WITH RECURSIVE w AS (
+            (SELECT 1 AS n, coalesce(octet_length(f.txt), 0)::bigint AS running, f.*
+             FROM (SELECT ` + headRow + `
+                   FROM {events} e
+                   WHERE ` + headOfClaimed + `
+                   LIMIT 1) f)
             UNION ALL
-            SELECT nx.id, nx.due, w.running + nx.size, w.n + 1
+            SELECT w.n + 1, w.running + coalesce(octet_length(nx.txt), 0), nx.*
             FROM w CROSS JOIN LATERAL (
-                SELECT e.id, ` + dueAndSize + `
+                SELECT ` + headRow + `
                 FROM {events} e
                 WHERE e.id > w.id AND ` + headOfClaimed + `
                 LIMIT 1) nx
@@ -180,16 +188,14 @@ WITH taken AS (
         )
         SELECT * FROM w
     ) h
-), take AS (
-    SELECT id, org FROM walk WHERE due AND (running <= $4 OR n = 1)
-), counted AS (
-    -- The lane's due head events: those taken, plus one when the byte
-    -- bound cut the claim.
-    SELECT org, count(*) FILTER (WHERE due) AS due FROM walk GROUP BY org
 )
-SELECT e.organization_id, e.id, e.event_id, e.event_type, e.payload, e.attempts + 1, e.created_at, counted.due,
-       coalesce(e.traceparent, ''), coalesce(e.tracestate, ''), e.channels, e.tags, coalesce(e.last_error, '')
-FROM take JOIN counted ON counted.org = take.org JOIN {events} e ON e.id = take.id`
+-- The due events walked: those claimed (the first always: one larger than
+-- the bound must still be sent), and the one whose payload passed the
+-- bound, if any, returned without its payload to tell that the bound cut
+-- the claim.
+SELECT org, id, event_id, event_type, CASE WHEN running <= $4 OR n = 1 THEN txt END, attempt, created_at,
+       running <= $4 OR n = 1 AS claimed, traceparent, tracestate, channels, tags, last_error
+FROM walk WHERE due`
 
 // sqlLaneStates reports the lanes of the organizations a claim asked for,
 // read after it in the same transaction: taken (the claim's token), or
