@@ -17,7 +17,7 @@ import (
 // deleted), so each op claims the same events. It reports µs/event, the
 // op's time per event claimed.
 //
-//	go test -run '^$' -bench Claim -benchtime 300x ./relay
+//	go test -run '^$' -bench Claim -benchtime 200x ./relay
 func BenchmarkClaim(b *testing.B) {
 	for _, c := range []struct {
 		name         string
@@ -57,6 +57,14 @@ func BenchmarkClaim(b *testing.B) {
 			giveBack := `UPDATE outbox_lanes SET lease_token = NULL, leased_until = NULL, holder = NULL`
 			if c.newLanes {
 				giveBack = `DELETE FROM outbox_lanes`
+			}
+			// One claim untimed: the lanes exist (for the cases that keep
+			// them) and a connection has prepared the statements.
+			if _, err := r.claim(ctx, orgs); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(ctx, giveBack); err != nil {
+				b.Fatal(err)
 			}
 			claimed := 0
 			b.ResetTimer()

@@ -50,14 +50,25 @@ const (
 // headRow is what the claim's walk of a head reads of an event e: its id,
 // whether it is due (no retry time, or it has come), its payload as text
 // when due (what is sent, and what BatchMaxBytes measures; NULL when not
-// due, so a payload is converted only when it may be claimed) and the
-// columns the turn needs. The walk carries them, so each claimed payload
-// is converted to text once and no event is read twice.
-const headRow = `e.id, (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) AS due,
+// due, so a payload is converted only when it may be claimed), that text's
+// length, and the columns the turn needs. The walk carries them, so each
+// claimed payload is converted to text once and no event is read twice.
+// It selects from a subquery s of the event with a LIMIT, which PostgreSQL
+// does not flatten: the text is made once, in s, and len only measures it.
+const headRow = `s.*, coalesce(octet_length(s.txt), 0)::bigint AS len FROM (
+               SELECT e.id, (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) AS due,
                CASE WHEN e.next_attempt_at IS NULL OR e.next_attempt_at <= now() THEN e.payload::text END AS txt,
                e.event_id, e.event_type, e.attempts + 1 AS attempt, e.created_at,
                coalesce(e.traceparent, '') AS traceparent, coalesce(e.tracestate, '') AS tracestate,
-               e.channels, e.tags, coalesce(e.last_error, '') AS last_error`
+               e.channels, e.tags, coalesce(e.last_error, '') AS last_error
+               FROM {events} e`
+
+// headCols and nxHeadCols are headRow's columns after the text (f's and
+// nx's), for the walk's rows.
+const (
+	headCols   = `f.event_id, f.event_type, f.attempt, f.created_at, f.traceparent, f.tracestate, f.channels, f.tags, f.last_error`
+	nxHeadCols = `nx.event_id, nx.event_type, nx.attempt, nx.created_at, nx.traceparent, nx.tracestate, nx.channels, nx.tags, nx.last_error`
+)
 
 // laneFree is true of a lane l nobody may be working: never leased,
 // released, lease expired, or held by a relay whose heartbeat is stale
@@ -167,33 +178,32 @@ WITH taken AS (
     -- Each taken lane's head, walked one event at a time in id order
     -- while the events are due and fit: the walk stops at the first event
     -- not due, at $3 events, or at the first whose payload passes the
-    -- byte bound (kept as the last row, to tell that the bound cut the
-    -- claim). Only the payloads walked are measured.
+    -- byte bound (kept as the last row, without its text, to tell that the
+    -- bound cut the claim; after a first event over the bound alone, the
+    -- next due event is that row). Only the payloads walked are measured.
     SELECT t.organization_id AS org, h.*
     FROM taken t CROSS JOIN LATERAL (
         WITH RECURSIVE w AS (
-            (SELECT 1 AS n, coalesce(octet_length(f.txt), 0)::bigint AS running, f.*
+            (SELECT 1 AS n, f.len AS running, f.id, f.due, f.txt, ` + headCols + `
              FROM (SELECT ` + headRow + `
-                   FROM {events} e
                    WHERE ` + headOfClaimed + `
-                   LIMIT 1) f)
+                   LIMIT 1) s) f)
             UNION ALL
-            SELECT w.n + 1, w.running + coalesce(octet_length(nx.txt), 0), nx.*
+            SELECT w.n + 1, w.running + nx.len, nx.id, nx.due,
+                   CASE WHEN w.running + nx.len <= $4 THEN nx.txt END, ` + nxHeadCols + `
             FROM w CROSS JOIN LATERAL (
                 SELECT ` + headRow + `
-                FROM {events} e
                 WHERE e.id > w.id AND ` + headOfClaimed + `
-                LIMIT 1) nx
-            WHERE w.due AND w.running <= $4 AND w.n < $3
+                LIMIT 1) s) nx
+            WHERE w.due AND (w.running <= $4 OR w.n = 1) AND w.n < $3
         )
         SELECT * FROM w
     ) h
 )
 -- The due events walked: those claimed (the first always: one larger than
--- the bound must still be sent), and the one whose payload passed the
--- bound, if any, returned without its payload to tell that the bound cut
--- the claim.
-SELECT org, id, event_id, event_type, CASE WHEN running <= $4 OR n = 1 THEN txt END, attempt, created_at,
+-- the bound must still be sent), and the one the bound cut the claim at,
+-- if any, which the walk carried without its text.
+SELECT org, id, event_id, event_type, txt, attempt, created_at,
        running <= $4 OR n = 1 AS claimed, traceparent, tracestate, channels, tags, last_error
 FROM walk WHERE due`
 

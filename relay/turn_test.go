@@ -163,6 +163,30 @@ func TestLanesExistOnlyForOrganizationsWithEvents(t *testing.T) {
 	require.Eventually(t, func() bool { return len(lanes()) == 0 }, 10*time.Second, 20*time.Millisecond)
 }
 
+// A head event larger than BatchMaxBytes alone is claimed alone, and the
+// turn still knows that more are due: the next turn follows at once, so a
+// drain does not stop after it with events left.
+func TestOversizedHeadIsFollowedAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.BatchMaxBytes = 2500
+	var committed []outbox.AppendResult
+	for i, pad := range []string{strings.Repeat("y", 5000), "a", "b"} { // over the bound alone, then two small
+		res, err := outbox.Append(b.ctx, b.db.Pool, outbox.AppendParams{OrganizationID: "org-big", EventType: "test.event",
+			Payload: map[string]any{"seq": i, "pad": pad}})
+		require.NoError(t, err)
+		committed = append(committed, res)
+	}
+
+	r := b.newRelay(t)
+	res, err := r.DrainOrganization(b.ctx, "org-big", 10*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, len(committed), res.Delivered, "one drain delivers the oversized head and the events behind it")
+	require.Zero(t, res.Remaining)
+	require.EqualValues(t, 2, r.Stats().Turns, "the 5 kB event alone, then the two small ones")
+	b.requireExactlyOnce(t, committed)
+}
+
 // A claim is bounded by payload bytes as well as by count, taking the head
 // event whatever its size, so memory stays bounded whatever the payloads.
 func TestClaimIsBoundedByBytes(t *testing.T) {
