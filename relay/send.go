@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -229,23 +228,4 @@ func conflictLookupsOf(lastError string) int {
 		return 0
 	}
 	return n
-}
-
-// decodePayload turns the stored JSON object into the map the SDK sends.
-// Only the top level is decoded: each value stays json.RawMessage, which
-// the SDK's encoder writes back as is, so nested data is never rebuilt as
-// Go values and numbers keep their exact text.
-func decodePayload(raw []byte) (map[string]any, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &top); err != nil {
-		return nil, err
-	}
-	if top == nil {
-		return nil, errors.New("null")
-	}
-	m := make(map[string]any, len(top))
-	for k, v := range top {
-		m[k] = v
-	}
-	return m, nil
 }
