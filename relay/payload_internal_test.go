@@ -2,6 +2,7 @@ package relay
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -29,6 +30,8 @@ func decodeWithEncodingJSON(raw []byte) (map[string]any, error) {
 func requireSameAsEncodingJSON(t *testing.T, raw []byte) {
 	t.Helper()
 	want, wantErr := decodeWithEncodingJSON(raw)
+	_, split := splitObject(raw)
+	require.Equal(t, wantErr == nil && want != nil, split, "every JSON object takes the split, nothing else does: %q", raw)
 	got, err := decodePayload(raw)
 	if wantErr != nil || want == nil {
 		require.Error(t, err, "%q", raw)
@@ -60,12 +63,20 @@ func TestDecodePayloadIsEncodingJSONs(t *testing.T) {
 		// Not objects, or not JSON: errors, as encoding/json gives them.
 		`null`, `[]`, `"s"`, `1`, `true`, ``, `{`, `{"a"}`, `{"a": }`, `{"a": 1,}`, `{"a": 1} x`,
 		`{"a": [1, 2}`, `{"a": "unterminated}`, `{a: 1}`, `{"a": 01}`, `{"a": tru}`,
+		"\ufeff{\"bom\": 1}",
+		nested(9999), // as deep as encoding/json goes
+		nested(10000),
 	} {
-		t.Run(raw, func(t *testing.T) {
+		t.Run(raw[:min(len(raw), 60)], func(t *testing.T) {
 			t.Parallel()
 			requireSameAsEncodingJSON(t, []byte(raw))
 		})
 	}
+}
+
+// nested is an object whose member holds arrays nested depth deep.
+func nested(depth int) string {
+	return `{"deep": ` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}`
 }
 
 // The values are slices of the payload that cannot grow into it.
@@ -89,6 +100,10 @@ func FuzzDecodePayload(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		requireSameAsEncodingJSON(t, raw)
+		// The same bytes as a member's value and as its name, so that
+		// most inputs reach the split, not only those that are objects.
+		requireSameAsEncodingJSON(t, []byte(`{"k": `+string(raw)+`}`))
+		requireSameAsEncodingJSON(t, []byte(`{"`+string(raw)+`": 1}`))
 	})
 }
 
