@@ -50,10 +50,7 @@ func BenchmarkClaim(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			orgs := make([]string, c.orgs)
-			for i := range orgs {
-				orgs[i] = fmt.Sprintf("org-%05d", i)
-			}
+			orgs := benchOrgNames(c.orgs)
 			giveBack := `UPDATE outbox_lanes SET lease_token = NULL, leased_until = NULL, holder = NULL`
 			if c.newLanes {
 				giveBack = `DELETE FROM outbox_lanes`
@@ -112,10 +109,7 @@ func BenchmarkSettle(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			orgs := make([]string, c.orgs)
-			for i := range orgs {
-				orgs[i] = fmt.Sprintf("org-%05d", i)
-			}
+			orgs := benchOrgNames(c.orgs)
 			// claimAll commits the events again and claims them, each
 			// delivered.
 			claimAll := func() []*lane {
@@ -169,4 +163,13 @@ func BenchmarkSettle(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(settled), "µs/event")
 		})
 	}
+}
+
+// benchOrgNames names n organizations as the benchmarks' inserts do.
+func benchOrgNames(n int) []string {
+	orgs := make([]string, n)
+	for i := range orgs {
+		orgs[i] = fmt.Sprintf("org-%05d", i)
+	}
+	return orgs
 }

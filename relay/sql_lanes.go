@@ -63,12 +63,9 @@ const headRow = `s.*, coalesce(octet_length(s.txt), 0)::bigint AS len FROM (
                e.channels, e.tags, coalesce(e.last_error, '') AS last_error
                FROM {events} e`
 
-// headCols and nxHeadCols are headRow's columns after the text (f's and
-// nx's), for the walk's rows.
-const (
-	headCols   = `f.event_id, f.event_type, f.attempt, f.created_at, f.traceparent, f.tracestate, f.channels, f.tags, f.last_error`
-	nxHeadCols = `nx.event_id, nx.event_type, nx.attempt, nx.created_at, nx.traceparent, nx.tracestate, nx.channels, nx.tags, nx.last_error`
-)
+// headCols are headRow's columns after the text, for the walk's rows: of
+// the event f each term of the walk reads.
+const headCols = `f.event_id, f.event_type, f.attempt, f.created_at, f.traceparent, f.tracestate, f.channels, f.tags, f.last_error`
 
 // laneFree is true of a lane l nobody may be working: never leased,
 // released, lease expired, or held by a relay whose heartbeat is stale
@@ -189,12 +186,12 @@ WITH taken AS (
                    WHERE ` + headOfClaimed + `
                    LIMIT 1) s) f)
             UNION ALL
-            SELECT w.n + 1, w.running + nx.len, nx.id, nx.due,
-                   CASE WHEN w.running + nx.len <= $4 THEN nx.txt END, ` + nxHeadCols + `
+            SELECT w.n + 1, w.running + f.len, f.id, f.due,
+                   CASE WHEN w.running + f.len <= $4 THEN f.txt END, ` + headCols + `
             FROM w CROSS JOIN LATERAL (
                 SELECT ` + headRow + `
                 WHERE e.id > w.id AND ` + headOfClaimed + `
-                LIMIT 1) s) nx
+                LIMIT 1) s) f
             WHERE w.due AND (w.running <= $4 OR w.n = 1) AND w.n < $3
         )
         SELECT * FROM w
