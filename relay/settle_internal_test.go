@@ -175,3 +175,140 @@ func TestSharedSettlementIsFencedPerLane(t *testing.T) {
 	require.Equal(t, 1, history)
 	require.EqualValues(t, 1, r.Stats().Delivered, "only what was recorded is counted: the stolen lane's holder counts its own")
 }
+
+// The release deletes a lane left with nothing, and keeps, released and
+// due when it next needs a turn, every lane that still has something: an
+// event left, a retry, a 429 pause, an operator's suspension, a head not
+// due yet.
+func TestReleaseDeletesOnlyIdleLanes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	add := func(org string, n int, retryIn time.Duration) {
+		for range n {
+			var next *time.Time
+			if retryIn > 0 {
+				at := time.Now().Add(retryIn)
+				next = &at
+			}
+			_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload, attempts, next_attempt_at)
+				VALUES (gen_random_uuid(), $1, 'x.y', '{}', CASE WHEN $2::timestamptz IS NULL THEN 0 ELSE 1 END, $2)`, org, next)
+			require.NoError(t, err)
+		}
+	}
+	add("org-done", 1, 0)
+	add("org-more", 2, 0)
+	add("org-retry", 1, 0)
+	add("org-429", 1, 0)
+	add("org-suspended", 1, 0)
+	add("org-not-due", 1, time.Hour)
+	r, err := New(db.Pool, Config{SvixToken: "t", RetryBaseDelay: time.Minute, RetryMaxDelay: time.Minute, RateLimitPause: time.Minute})
+	require.NoError(t, err)
+	rd, err := r.claim(ctx, []string{"org-done", "org-more", "org-retry", "org-429", "org-suspended", "org-not-due"})
+	require.NoError(t, err)
+	require.Len(t, rd.lanes, 6)
+	for _, ln := range rd.lanes {
+		ln.results = make([]result, len(ln.events))
+		for i := range ln.results {
+			ln.results[i] = result{outcome: outcomeDelivered, messageID: "msg"}
+		}
+		switch ln.org {
+		case "org-more":
+			ln.results[1] = result{} // unsent: left for the next turn
+		case "org-retry":
+			ln.results[0] = result{outcome: outcomeRetry, err: "503"}
+		case "org-429":
+			ln.results[0] = result{outcome: outcomeRateLimited, err: "429 rate limited"}
+		}
+		ln.rep = turnReport{leased: true}
+	}
+	// An operator suspends one lane during its turn.
+	_, err = db.Pool.Exec(ctx, `UPDATE outbox_lanes SET suspended_at = now(), suspended_until = now() + interval '2 hours',
+		suspend_reason = 'hold' WHERE organization_id = 'org-suspended'`)
+	require.NoError(t, err)
+
+	due, err := r.settle(rd.lanes)
+	require.NoError(t, err)
+	require.Len(t, due, 6, "every lane was released")
+	require.True(t, due["org-done"].IsZero(), "nothing left")
+
+	type laneRow struct {
+		Org       string     `db:"organization_id"`
+		Leased    bool       `db:"leased"`
+		DueIn     *float64   `db:"due_in"`
+		Paused    bool       `db:"paused"`
+		Suspended bool       `db:"suspended"`
+		Until     *time.Time `db:"suspended_until"`
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT organization_id, lease_token IS NOT NULL AS leased,
+		extract(epoch FROM due_at - now())::float8 AS due_in, coalesce(paused_until > now(), false) AS paused,
+		suspended_at IS NOT NULL AS suspended, suspended_until FROM outbox_lanes ORDER BY 1`)
+	require.NoError(t, err)
+	lanes, err := pgx.CollectRows(rows, pgx.RowToStructByName[laneRow])
+	require.NoError(t, err)
+	byOrg := map[string]laneRow{}
+	for _, l := range lanes {
+		require.False(t, l.Leased, "%s released", l.Org)
+		require.NotNil(t, l.DueIn, "%s kept with a due time", l.Org)
+		byOrg[l.Org] = l
+	}
+	require.NotContains(t, byOrg, "org-done", "a lane left with nothing is deleted")
+	require.Len(t, byOrg, 5)
+	require.InDelta(t, 0, *byOrg["org-more"].DueIn, 5, "an event left: due now")
+	require.Greater(t, *byOrg["org-retry"].DueIn, 1.0, "due at the retry, ahead")
+	require.LessOrEqual(t, *byOrg["org-retry"].DueIn, 61.0, "within RetryMaxDelay")
+	require.True(t, byOrg["org-429"].Paused, "paused after the 429")
+	require.InDelta(t, 60, *byOrg["org-429"].DueIn, 5, "due when the pause ends")
+	require.True(t, byOrg["org-suspended"].Suspended, "the operator's suspension is kept")
+	require.NotNil(t, byOrg["org-suspended"].Until)
+	require.InDelta(t, 3600, *byOrg["org-not-due"].DueIn, 5, "due when its head is")
+}
+
+// An operator's pause that commits while a settlement is on its way is
+// kept: the release reads the lane as it is once it holds it, so it
+// neither deletes the paused lane with its pause, nor leaves it leased.
+// The turn sent nothing (its relay was stopping) and the lane's event was
+// deleted by hand meanwhile, so no earlier statement of the settlement
+// locks the lane, and the release, finding nothing left, meets the pause
+// alone.
+func TestReleaseKeepsAPauseCommittedMeanwhile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+		VALUES (gen_random_uuid(), 'org-race', 'x.y', '{}')`)
+	require.NoError(t, err)
+	r, err := New(db.Pool, Config{SvixToken: "t"})
+	require.NoError(t, err)
+	rd, err := r.claim(ctx, []string{"org-race"})
+	require.NoError(t, err)
+	require.Len(t, rd.lanes, 1)
+	ln := rd.lanes[0]
+	ln.results, ln.rep = []result{{outcome: outcomeUnsent}}, turnReport{leased: true}
+	_, err = db.Pool.Exec(ctx, `DELETE FROM outbox_events`)
+	require.NoError(t, err)
+
+	operator, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = operator.Rollback(ctx) }()
+	_, err = operator.Exec(ctx, `UPDATE outbox_lanes SET suspended_at = now(), suspend_reason = 'hold' WHERE organization_id = 'org-race'`)
+	require.NoError(t, err)
+	var operatorPID int
+	require.NoError(t, operator.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&operatorPID))
+	settled := make(chan error, 1)
+	go func() { _, err := r.settle([]*lane{ln}); settled <- err }()
+	require.Eventually(t, func() bool { // the settlement waits for the operator's row lock
+		var waiting bool
+		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE $1 = ANY(pg_blocking_pids(pid)))`, operatorPID).Scan(&waiting)
+		return err == nil && waiting
+	}, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, operator.Commit(ctx))
+	require.NoError(t, <-settled)
+
+	var leased, suspended bool
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT lease_token IS NOT NULL, suspended_at IS NOT NULL
+		FROM outbox_lanes WHERE organization_id = 'org-race'`).Scan(&leased, &suspended))
+	require.False(t, leased, "released")
+	require.True(t, suspended, "the pause is kept")
+}

@@ -218,23 +218,55 @@ FROM {lanes} l WHERE l.organization_id = ANY($1)`
 
 // sqlRelease gives many lanes' leases back (or pauses them, after a 429)
 // and records when each is next due: its head event's retry time, now when
-// events are due, NULL when nothing is left. It runs after the turn's other
-// settlement statements, in their transaction, so it sees what they left.
+// events are due. A lane left with nothing (no event, no 429 pause, no
+// operator's suspension) is deleted instead: a lane row exists only while
+// its organization has something to deliver, and an organization with a
+// single pending event, the common case when many send a little, then
+// pays for an insert and a delete of its lane, not an insert, an update
+// that releases it and, an hour later, the pruner's delete (measured at
+// 20,000 such organizations, 2026-12-06: 799-800 bytes of WAL per event
+// against 928-930, 771-772 against 904-906 when they had sent before).
+// The next event's claim inserts a lane again (sqlCreateLanes), which
+// costs no more than leasing an idle one.
+//
+// It runs after the turn's other settlement statements, in their
+// transaction, so it sees what they left. held reads each lane the
+// settlement still holds as it is now, and locks it FOR SHARE (the
+// settlement's earlier statements have locked every lane with an outcome
+// so already, which costs nothing more): an operator's pause committed
+// meanwhile is seen, and kept, and no writer can change the lane between
+// that read and the delete or update that acts on it.
 // $1 organizations, $2 tokens, $3 pauses in ms (0: none). Returns each
-// released lane and its due time.
+// released lane and its due time (NULL: nothing left).
 const sqlRelease = `
-UPDATE {lanes} l
-SET lease_token = NULL, leased_until = NULL, holder = NULL, updated_at = now(),
-    paused_until = CASE WHEN u.pause > 0 THEN now() + u.pause * interval '1 millisecond' ELSE l.paused_until END,
-    due_at = CASE WHEN u.pause > 0 THEN now() + u.pause * interval '1 millisecond'
-                  -- An operator's timed pause: due when it ends at the latest,
-                  -- even with nothing left now (events may come meanwhile).
-                  WHEN l.suspended_until > now() THEN coalesce(least((
-                      SELECT greatest(coalesce(e.next_attempt_at, now()), now())
-                      FROM {events} e WHERE ` + headOfReleased + ` LIMIT 1), l.suspended_until), l.suspended_until)
-                  ELSE (
-        SELECT greatest(coalesce(e.next_attempt_at, now()), now())
-        FROM {events} e WHERE ` + headOfReleased + ` LIMIT 1) END
-FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS u(org, token, pause)
-WHERE l.organization_id = u.org AND l.lease_token = u.token
-RETURNING l.organization_id, l.due_at`
+WITH held AS (
+    SELECT h.*, h.pause = 0 AND h.next IS NULL AND NOT h.suspended
+                AND (h.paused_until IS NULL OR h.paused_until <= now()) AS idle
+    FROM (
+        SELECT l.organization_id AS org, u.pause, l.paused_until, l.suspended_until, ` + laneSuspended + ` AS suspended,
+               (SELECT greatest(coalesce(e.next_attempt_at, now()), now())
+                FROM {events} e WHERE ` + headOfReleased + ` LIMIT 1) AS next
+        FROM {lanes} l JOIN unnest($1::text[], $2::uuid[], $3::bigint[]) AS u(org, token, pause)
+          ON l.organization_id = u.org AND l.lease_token = u.token
+        FOR SHARE OF l
+    ) h
+), deleted AS (
+    DELETE FROM {lanes} l USING held h
+    WHERE l.organization_id = h.org AND h.idle
+    RETURNING l.organization_id, NULL::timestamptz AS due_at
+), released AS (
+    UPDATE {lanes} l
+    SET lease_token = NULL, leased_until = NULL, holder = NULL, updated_at = now(),
+        paused_until = CASE WHEN h.pause > 0 THEN now() + h.pause * interval '1 millisecond' ELSE l.paused_until END,
+        due_at = CASE WHEN h.pause > 0 THEN now() + h.pause * interval '1 millisecond'
+                      -- An operator's timed pause: due when it ends at the latest,
+                      -- even with nothing left now (events may come meanwhile).
+                      WHEN h.suspended_until > now() THEN coalesce(least(h.next, h.suspended_until), h.suspended_until)
+                      ELSE h.next END
+    FROM held h
+    WHERE l.organization_id = h.org AND NOT h.idle
+    RETURNING l.organization_id, l.due_at
+)
+SELECT organization_id, due_at FROM deleted
+UNION ALL
+SELECT organization_id, due_at FROM released`

@@ -6,9 +6,11 @@ package relay
 const sqlPruneLock = `SELECT pg_try_advisory_xact_lock(hashtext('outbox.prune.' || COALESCE(NULLIF($1, ''), current_schema(), '')))`
 
 // sqlPruneLanes deletes lanes with no events, free, unpaused and not paused
-// by an operator, untouched
-// for $1 ms, $2 at a time: a lane exists only while its organization has
-// something to deliver, whatever NOTIFYs arrive.
+// by an operator, untouched for $1 ms, $2 at a time: a lane exists only
+// while its organization has something to deliver, whatever NOTIFYs
+// arrive. The release deletes most such lanes at once (sqlRelease); these
+// are the others, left idle by a pause that ended, a lease that expired,
+// or events deleted by hand.
 const sqlPruneLanes = `
 DELETE FROM {lanes} WHERE ctid = ANY (ARRAY(
     SELECT l.ctid FROM {lanes} l
