@@ -45,6 +45,10 @@ type round struct {
 	waiting map[string]time.Time
 	// empty organizations have no events at all.
 	empty []string
+	// again are organizations with events and no lane, which a release
+	// deleted in the instant after this claim read the lanes: they are
+	// claimed again.
+	again []string
 }
 
 // claim takes the leases of orgs' lanes and claims their due head events,
@@ -110,7 +114,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	rd.waiting = map[string]time.Time{}
 	seen := map[string]bool{}
 	var (
-		taken, hasEvents                bool
+		taken, hasEvents, hasLane       bool
 		leasedUntil, pausedUntil, dueAt *time.Time
 	)
 	rows, err = br.Query()
@@ -118,9 +122,11 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 		return round{}, fmt.Errorf("relay: claim: lane states: %w", err)
 	}
 	now := r.clock.Now()
-	_, err = pgx.ForEachRow(rows, []any{&org, &taken, &leasedUntil, &pausedUntil, &dueAt, &hasEvents}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&org, &taken, &leasedUntil, &pausedUntil, &dueAt, &hasEvents, &hasLane}, func() error {
 		seen[org] = true
 		switch {
+		case !hasLane && hasEvents:
+			rd.again = append(rd.again, org)
 		case taken:
 			ln := byOrg[org]
 			if ln == nil { // taken, but its head is not due

@@ -149,6 +149,9 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 	for org, until := range rd.waiting {
 		r.finish(org, turnReport{}, until, false)
 	}
+	for _, org := range rd.again {
+		r.finish(org, turnReport{more: true}, time.Time{}, true)
+	}
 	for _, org := range rd.empty {
 		// Settled: a signal that arrived during the claim may be for an
 		// event its snapshot did not see, so it goes back in the queue.

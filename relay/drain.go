@@ -81,6 +81,9 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 			held = r.clock.Now().Add(r.cfg.HeartbeatInterval)
 			break
 		}
+		if !rep.leased && rep.more {
+			continue // its lane was deleted in the instant the claim read it: claim again
+		}
 		if !rep.leased {
 			res.AuthFailed = rep.authFailed
 			res.Busy = !rep.authFailed && !rep.empty

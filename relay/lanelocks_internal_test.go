@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox/internal/pgtest"
@@ -253,4 +254,52 @@ func TestClaimReadsOnlyThePayloadsItReturns(t *testing.T) {
 	// stopped the walk (a block or two of slack for the chunks' layout).
 	require.LessOrEqual(t, after-before, 2*perEvent+2,
 		"the claim read %d TOAST blocks, %.0f payloads' worth, to return one of %d", after-before, float64(after-before)/float64(perEvent), r.cfg.BatchSize)
+}
+
+// A claim can find an organization with events and no lane: a release
+// deleted its lane, or its first event was committed, after the claim's
+// sqlCreateLanes read the table and before its lane states did. The claim
+// reports it to be claimed again, not as empty (which would drop its signal
+// until the sweep). Made deterministic here: the claim's sqlCreateLanes
+// waits for another transaction's insert of org-y's lane, and that
+// transaction also commits org-x's first event.
+func TestClaimAgainAnOrganizationWithEventsAndNoLane(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+		VALUES (gen_random_uuid(), 'org-y', 'x.y', '{}')`)
+	require.NoError(t, err)
+	r, err := New(db.Pool, Config{SvixToken: "t"})
+	require.NoError(t, err)
+
+	other, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = other.Rollback(ctx) }()
+	_, err = other.Exec(ctx, `INSERT INTO outbox_lanes (organization_id) VALUES ('org-y')`)
+	require.NoError(t, err)
+	_, err = other.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+		VALUES (gen_random_uuid(), 'org-x', 'x.y', '{}')`)
+	require.NoError(t, err)
+	var otherPID int
+	require.NoError(t, other.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&otherPID))
+
+	claimed := make(chan round, 1)
+	go func() {
+		rd, err := r.claim(ctx, []string{"org-x", "org-y"})
+		assert.NoError(t, err)
+		claimed <- rd
+	}()
+	require.Eventually(t, func() bool { // the claim's new lane waits for the other insert
+		var waiting bool
+		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))`, otherPID).Scan(&waiting)
+		return err == nil && waiting
+	}, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, other.Commit(ctx))
+	rd := <-claimed
+
+	require.Equal(t, []string{"org-x"}, rd.again, "events, no lane: claimed again")
+	require.Empty(t, rd.empty)
+	require.Len(t, rd.lanes, 1)
+	require.Equal(t, "org-y", rd.lanes[0].org, "the lane the other transaction inserted, free, is leased")
 }

@@ -179,7 +179,8 @@ func TestSharedSettlementIsFencedPerLane(t *testing.T) {
 // The release deletes a lane left with nothing, and keeps, released and
 // due when it next needs a turn, every lane that still has something: an
 // event left, a retry, a 429 pause, an operator's suspension, a head not
-// due yet.
+// due yet. A lane another relay took over is neither released nor
+// deleted by its old holder, even with nothing left.
 func TestReleaseDeletesOnlyIdleLanes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -202,11 +203,12 @@ func TestReleaseDeletesOnlyIdleLanes(t *testing.T) {
 	add("org-429", 1, 0)
 	add("org-suspended", 1, 0)
 	add("org-not-due", 1, time.Hour)
+	add("org-stolen", 1, 0)
 	r, err := New(db.Pool, Config{SvixToken: "t", RetryBaseDelay: time.Minute, RetryMaxDelay: time.Minute, RateLimitPause: time.Minute})
 	require.NoError(t, err)
-	rd, err := r.claim(ctx, []string{"org-done", "org-more", "org-retry", "org-429", "org-suspended", "org-not-due"})
+	rd, err := r.claim(ctx, []string{"org-done", "org-more", "org-retry", "org-429", "org-suspended", "org-not-due", "org-stolen"})
 	require.NoError(t, err)
-	require.Len(t, rd.lanes, 6)
+	require.Len(t, rd.lanes, 7)
 	for _, ln := range rd.lanes {
 		ln.results = make([]result, len(ln.events))
 		for i := range ln.results {
@@ -226,10 +228,16 @@ func TestReleaseDeletesOnlyIdleLanes(t *testing.T) {
 	_, err = db.Pool.Exec(ctx, `UPDATE outbox_lanes SET suspended_at = now(), suspended_until = now() + interval '2 hours',
 		suspend_reason = 'hold' WHERE organization_id = 'org-suspended'`)
 	require.NoError(t, err)
+	// Another relay takes one lane over and delivers its event.
+	_, err = db.Pool.Exec(ctx, `UPDATE outbox_lanes SET lease_token = gen_random_uuid() WHERE organization_id = 'org-stolen'`)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `DELETE FROM outbox_events WHERE organization_id = 'org-stolen'`)
+	require.NoError(t, err)
 
 	due, err := r.settle(rd.lanes)
 	require.NoError(t, err)
-	require.Len(t, due, 6, "every lane was released")
+	require.Len(t, due, 6, "every lane but the stolen one was released")
+	require.NotContains(t, due, "org-stolen")
 	require.True(t, due["org-done"].IsZero(), "nothing left")
 
 	type laneRow struct {
@@ -248,15 +256,22 @@ func TestReleaseDeletesOnlyIdleLanes(t *testing.T) {
 	require.NoError(t, err)
 	byOrg := map[string]laneRow{}
 	for _, l := range lanes {
+		if l.Org == "org-stolen" {
+			require.True(t, l.Leased, "the stolen lane is still its new holder's")
+			continue
+		}
 		require.False(t, l.Leased, "%s released", l.Org)
 		require.NotNil(t, l.DueIn, "%s kept with a due time", l.Org)
 		byOrg[l.Org] = l
 	}
 	require.NotContains(t, byOrg, "org-done", "a lane left with nothing is deleted")
 	require.Len(t, byOrg, 5)
+	require.Len(t, lanes, 6, "the stolen lane is kept")
 	require.InDelta(t, 0, *byOrg["org-more"].DueIn, 5, "an event left: due now")
-	require.Greater(t, *byOrg["org-retry"].DueIn, 1.0, "due at the retry, ahead")
-	require.LessOrEqual(t, *byOrg["org-retry"].DueIn, 61.0, "within RetryMaxDelay")
+	var atRetry bool
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT l.due_at = e.next_attempt_at FROM outbox_lanes l
+		JOIN outbox_events e ON e.organization_id = l.organization_id WHERE l.organization_id = 'org-retry'`).Scan(&atRetry))
+	require.True(t, atRetry, "due at the retry")
 	require.True(t, byOrg["org-429"].Paused, "paused after the 429")
 	require.InDelta(t, 60, *byOrg["org-429"].DueIn, 5, "due when the pause ends")
 	require.True(t, byOrg["org-suspended"].Suspended, "the operator's suspension is kept")

@@ -206,15 +206,21 @@ FROM walk WHERE due`
 
 // sqlLaneStates reports the lanes of the organizations a claim asked for,
 // read after it in the same transaction: taken (the claim's token), or
-// why not — held until, paused until, due at, and whether the lane has
-// events (a free lane with events that was not taken was locked by
+// why not — held until, paused until, due at, and whether the organization
+// has events (a free lane with events that was not taken was locked by
 // another relay's claim or settlement). An organization with no lane row
-// has no events. $1 organizations, $2 the claim's token.
+// is reported too, with whether it has events: none, and it has nothing to
+// deliver; some, and its lane was deleted by a release that committed
+// after sqlCreateLanes read the lanes (so it inserted none), with an event
+// that release did not see, and the claim must be made again. $1
+// organizations, $2 the claim's token.
 const sqlLaneStates = `
-SELECT l.organization_id, l.lease_token IS NOT DISTINCT FROM $2, l.leased_until,
+SELECT u.org, coalesce(l.lease_token = $2, false), l.leased_until,
        greatest(l.paused_until, ` + suspendedUntil + `), l.due_at,
-       EXISTS (SELECT 1 FROM {events} e WHERE e.organization_id = l.organization_id)
-FROM {lanes} l WHERE l.organization_id = ANY($1)`
+       EXISTS (SELECT 1 FROM {events} e WHERE e.organization_id = u.org),
+       l.organization_id IS NOT NULL
+FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS u
+LEFT JOIN {lanes} l ON l.organization_id = u.org`
 
 // sqlRelease gives many lanes' leases back (or pauses them, after a 429)
 // and records when each is next due: its head event's retry time, now when
@@ -230,12 +236,16 @@ FROM {lanes} l WHERE l.organization_id = ANY($1)`
 // costs no more than leasing an idle one.
 //
 // It runs after the turn's other settlement statements, in their
-// transaction, so it sees what they left. held reads each lane the
+// transaction, so it sees what they left. held reads each lane row the
 // settlement still holds as it is now, and locks it FOR SHARE (the
 // settlement's earlier statements have locked every lane with an outcome
-// so already, which costs nothing more): an operator's pause committed
-// meanwhile is seen, and kept, and no writer can change the lane between
-// that read and the delete or update that acts on it.
+// so already, which costs nothing more; a lane with none, a 429 or a turn
+// that sent nothing, is locked here): an operator's pause committed
+// meanwhile is seen, and kept, and no writer can change the lane row
+// between that read and the delete or update that acts on it. The events
+// are read as of the statement's start, as before: a dead letter requeued
+// in the instant before is not seen, and waits for the sweep, as it did
+// when the release set due_at to NULL.
 // $1 organizations, $2 tokens, $3 pauses in ms (0: none). Returns each
 // released lane and its due time (NULL: nothing left).
 const sqlRelease = `

@@ -9,8 +9,10 @@ const sqlPruneLock = `SELECT pg_try_advisory_xact_lock(hashtext('outbox.prune.' 
 // by an operator, untouched for $1 ms, $2 at a time: a lane exists only
 // while its organization has something to deliver, whatever NOTIFYs
 // arrive. The release deletes most such lanes at once (sqlRelease); these
-// are the others, left idle by a pause that ended, a lease that expired,
-// or events deleted by hand.
+// are the others: an operator's pause that ended or was resumed with
+// nothing pending (sqlLease forgets its due time), a pause set on an
+// organization with no events, events deleted by hand, and lanes released
+// by relays of earlier releases, which kept them.
 const sqlPruneLanes = `
 DELETE FROM {lanes} WHERE ctid = ANY (ARRAY(
     SELECT l.ctid FROM {lanes} l

@@ -91,7 +91,7 @@ func (r *Relay) turn(ctx context.Context, org string, stopAt time.Time) (turnRep
 		return turnReport{}, err
 	}
 	if len(rd.lanes) == 0 {
-		return turnReport{empty: len(rd.empty) > 0, waitUntil: rd.waiting[org]}, nil
+		return turnReport{empty: len(rd.empty) > 0, more: len(rd.again) > 0, waitUntil: rd.waiting[org]}, nil
 	}
 	ln := rd.lanes[0]
 	ctx, span := r.startTurn(ctx, ln)

@@ -129,7 +129,8 @@ func TestDotOrganizationsNeverReachAURL(t *testing.T) {
 
 // A NOTIFY is anyone's to send: a signal for an organization with no
 // events writes no lane, a lane left with nothing is deleted at its
-// release, and one left idle otherwise (a 429 pause that ended) is pruned.
+// release, and one left idle otherwise (an operator's pause that ended
+// with nothing pending) is pruned.
 func TestLanesExistOnlyForOrganizationsWithEvents(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -158,8 +159,8 @@ func TestLanesExistOnlyForOrganizationsWithEvents(t *testing.T) {
 	require.Empty(t, lanes(), "signals wrote no lanes, and the delivered organization's was deleted at its release")
 
 	// Idle for longer than an hour, and free: pruned with the history.
-	_, err = b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_lanes (organization_id, paused_until, updated_at)
-		VALUES ('org-paused-once', now() - interval '90 minutes', now() - interval '2 hours')`)
+	_, err = b.db.Pool.Exec(b.ctx, `INSERT INTO outbox_lanes (organization_id, suspended_at, suspended_until, suspend_reason, updated_at)
+		VALUES ('org-paused-once', now() - interval '3 hours', now() - interval '90 minutes', 'hold', now() - interval '2 hours')`)
 	require.NoError(t, err)
 	require.Equal(t, []string{"org-paused-once"}, lanes())
 	b.cfg.DeliveredRetention = 100 * time.Millisecond // prunes every PollInterval
