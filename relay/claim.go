@@ -45,8 +45,9 @@ type round struct {
 	waiting map[string]time.Time
 	// empty organizations have no events at all.
 	empty []string
-	// again are organizations with events and no lane, which a release
-	// deleted in the instant after this claim read the lanes: they are
+	// again are organizations with events and no lane: in the instant after
+	// this claim's sqlCreateLanes read the table, their lane was deleted (by
+	// a release or the pruner) or their first event committed. They are
 	// claimed again.
 	again []string
 }

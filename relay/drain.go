@@ -47,6 +47,10 @@ type DrainResult struct {
 	NextTurnAt time.Time
 }
 
+// maxClaimAgain bounds how many times in a row DrainOrganization claims
+// again an organization a claim found with events and no lane.
+const maxClaimAgain = 3
+
 // DrainOrganization works one organization's lane for up to budget: turn
 // after turn (claim, deliver, settle, release) while due events remain, then
 // reports what remains. It is the unit a workflow engine drives, one
@@ -70,6 +74,7 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 	}
 	stopAt := r.clock.Now().Add(budget)
 	var held time.Time // the lane is held until then
+	agains := 0
 	for r.clock.Now().Before(stopAt) && ctx.Err() == nil {
 		rep, err := r.turn(ctx, organizationID, stopAt)
 		if err != nil {
@@ -81,8 +86,12 @@ func (r *Relay) DrainOrganization(ctx context.Context, organizationID string, bu
 			held = r.clock.Now().Add(r.cfg.HeartbeatInterval)
 			break
 		}
-		if !rep.leased && rep.more {
-			continue // its lane was deleted in the instant the claim read it: claim again
+		if !rep.leased && rep.more && agains < maxClaimAgain {
+			// Events and no lane: deleted, or a first event committed, in
+			// the instant the claim read the lanes. Claim again, a few
+			// times at most: each needs a new race to happen again.
+			agains++
+			continue
 		}
 		if !rep.leased {
 			res.AuthFailed = rep.authFailed

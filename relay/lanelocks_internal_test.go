@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox/internal/pgtest"
@@ -262,44 +261,74 @@ func TestClaimReadsOnlyThePayloadsItReturns(t *testing.T) {
 // reports it to be claimed again, not as empty (which would drop its signal
 // until the sweep). Made deterministic here: the claim's sqlCreateLanes
 // waits for another transaction's insert of org-y's lane, and that
-// transaction also commits org-x's first event.
+// transaction also deletes org-x's lane, or commits org-x's first event.
 func TestClaimAgainAnOrganizationWithEventsAndNoLane(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	db := pgtest.New(t)
-	_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
-		VALUES (gen_random_uuid(), 'org-y', 'x.y', '{}')`)
-	require.NoError(t, err)
-	r, err := New(db.Pool, Config{SvixToken: "t"})
-	require.NoError(t, err)
+	for _, tc := range []struct {
+		name   string
+		before []string // committed before the claim
+		during string   // committed by the other transaction, with org-y's lane
+	}{
+		{
+			name: "its lane deleted",
+			before: []string{`INSERT INTO outbox_events (event_id, organization_id, event_type, payload) VALUES (gen_random_uuid(), 'org-x', 'x.y', '{}')`,
+				`INSERT INTO outbox_lanes (organization_id) VALUES ('org-x')`},
+			during: `DELETE FROM outbox_lanes WHERE organization_id = 'org-x'`,
+		},
+		{
+			name:   "its first event committed",
+			during: `INSERT INTO outbox_events (event_id, organization_id, event_type, payload) VALUES (gen_random_uuid(), 'org-x', 'x.y', '{}')`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := pgtest.New(t)
+			for _, q := range append(tc.before, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+				VALUES (gen_random_uuid(), 'org-y', 'x.y', '{}')`) {
+				_, err := db.Pool.Exec(ctx, q)
+				require.NoError(t, err)
+			}
+			r, err := New(db.Pool, Config{SvixToken: "t"})
+			require.NoError(t, err)
 
-	other, err := db.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer func() { _ = other.Rollback(ctx) }()
-	_, err = other.Exec(ctx, `INSERT INTO outbox_lanes (organization_id) VALUES ('org-y')`)
-	require.NoError(t, err)
-	_, err = other.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
-		VALUES (gen_random_uuid(), 'org-x', 'x.y', '{}')`)
-	require.NoError(t, err)
-	var otherPID int
-	require.NoError(t, other.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&otherPID))
+			other, err := db.Pool.Begin(ctx)
+			require.NoError(t, err)
+			defer func() { _ = other.Rollback(ctx) }()
+			_, err = other.Exec(ctx, `INSERT INTO outbox_lanes (organization_id) VALUES ('org-y')`)
+			require.NoError(t, err)
+			_, err = other.Exec(ctx, tc.during)
+			require.NoError(t, err)
+			var otherPID int
+			require.NoError(t, other.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&otherPID))
 
-	claimed := make(chan round, 1)
-	go func() {
-		rd, err := r.claim(ctx, []string{"org-x", "org-y"})
-		assert.NoError(t, err)
-		claimed <- rd
-	}()
-	require.Eventually(t, func() bool { // the claim's new lane waits for the other insert
-		var waiting bool
-		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))`, otherPID).Scan(&waiting)
-		return err == nil && waiting
-	}, 30*time.Second, 10*time.Millisecond)
-	require.NoError(t, other.Commit(ctx))
-	rd := <-claimed
+			type claimed struct {
+				rd  round
+				err error
+			}
+			done := make(chan claimed, 1)
+			go func() {
+				rd, err := r.claim(ctx, []string{"org-x", "org-y"})
+				done <- claimed{rd, err}
+			}()
+			require.Eventually(t, func() bool { // the claim's new lane waits for the other insert
+				var waiting bool
+				err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))`, otherPID).Scan(&waiting)
+				return err == nil && waiting
+			}, 30*time.Second, 10*time.Millisecond)
+			require.NoError(t, other.Commit(ctx))
+			var c claimed
+			select {
+			case c = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the claim did not return once the other transaction committed")
+			}
+			require.NoError(t, c.err)
 
-	require.Equal(t, []string{"org-x"}, rd.again, "events, no lane: claimed again")
-	require.Empty(t, rd.empty)
-	require.Len(t, rd.lanes, 1)
-	require.Equal(t, "org-y", rd.lanes[0].org, "the lane the other transaction inserted, free, is leased")
+			require.Equal(t, []string{"org-x"}, c.rd.again, "events, no lane: claimed again")
+			require.Empty(t, c.rd.empty)
+			require.Len(t, c.rd.lanes, 1)
+			require.Equal(t, "org-y", c.rd.lanes[0].org, "the lane the other transaction inserted, free, is leased")
+		})
+	}
 }

@@ -107,7 +107,8 @@ ON CONFLICT (organization_id) DO NOTHING`
 // organization has events, and no other transaction has it locked: a lane
 // another relay is claiming or settling right now is skipped (SKIP
 // LOCKED), never waited for, so claims never queue behind settlements or
-// other claims, and no lock cycle can form between replicas (an INSERT ...
+// other claims for an existing lane (two inserting one new lane do wait:
+// sqlCreateLanes), and no lock cycle can form between replicas (an INSERT ...
 // ON CONFLICT DO UPDATE would lock every lane it names, held ones too). A
 // new organization's lane was inserted already taken, by sqlCreateLanes
 // just before. Every lane taken in one claim shares its lease token.
@@ -210,9 +211,11 @@ FROM walk WHERE due`
 // has events (a free lane with events that was not taken was locked by
 // another relay's claim or settlement). An organization with no lane row
 // is reported too, with whether it has events: none, and it has nothing to
-// deliver; some, and its lane was deleted by a release that committed
-// after sqlCreateLanes read the lanes (so it inserted none), with an event
-// that release did not see, and the claim must be made again. $1
+// deliver; some, and its lane was deleted (by a release, or the pruner),
+// or its first event committed, after sqlCreateLanes read the table (so it
+// inserted none), and the claim must be made again. Each organization's
+// lane is probed by key (LATERAL + LIMIT: never a join the planner could
+// run over the whole table while its statistics say it is tiny). $1
 // organizations, $2 the claim's token.
 const sqlLaneStates = `
 SELECT u.org, coalesce(l.lease_token = $2, false), l.leased_until,
@@ -220,7 +223,7 @@ SELECT u.org, coalesce(l.lease_token = $2, false), l.leased_until,
        EXISTS (SELECT 1 FROM {events} e WHERE e.organization_id = u.org),
        l.organization_id IS NOT NULL
 FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS u
-LEFT JOIN {lanes} l ON l.organization_id = u.org`
+LEFT JOIN LATERAL (SELECT * FROM {lanes} l WHERE l.organization_id = u.org LIMIT 1) l ON true`
 
 // sqlRelease gives many lanes' leases back (or pauses them, after a 429)
 // and records when each is next due: its head event's retry time, now when
