@@ -113,7 +113,6 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 		return round{}, fmt.Errorf("relay: claim: %w", err)
 	}
 	rd.waiting = map[string]time.Time{}
-	seen := map[string]bool{}
 	var (
 		taken, hasEvents, hasLane       bool
 		leasedUntil, pausedUntil, dueAt *time.Time
@@ -124,7 +123,6 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	}
 	now := r.clock.Now()
 	_, err = pgx.ForEachRow(rows, []any{&org, &taken, &leasedUntil, &pausedUntil, &dueAt, &hasEvents, &hasLane}, func() error {
-		seen[org] = true
 		switch {
 		case !hasLane && hasEvents:
 			rd.again = append(rd.again, org)
@@ -146,7 +144,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 			// that relay is working it (its release records the lane's due
 			// time, which the sweep reads).
 			rd.waiting[org] = now.Add(r.cfg.PollInterval)
-		default: // free and not taken: nothing to deliver
+		default: // free and not taken, or no lane: nothing to deliver
 			rd.empty = append(rd.empty, org)
 		}
 		return nil
@@ -156,11 +154,6 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	}
 	if err := br.Close(); err != nil {
 		return round{}, fmt.Errorf("relay: claim: %w", err)
-	}
-	for _, o := range orgs {
-		if !seen[o] {
-			rd.empty = append(rd.empty, o)
-		}
 	}
 	for _, ln := range rd.lanes {
 		// The claim's rows come in no particular order.

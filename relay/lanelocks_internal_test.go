@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -35,6 +36,20 @@ func lockSetup(t *testing.T, orgs ...string) (a, b *Relay, db *pgtest.DB) {
 	b, err = New(impatient, Config{SvixToken: "t", ID: "relay-b"})
 	require.NoError(t, err)
 	return a, b, db
+}
+
+// requireBlocking waits until another session waits for a lock tx holds
+// (a condition PostgreSQL reports, not a timing).
+func requireBlocking(t *testing.T, db *pgtest.DB, tx pgx.Tx) {
+	t.Helper()
+	ctx := context.Background()
+	var pid int
+	require.NoError(t, tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid))
+	require.Eventually(t, func() bool {
+		var waiting bool
+		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))`, pid).Scan(&waiting)
+		return err == nil && waiting
+	}, 30*time.Second, 10*time.Millisecond, "nothing waited for the transaction's locks")
 }
 
 // The review's deadlock: relay a holds x and y, and its settlement has
@@ -299,8 +314,6 @@ func TestClaimAgainAnOrganizationWithEventsAndNoLane(t *testing.T) {
 			require.NoError(t, err)
 			_, err = other.Exec(ctx, tc.during)
 			require.NoError(t, err)
-			var otherPID int
-			require.NoError(t, other.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&otherPID))
 
 			type claimed struct {
 				rd  round
@@ -311,11 +324,7 @@ func TestClaimAgainAnOrganizationWithEventsAndNoLane(t *testing.T) {
 				rd, err := r.claim(ctx, []string{"org-x", "org-y"})
 				done <- claimed{rd, err}
 			}()
-			require.Eventually(t, func() bool { // the claim's new lane waits for the other insert
-				var waiting bool
-				err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))`, otherPID).Scan(&waiting)
-				return err == nil && waiting
-			}, 30*time.Second, 10*time.Millisecond)
+			requireBlocking(t, db, other) // the claim's new lane waits for the other insert
 			require.NoError(t, other.Commit(ctx))
 			var c claimed
 			select {

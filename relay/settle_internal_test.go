@@ -308,16 +308,9 @@ func TestReleaseKeepsAPauseCommittedMeanwhile(t *testing.T) {
 	defer func() { _ = operator.Rollback(ctx) }()
 	_, err = operator.Exec(ctx, `UPDATE outbox_lanes SET suspended_at = now(), suspend_reason = 'hold' WHERE organization_id = 'org-race'`)
 	require.NoError(t, err)
-	var operatorPID int
-	require.NoError(t, operator.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&operatorPID))
 	settled := make(chan error, 1)
 	go func() { _, err := r.settle([]*lane{ln}); settled <- err }()
-	require.Eventually(t, func() bool { // the settlement waits for the operator's row lock
-		var waiting bool
-		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE $1 = ANY(pg_blocking_pids(pid)))`, operatorPID).Scan(&waiting)
-		return err == nil && waiting
-	}, 30*time.Second, 10*time.Millisecond)
+	requireBlocking(t, db, operator) // the settlement waits for the operator's row lock
 	require.NoError(t, operator.Commit(ctx))
 	require.NoError(t, <-settled)
 
