@@ -33,6 +33,9 @@ type lane struct {
 	rep     turnReport
 	// turn is the lane turn's span, which the settlement links to.
 	turn trace.SpanContext
+	// page, when set, holds the organization instead of a lane row (its
+	// token is NULL): the lane is settled with its page (page.go).
+	page *page
 }
 
 // round is what one claim (one round trip) got for the organizations it asked for.
@@ -43,6 +46,9 @@ type round struct {
 	// waiting are lanes not taken (another holder, a pause), with the time
 	// before which a signal for them need cost no database work.
 	waiting map[string]time.Time
+	// held are the organizations among waiting whose page lock another
+	// transaction holds (a page, or another relay's claim).
+	held []string
 	// empty organizations have no events at all.
 	empty []string
 	// again are organizations with events and no lane: in the instant after
@@ -114,7 +120,7 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 	}
 	rd.waiting = map[string]time.Time{}
 	var (
-		taken, hasEvents, hasLane       bool
+		taken, hasEvents, hasLane, held bool
 		leasedUntil, pausedUntil, dueAt *time.Time
 	)
 	rows, err = br.Query()
@@ -122,8 +128,16 @@ func (r *Relay) claim(ctx context.Context, orgs []string) (rd round, err error) 
 		return round{}, fmt.Errorf("relay: claim: lane states: %w", err)
 	}
 	now := r.clock.Now()
-	_, err = pgx.ForEachRow(rows, []any{&org, &taken, &leasedUntil, &pausedUntil, &dueAt, &hasEvents, &hasLane}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&org, &taken, &leasedUntil, &pausedUntil, &dueAt, &hasEvents, &hasLane, &held}, func() error {
 		switch {
+		case held:
+			// Another transaction holds its page lock: a page sending its
+			// event (whose settlement makes its lane due if anything is
+			// left), or another relay's claim. Signals meanwhile cost
+			// nothing; the sweep after that queues it again, in case the
+			// page dies (a rolled-back page makes no lane due).
+			rd.waiting[org] = now.Add(r.cfg.PollInterval)
+			rd.held = append(rd.held, org)
 		case !hasLane && hasEvents:
 			rd.again = append(rd.again, org)
 		case taken:

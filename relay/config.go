@@ -172,6 +172,20 @@ type Config struct {
 	// partition at a time).
 	// Defaults to 24 hours. Negative keeps no history.
 	DeliveredRetention time.Duration
+	// Pages lets Run take organizations that have a single pending event,
+	// never attempted, and no lane leased, paused or suspended, in pages:
+	// one transaction holds a page's organizations (a transaction-level
+	// advisory lock each) while their events are sent, and records the
+	// outcomes, with no lane row written for them. It pays off over a
+	// backlog of many organizations with one event each (after a restart
+	// or an outage). Pages are tried for claim rounds of 16 organizations
+	// or more, up to 4 at once (half the pool), each holding a pool
+	// connection until it is settled; none with a pool of fewer than 4.
+	// Order, exactly-once and failover are as for lanes
+	// (docs/page-path.md). Turn it on only once every relay on the
+	// database runs a release that has it: earlier relays do not take the
+	// page locks. Defaults to false.
+	Pages bool
 	// ShutdownTimeout bounds how long Run waits, once its context ends, for
 	// in-flight calls to finish and be settled. Defaults to 10 seconds.
 	ShutdownTimeout time.Duration

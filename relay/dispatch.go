@@ -48,7 +48,7 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, turns *runners) {
 		case <-ctx.Done():
 			return
 		}
-		orgs := r.takeQueued(claimRoundMax)
+		orgs, paged := r.takeQueued(claimRoundMax)
 		if len(orgs) == 0 {
 			<-claims
 			select {
@@ -64,7 +64,7 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, turns *runners) {
 		go func() {
 			defer claiming.Done()
 			defer func() { <-claims; r.poke() }()
-			if !r.claimAndStart(ctx, callCtx, orgs, turns, before, done) {
+			if !r.claimAndStart(ctx, callCtx, orgs, paged, turns, before, done) {
 				// The database did not answer: the lanes go back to the
 				// sweep, and the next claim waits a moment.
 				select {
@@ -81,9 +81,23 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, turns *runners) {
 // in a turn it waits for claimRoundMin free slots (a quarter of Concurrency
 // if smaller, or the whole queue if shorter). It pops none while delivery is paused for a bad token or this
 // relay is fenced.
-func (r *Relay) takeQueued(n int) []string {
+//
+// With pages on (Config.Pages), a queue of pageMinOrgs or more, and a page
+// slot free, it takes that slot for the round (paged) and pops up to
+// pageRoundMax organizations, bounded only by lanesPerCall × Concurrency
+// lanes held at once: a page's organizations have one event each.
+func (r *Relay) takeQueued(n int) (orgs []string, paged bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.pageSlots != nil && len(r.queue) >= pageMinOrgs && len(r.working) <= lanesPerCall*r.cfg.Concurrency-pageMinOrgs &&
+		!r.authPaused() && r.alive() {
+		select {
+		case r.pageSlots <- struct{}{}:
+			n = min(pageRoundMax, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue))
+			return r.popWorking(n), true
+		default:
+		}
+	}
 	// Lanes still to send (being claimed, waiting for a turn slot, or
 	// sending) are at most Concurrency plus claimAhead: a relay must not
 	// hold many lanes it cannot work while other replicas could. Lanes done
@@ -92,11 +106,17 @@ func (r *Relay) takeQueued(n int) []string {
 	sending := len(r.working) - int(r.settling.Load())
 	n = min(n, r.cfg.Concurrency+claimAhead(r.cfg.Concurrency)-sending, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue))
 	if n <= 0 || r.authPaused() || !r.alive() {
-		return nil
+		return nil, false
 	}
 	if len(r.working) > 0 && n < min(claimRoundMin, max(r.cfg.Concurrency/4, 1), len(r.queue)) {
-		return nil // a lane's end pokes the dispatcher
+		return nil, false // a lane's end pokes the dispatcher
 	}
+	return r.popWorking(n), false
+}
+
+// popWorking pops the first n queued organizations and marks them working.
+// r.mu must be held.
+func (r *Relay) popWorking(n int) []string {
 	orgs := r.popQueued(n)
 	for _, org := range orgs {
 		r.working[org] = &laneWork{}
@@ -121,7 +141,7 @@ func (r *Relay) popQueued(n int) []string {
 // taken on turns. Once the round before it is seated (before closes) it
 // hands its lanes their turn slots, in the order of orgs, and then closes
 // seated. It reports whether the claim reached the database.
-func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns *runners, before <-chan struct{}, seated chan<- struct{}) bool {
+func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, paged bool, turns *runners, before <-chan struct{}, seated chan<- struct{}) bool {
 	defer func() {
 		// Even a round with no lane waits its turn: a round after it must
 		// not be seated before the rounds before it.
@@ -135,19 +155,16 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 	// while the client gave up would hold the lanes until their leases
 	// expired.
 	claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LeaseDuration/2)
-	rd, err := r.claim(claimCtx, orgs)
+	rd, reached := r.claimRound(claimCtx, ctx, orgs, paged)
 	cancel()
-	if err != nil {
-		if ctx.Err() == nil {
-			r.log.WarnContext(ctx, "relay: claim failed", "organizations", len(orgs), "error", err)
-		}
-		for _, org := range orgs {
-			r.finish(org, turnReport{}, time.Time{}, false)
-		}
+	if !reached {
 		return false
 	}
 	for org, until := range rd.waiting {
 		r.finish(org, turnReport{}, until, false)
+	}
+	for _, org := range rd.held {
+		r.recheckAfter(org, rd.waiting[org])
 	}
 	for _, org := range rd.again {
 		r.finish(org, turnReport{more: true}, time.Time{}, true)
@@ -182,6 +199,39 @@ func (r *Relay) claimAndStart(ctx, callCtx context.Context, orgs []string, turns
 	return true
 }
 
+// claimRound claims orgs: a page first, in a round that holds a page slot
+// (paged: claimPage), then the lanes of those the page did not take. An
+// organization whose claim failed is finished at once (it goes back to the
+// sweep). It reports whether the database answered, the page or the lane
+// claim.
+func (r *Relay) claimRound(claimCtx, ctx context.Context, orgs []string, paged bool) (round, bool) {
+	pg, rest := (*page)(nil), orgs
+	if paged {
+		pg, rest = r.claimPage(claimCtx, orgs)
+	}
+	var rd round
+	if len(rest) > 0 {
+		var err error
+		rd, err = r.claim(claimCtx, rest)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.WarnContext(ctx, "relay: claim failed", "organizations", len(rest), "error", err)
+			}
+			for _, org := range rest {
+				r.finish(org, turnReport{}, time.Time{}, false)
+			}
+			if pg == nil {
+				return round{}, false
+			}
+			rd = round{}
+		}
+	}
+	if pg != nil {
+		rd.lanes = append(rd.lanes, pg.lanes...)
+	}
+	return rd, true
+}
+
 // runLane sends a claimed lane's events (when it holds a turn slot: slot;
 // a lane with nothing due needs none), has the settler settle them with
 // other lanes', gives the slot back once its calls are done, and puts the
@@ -204,15 +254,27 @@ func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane, slot bool) {
 			r.testSignals.SlotGivenUp.Signal(ln.org)
 		}
 	}
-	req := &settleRequest{ln: ln, done: make(chan settled, 1)}
 	r.settling.Add(1)
 	r.poke() // room for a claim while this lane is settled
-	r.settles <- req
-	res := <-req.done
+	var res settled
+	if ln.page != nil {
+		res = r.finishPage(ln)
+	} else {
+		req := &settleRequest{ln: ln, done: make(chan settled, 1)}
+		r.settles <- req
+		res = <-req.done
+	}
 	r.settling.Add(-1)
 	endTurn(span, ln, res.err)
 	if res.err != nil && ctx.Err() == nil {
 		r.log.WarnContext(callCtx, "relay: lane turn failed", "organization_id", ln.org, "error", res.err)
+	}
+	if res.err != nil && ln.page != nil {
+		// The page was rolled back: nothing of it was written, and its
+		// organizations are free now, not after a lease.
+		ln.rep.more = true
+		r.finish(ln.org, ln.rep, time.Time{}, true)
+		return
 	}
 	r.finish(ln.org, ln.rep, res.due, res.err == nil)
 }

@@ -18,5 +18,6 @@ func InitTestSignals(r *Relay) *TestSignals {
 	r.testSignals.Pruned.Init()
 	r.testSignals.Beat.Init()
 	r.testSignals.SlotGivenUp.Init()
+	r.testSignals.Rechecking.Init()
 	return &r.testSignals
 }

@@ -48,6 +48,11 @@ type Relay struct {
 	settling atomic.Int64
 	wake     chan struct{}
 	settles  chan *settleRequest // lanes done sending, to the settler
+	// pageSlots bounds the pages open at once (nil: Config.Pages is off,
+	// or the pool is too small for pages).
+	pageSlots chan struct{}
+	// pageTimeout is the statement that sets a page's idle timeout.
+	pageTimeout string
 
 	mu      sync.Mutex
 	queue   []string             // organizations waiting for a turn, FIFO
@@ -58,7 +63,13 @@ type Relay struct {
 	// no database work. The sweep, which reads due times from the
 	// database, is not held back by it.
 	waiting map[string]time.Time
-	running atomic.Bool
+	// rechecks are organizations a claim found held by another
+	// transaction's page lock: the first sweep after their time queues
+	// them again. A page that dies writes nothing the sweep could find
+	// (no lane row), so without this a signal a claim dropped while the
+	// page lasted would wait for the full pass.
+	rechecks map[string]time.Time
+	running  atomic.Bool
 
 	authPausedUntil atomic.Int64 // unix nanoseconds
 	instance        pgtype.UUID  // this Relay's heartbeat row in outbox_relays
@@ -90,6 +101,9 @@ type testSignals struct {
 	// SlotGivenUp: a lane claimed ahead gave up waiting for a turn slot
 	// (its organization).
 	SlotGivenUp testsignal.Signal[string]
+	// Rechecking: a claim found an organization held by another
+	// transaction's page lock; a sweep will queue it again (its name).
+	Rechecking testsignal.Signal[string]
 }
 
 var _ outbox.Signaler = (*Relay)(nil)
@@ -139,9 +153,13 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		queued:     map[string]struct{}{},
 		working:    map[string]*laneWork{},
 		waiting:    map[string]time.Time{},
+		rechecks:   map[string]time.Time{},
 		instance:   newInstance(),
 		tel:        tel,
 		clock:      cfg.clock,
+	}
+	if n := pagesInFlight(maxConns); cfg.Pages && n > 0 {
+		r.pageSlots, r.pageTimeout = make(chan struct{}, n), sqlPageTimeout(cfg.LeaseDuration)
 	}
 	r.svixHealth = newSvixHealthRecorder(cfg.clock)
 	r.beats = newHeartbeater(pool.Config().ConnConfig, r.q, cfg, r.instance, r.enqueueDue, r.svixHealth.report, &r.testSignals.Beat)
@@ -205,16 +223,36 @@ func (r *Relay) queueLanes(orgs []string, due bool) {
 }
 
 // forgetPastWaits drops the waits whose time has come, so that r.waiting
-// holds the lanes waiting now, not every organization ever seen.
+// holds the lanes waiting now, not every organization ever seen, and
+// queues the rechecks whose time has come.
 func (r *Relay) forgetPastWaits() {
 	now := r.clock.Now()
+	var recheck []string
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for org, until := range r.waiting {
 		if !until.After(now) {
 			delete(r.waiting, org)
 		}
 	}
+	for org, at := range r.rechecks {
+		if !at.After(now) {
+			delete(r.rechecks, org)
+			recheck = append(recheck, org)
+		}
+	}
+	r.mu.Unlock()
+	if len(recheck) > 0 {
+		r.enqueueDue(recheck...)
+	}
+}
+
+// recheckAfter has the first sweep after at queue org again (see
+// Relay.rechecks).
+func (r *Relay) recheckAfter(org string, at time.Time) {
+	r.mu.Lock()
+	r.rechecks[org] = at
+	r.mu.Unlock()
+	r.testSignals.Rechecking.Signal(org)
 }
 
 // wait notes that org's lane needs no turn before until.
@@ -244,7 +282,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 	r.log.InfoContext(ctx, "relay: starting", "id", r.cfg.ID, "concurrency", r.cfg.Concurrency, "pool_max_conns", r.pool.Config().MaxConns,
-		"per_org_in_flight", r.cfg.PerOrgInFlight, "poll_interval", r.cfg.PollInterval, "poll_only", r.cfg.PollOnly)
+		"per_org_in_flight", r.cfg.PerOrgInFlight, "poll_interval", r.cfg.PollInterval, "poll_only", r.cfg.PollOnly,
+		"pages", cap(r.pageSlots))
 
 	// Svix calls and settlements outlive ctx by up to ShutdownTimeout.
 	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))

@@ -45,16 +45,22 @@ func (r *Relay) settle(lanes []*lane) (due map[string]time.Time, err error) {
 		// A fresh batch each try: pgx caches statement descriptions on the
 		// batch, which a new connection (after a reconnect) does not have.
 		var err error
-		due, err = r.sendSettlement(ctx, plan.batch(r))
+		due, err = r.sendSettlement(ctx, r.pool, plan.batch(r, &r.q.settleLanes), 0)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("relay: settle %d lane(s) (their leases will expire and the events be sent again, deduplicated by eventId): %w", len(lanes), err)
 	}
+	r.countSettled(ctx, lanes, due)
+	return due, nil
+}
+
+// countSettled counts the settled lanes' outcomes in the stats and the
+// metrics: only what was recorded, the lanes due names. A lane whose lease
+// another relay took wrote nothing (every statement is token-fenced), and
+// its events will be counted by the relay that settles them.
+func (r *Relay) countSettled(ctx context.Context, lanes []*lane, due map[string]time.Time) {
 	for _, ln := range lanes {
-		// Count only what was recorded: a lane whose lease another relay
-		// took wrote nothing (every statement is token-fenced), and its
-		// events will be counted by the relay that settles them.
 		if _, held := due[ln.org]; !held {
 			continue
 		}
@@ -66,15 +72,20 @@ func (r *Relay) settle(lanes []*lane) (due map[string]time.Time, err error) {
 		}
 		r.tel.recordSettled(ctx, ln, r.cfg.MaxAttempts)
 	}
-	return due, nil
 }
 
-// sendSettlement sends the settling statements and reads what the release
-// returned.
-func (r *Relay) sendSettlement(ctx context.Context, b *pgx.Batch) (map[string]time.Time, error) {
-	br := r.pool.SendBatch(ctx, b)
+// batchSender sends a batch: the pool, or a page's connection.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// sendSettlement sends the settling statements, on db, and reads what the
+// release returned; the release is followed by trailing statements (a
+// page's COMMIT).
+func (r *Relay) sendSettlement(ctx context.Context, db batchSender, b *pgx.Batch, trailing int) (map[string]time.Time, error) {
+	br := db.SendBatch(ctx, b)
 	defer func() { _ = br.Close() }()
-	for range b.Len() - 1 {
+	for range b.Len() - 1 - trailing {
 		if _, err := br.Exec(); err != nil {
 			return nil, err
 		}
@@ -97,6 +108,11 @@ func (r *Relay) sendSettlement(ctx context.Context, b *pgx.Batch) (map[string]ti
 	})
 	if err != nil {
 		return nil, err
+	}
+	for range trailing {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
 	}
 	return due, br.Close()
 }
@@ -146,25 +162,26 @@ func (b *batchPlan) add(ln *lane, p *settlementPlan) {
 	b.pauses = append(b.pauses, p.pause.Milliseconds())
 }
 
-// batch builds the settling statements; the release comes last, so it sees
-// what the others left of each lane.
-func (b *batchPlan) batch(r *Relay) *pgx.Batch {
+// batch builds the settling statements, with q's checks (a lane's or a
+// page's); the release comes last, so it sees what the others left of each
+// lane.
+func (b *batchPlan) batch(r *Relay, q *settleQueries) *pgx.Batch {
 	pb := &pgx.Batch{}
 	pb.Queue(sqlWriteSettings)
 	if len(b.done.ids) > 0 {
 		if r.cfg.DeliveredRetention < 0 {
-			pb.Queue(r.q.deliverNoHistory, b.done.ids, b.done.orgs, b.done.tokens)
+			pb.Queue(q.deliverNoHistory, b.done.ids, b.done.orgs, b.done.tokens)
 		} else {
-			pb.Queue(r.q.deliver, b.done.ids, b.done.orgs, b.done.tokens, b.doneMsgs)
+			pb.Queue(q.deliver, b.done.ids, b.done.orgs, b.done.tokens, b.doneMsgs)
 		}
 	}
 	if len(b.retry.ids) > 0 {
-		pb.Queue(r.q.retry, b.retry.ids, b.retry.orgs, b.retry.tokens, b.retryDelays, b.retryErrs)
+		pb.Queue(q.retry, b.retry.ids, b.retry.orgs, b.retry.tokens, b.retryDelays, b.retryErrs)
 	}
 	if len(b.dead.ids) > 0 {
-		pb.Queue(r.q.deadLetter, b.dead.ids, b.dead.orgs, b.dead.tokens, b.deadErrs, b.deadStatuses, b.deadBodies)
+		pb.Queue(q.deadLetter, b.dead.ids, b.dead.orgs, b.dead.tokens, b.deadErrs, b.deadStatuses, b.deadBodies)
 	}
-	pb.Queue(r.q.release, b.release.orgs, b.release.tokens, b.pauses)
+	pb.Queue(q.release, b.release.orgs, b.release.tokens, b.pauses)
 	return pb
 }
 

@@ -1,12 +1,17 @@
 package relay
 
-import "github.com/outboxrelay/outbox/internal/sqlname"
+import (
+	"strings"
+
+	"github.com/outboxrelay/outbox/internal/sqlname"
+)
 
 // queries holds the relay's SQL (the sql_*.go files) with table names
 // qualified by the schema.
 type queries struct {
-	createLanes, lease, heads, laneStates, release   string
-	deliver, deliverNoHistory, retry, deadLetter     string
+	createLanes, lease, heads, laneStates            string
+	settleLanes, settlePages                         settleQueries
+	pageLock, pageRead                               string
 	dueLanes, newEvents, maxEventID, undiscovered    string
 	remaining                                        string
 	backlog                                          string
@@ -24,16 +29,16 @@ type queries struct {
 
 func newQueries(schema string) queries {
 	s := sqlname.Schema(schema)
+	expand := func(sql string) string { return withPageLocks(s, s.Expand(sql)) }
 	return queries{
-		createLanes:           s.Expand(sqlCreateLanes),
-		lease:                 s.Expand(sqlLease),
+		createLanes:           expand(sqlCreateLanes),
+		lease:                 expand(sqlLease),
 		heads:                 s.Expand(sqlHeads),
-		laneStates:            s.Expand(sqlLaneStates),
-		release:               s.Expand(sqlRelease),
-		deliver:               s.Expand(sqlDeliver),
-		deliverNoHistory:      s.Expand(sqlDeliverNoHistory),
-		retry:                 s.Expand(sqlRetry),
-		deadLetter:            s.Expand(sqlDeadLetter),
+		laneStates:            expand(sqlLaneStates),
+		settleLanes:           newSettleQueries(s, holds, sqlRelease),
+		settlePages:           newSettleQueries(s, pageHolds, sqlPageRelease),
+		pageLock:              expand(sqlPageLock),
+		pageRead:              s.Expand(sqlPageRead),
 		dueLanes:              s.Expand(sqlDueLanes),
 		newEvents:             s.Expand(sqlNewEvents),
 		maxEventID:            s.Expand(sqlMaxEventID),
@@ -62,6 +67,24 @@ func newQueries(schema string) queries {
 		relays:                s.Expand(sqlRelays),
 		events:                newEventQueries(s),
 		schema:                s,
+	}
+}
+
+// settleQueries are the statements of a settlement (sql_settle.go), with
+// the check that each row is still held: a lane's lease token, or a page's
+// transaction.
+type settleQueries struct {
+	deliver, deliverNoHistory, retry, deadLetter, release string
+}
+
+func newSettleQueries(s sqlname.Schema, fence, release string) settleQueries {
+	expand := func(sql string) string { return s.Expand(strings.ReplaceAll(sql, "{fence}", fence)) }
+	return settleQueries{
+		deliver:          expand(sqlDeliver),
+		deliverNoHistory: expand(sqlDeliverNoHistory),
+		retry:            expand(sqlRetry),
+		deadLetter:       expand(sqlDeadLetter),
+		release:          expand(release),
 	}
 }
 

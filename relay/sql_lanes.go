@@ -76,7 +76,9 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
 
 // sqlCreateLanes adds the lanes a claim asks for that do not exist yet, for
 // the organizations that have events (a NOTIFY for any name writes
-// nothing), already taken by the claim: with its lease token, so that
+// nothing) and whose page lock it takes (sql_pages.go: last, after the
+// other checks, MATERIALIZED; an organization a page holds is skipped),
+// already taken by the claim: with its lease token, so that
 // sqlHeads, later in the same transaction, walks them with the lanes
 // sqlLease leases (one new row version per new lane, not an insert and
 // then a lease). It runs as a statement of its own, before the claim takes
@@ -89,22 +91,28 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
 // such a writer may be waiting for.
 // $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
 // instance (as sqlLease).
-const sqlCreateLanes = `
+var sqlCreateLanes = `
+WITH missing AS MATERIALIZED (
+    SELECT w.org
+    FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS w
+    CROSS JOIN LATERAL (
+        -- LATERAL + LIMIT, not EXISTS: a probe of the organization's index
+        -- whatever the planner thinks of the table (an EXISTS it once ran
+        -- as a filter over a million rows of another organization).
+        SELECT 1 FROM {events} e WHERE e.organization_id = w.org LIMIT 1) pending
+    WHERE NOT EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = w.org)
+)
 INSERT INTO {lanes} (organization_id, lease_token, leased_until, leased_by, holder, due_at, updated_at)
-SELECT w.org, $2, now() + $3 * interval '1 millisecond', $4, $5, now(), now()
-FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS w
-CROSS JOIN LATERAL (
-    -- LATERAL + LIMIT, not EXISTS: a probe of the organization's index
-    -- whatever the planner thinks of the table (an EXISTS it once ran
-    -- as a filter over a million rows of another organization).
-    SELECT 1 FROM {events} e WHERE e.organization_id = w.org LIMIT 1) pending
-WHERE NOT EXISTS (SELECT 1 FROM {lanes} l WHERE l.organization_id = w.org)
-ORDER BY w.org
+SELECT m.org, $2, now() + $3 * interval '1 millisecond', $4, $5, now(), now()
+FROM missing m
+WHERE ` + pageLockOf("m.org") + `
+ORDER BY m.org
 ON CONFLICT (organization_id) DO NOTHING`
 
 // sqlLease takes the leases of many organizations' lanes at once, in one
 // statement. A lane is taken when it is free (laneFree), not paused, its
-// organization has events, and no other transaction has it locked: a lane
+// organization has events, no page holds it (its page lock, sql_pages.go,
+// taken last) and no other transaction has it locked: a lane
 // another relay is claiming or settling right now is skipped (SKIP
 // LOCKED), never waited for, so claims never queue behind settlements or
 // other claims for an existing lane (two inserting one new lane do wait:
@@ -119,15 +127,20 @@ ON CONFLICT (organization_id) DO NOTHING`
 // $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
 // instance (NULL for a relay that does not heartbeat: its lanes wait for
 // their lease).
-const sqlLease = `
+var sqlLease = `
 WITH free AS (
     SELECT l.organization_id AS org, pending.has AS has_events
     FROM {lanes} l
     LEFT JOIN LATERAL (
         SELECT true AS has FROM {events} e WHERE e.organization_id = l.organization_id LIMIT 1) pending ON true
-    WHERE l.organization_id = ANY($1::text[]) AND ` + laneFree + `
-      AND (l.paused_until IS NULL OR l.paused_until <= now()) AND NOT ` + laneSuspended + `
-      AND (pending.has OR l.due_at IS NOT NULL)
+    WHERE l.organization_id = ANY($1::text[])
+      -- A CASE, so that the page lock is taken last, and only of a lane
+      -- about to be leased; a row lock's recheck evaluates it all again.
+      AND CASE WHEN ` + laneFree + `
+                    AND (l.paused_until IS NULL OR l.paused_until <= now()) AND NOT ` + laneSuspended + `
+                    AND (coalesce(pending.has, false) OR l.due_at IS NOT NULL)
+               THEN CASE WHEN pending.has THEN ` + pageLockOf("l.organization_id") + ` ELSE true END
+               ELSE false END
     FOR NO KEY UPDATE OF l SKIP LOCKED
 ), forgotten AS (
     UPDATE {lanes} l SET due_at = NULL, updated_at = now()
@@ -215,15 +228,23 @@ FROM walk WHERE due`
 // or its first event committed, after sqlCreateLanes read the table (so it
 // inserted none), and the claim must be made again. Each organization's
 // lane is probed by key (LATERAL + LIMIT: never a join the planner could
-// run over the whole table while its statistics say it is tiny). $1
-// organizations, $2 the claim's token.
-const sqlLaneStates = `
-SELECT u.org, coalesce(l.lease_token = $2, false), l.leased_until,
-       greatest(l.paused_until, ` + suspendedUntil + `), l.due_at,
-       EXISTS (SELECT 1 FROM {events} e WHERE e.organization_id = u.org),
-       l.organization_id IS NOT NULL
-FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS u
-LEFT JOIN LATERAL (SELECT * FROM {lanes} l WHERE l.organization_id = u.org LIMIT 1) l ON true`
+// run over the whole table while its statistics say it is tiny). Last, for
+// an organization with events whose lane was not taken, whether another
+// transaction holds its page lock (a page, or another relay's claim): it
+// is then waiting, not "events and no lane" (a claim again at once would
+// spin for as long as the page lasts). $1 organizations, $2 the claim's
+// token.
+var sqlLaneStates = `
+SELECT s.*, CASE WHEN s.has_events AND NOT s.taken THEN NOT ` + pageLockOf("s.org") + ` ELSE false END
+FROM (
+    SELECT u.org, coalesce(l.lease_token = $2, false) AS taken, l.leased_until,
+           greatest(l.paused_until, ` + suspendedUntil + `), l.due_at,
+           EXISTS (SELECT 1 FROM {events} e WHERE e.organization_id = u.org) AS has_events,
+           l.organization_id IS NOT NULL
+    FROM (SELECT DISTINCT org FROM unnest($1::text[]) AS u(org)) AS u
+    LEFT JOIN LATERAL (SELECT * FROM {lanes} l WHERE l.organization_id = u.org LIMIT 1) l ON true
+    OFFSET 0
+) s`
 
 // sqlRelease gives many lanes' leases back (or pauses them, after a 429)
 // and records when each is next due: its head event's retry time, now when

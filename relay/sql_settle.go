@@ -3,7 +3,8 @@ package relay
 // The settlement statements of many lanes' turns, sent together. Each row
 // names its lane and lease token, and is settled only while that token
 // still holds the lane: a holder whose lease was taken over settles
-// nothing.
+// nothing. {fence} is that check (holds) for lanes, and pageHolds for a
+// page, whose own transaction holds its organizations (sql_pages.go).
 //
 // FOR SHARE makes the check wait for, and then see, a takeover committing
 // meanwhile: without it the subquery is evaluated once on the statement's
@@ -19,7 +20,7 @@ const sqlDeliver = `
 WITH done AS (
     DELETE FROM {events} e
     USING unnest($1::bigint[], $2::text[], $3::uuid[], $4::text[]) AS u(id, org, token, msg)
-    WHERE e.id = u.id AND ` + holds + `
+    WHERE e.id = u.id AND {fence}
     RETURNING e.id, e.event_id, e.organization_id, e.event_type, e.attempts + 1 AS attempts, e.created_at, u.msg
 )
 INSERT INTO {deliveries} (id, event_id, organization_id, event_type, outcome, svix_message_id, attempts, created_at)
@@ -32,7 +33,7 @@ FROM done`
 const sqlDeliverNoHistory = `
 DELETE FROM {events} e
 USING unnest($1::bigint[], $2::text[], $3::uuid[]) AS u(id, org, token)
-WHERE e.id = u.id AND ` + holds
+WHERE e.id = u.id AND {fence}`
 
 // sqlRetry records a failed attempt and schedules the next. $1 ids,
 // $2 orgs, $3 tokens, $4 delays in ms, $5 errors.
@@ -41,7 +42,7 @@ UPDATE {events} e
 SET attempts = e.attempts + 1, last_attempt_at = now(),
     next_attempt_at = now() + u.delay * interval '1 millisecond', last_error = u.err
 FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::bigint[], $5::text[]) AS u(id, org, token, delay, err)
-WHERE e.id = u.id AND ` + holds
+WHERE e.id = u.id AND {fence}`
 
 // sqlDeadLetter moves events Svix rejected for good, or out of attempts, to
 // the dead letters, counting the attempt that ended them. $1 ids, $2 orgs, $3 tokens, $4 errors, $5 statuses
@@ -51,7 +52,7 @@ WITH dead AS (
     DELETE FROM {events} e
     USING unnest($1::bigint[], $2::text[], $3::uuid[], $4::text[], $5::int[], $6::text[])
           AS u(id, org, token, err, status, body)
-    WHERE e.id = u.id AND ` + holds + `
+    WHERE e.id = u.id AND {fence}
     RETURNING e.id, e.event_id, e.organization_id, e.event_type, e.payload, e.created_at, e.attempts + 1 AS attempts,
               u.err, u.status, u.body, e.traceparent, e.tracestate, e.channels, e.tags
 )

@@ -33,6 +33,9 @@ type Stats struct {
 	Turns uint64
 	// Claims counts claim round trips, each for up to 64 organizations.
 	Claims uint64
+	// Pages counts pages opened (Config.Pages): claim rounds whose
+	// organizations with a single pending event were taken without lanes.
+	Pages uint64
 	// HandedOff counts organizations passed to Config.Delegate.
 	HandedOff uint64
 	// HandOffFailures counts calls to Config.Delegate that failed.
@@ -43,7 +46,7 @@ type stats struct {
 	delivered, skipped, retried, deadLettered atomic.Uint64
 	conflictsConfirmed, rateLimited           atomic.Uint64
 	foundBeforeCreate, quickRetries           atomic.Uint64
-	authFailures, turns, claims               atomic.Uint64
+	authFailures, turns, claims, pages        atomic.Uint64
 	handedOff, handOffFailures                atomic.Uint64
 }
 
@@ -62,6 +65,6 @@ func (r *Relay) Stats() Stats {
 		Delivered: s.delivered.Load(), Skipped: s.skipped.Load(), Retried: s.retried.Load(), QuickRetries: s.quickRetries.Load(),
 		DeadLettered: s.deadLettered.Load(), ConflictsConfirmed: s.conflictsConfirmed.Load(), FoundBeforeCreate: s.foundBeforeCreate.Load(),
 		RateLimited: s.rateLimited.Load(), AuthFailures: s.authFailures.Load(), Turns: s.turns.Load(),
-		Claims: s.claims.Load(), HandedOff: s.handedOff.Load(), HandOffFailures: s.handOffFailures.Load(),
+		Claims: s.claims.Load(), Pages: s.pages.Load(), HandedOff: s.handedOff.Load(), HandOffFailures: s.handOffFailures.Load(),
 	}
 }

@@ -115,7 +115,7 @@ func TestSignalDuringAnEmptyClaimIsKept(t *testing.T) {
 	turns := newRunners()
 	first := make(chan struct{})
 	close(first)
-	require.True(t, r.claimAndStart(context.Background(), context.Background(), []string{"org-e"}, turns, first, make(chan struct{})))
+	require.True(t, r.claimAndStart(context.Background(), context.Background(), []string{"org-e"}, false, turns, first, make(chan struct{})))
 	turns.close()
 	require.True(t, queued(r, "org-e"))
 }

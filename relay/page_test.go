@@ -1,0 +1,148 @@
+package relay_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxrelay/outbox"
+	"github.com/outboxrelay/outbox/outboxtest/svixtest"
+	"github.com/outboxrelay/outbox/relay"
+)
+
+// With Config.Pages, a backlog of many organizations with one event each
+// is sent in pages, mostly without a lane row, beside deep organizations
+// (their lanes, in order) and failures in pages (503s retried, a 429
+// paused, a 422 dead-lettered): every event once, and in order per
+// organization.
+func TestPagesDeliverABacklogOnceAndInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.Pages = true
+	// Every lane row ever inserted, by organization.
+	for _, sql := range []string{
+		`CREATE TABLE lane_inserts (organization_id text)`,
+		`CREATE FUNCTION record_lane_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN INSERT INTO lane_inserts VALUES (NEW.organization_id); RETURN NULL; END $$`,
+		`CREATE TRIGGER record_lane_insert AFTER INSERT ON outbox_lanes FOR EACH ROW EXECUTE FUNCTION record_lane_insert()`,
+	} {
+		_, err := b.db.Pool.Exec(b.ctx, sql)
+		require.NoError(t, err)
+	}
+	var singles []string
+	for i := range 300 {
+		singles = append(singles, fmt.Sprintf("single-%03d", i))
+	}
+	committed := b.appendCommitted(t, singles, 1)
+	deep := []string{"deep-1", "deep-2", "deep-3"}
+	committed = append(committed, b.appendCommitted(t, deep, 5)...)
+	failing := map[string]svixtest.Fault{
+		"single-007": {Kind: svixtest.FaultStatus, Status: 503, Times: 2},
+		"single-100": {Kind: svixtest.FaultStatus, Status: 503, Times: 1},
+		"single-150": {Kind: svixtest.FaultRateLimit, RetryAfter: time.Second, Times: 1},
+		"single-200": {Kind: svixtest.FaultStatus, Status: 422},
+	}
+	for org, f := range failing {
+		f.Match = func(r *svixtest.Request) bool { return r.Method == "POST" && r.App == org }
+		b.fake.InjectFault(f)
+	}
+
+	r, _ := b.start(t)
+	b.waitSettled(t, 30*time.Second)
+	var delivered []outbox.AppendResult
+	for _, c := range committed {
+		if c.OrganizationID != "single-200" {
+			delivered = append(delivered, c)
+		}
+	}
+	b.requireExactlyOnce(t, delivered)
+	for _, org := range deep {
+		msgs := b.fake.MessagesFor(org)
+		require.Len(t, msgs, 5)
+		for i, m := range msgs {
+			var p struct{ Seq int }
+			require.NoError(t, json.Unmarshal(m.Payload, &p))
+			require.Equal(t, i, p.Seq, "org %s: message %d out of order", org, i)
+		}
+	}
+	var dead int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT count(*) FROM outbox_dead_letters WHERE organization_id = 'single-200'`).Scan(&dead))
+	require.Equal(t, 1, dead)
+
+	st := r.Stats()
+	require.Positive(t, st.Pages)
+	var withLane int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT count(DISTINCT organization_id) FROM lane_inserts
+		WHERE organization_id LIKE 'single-%' AND NOT organization_id = ANY($1)`, []string{"single-007", "single-100", "single-150", "single-200"}).Scan(&withLane))
+	t.Logf("pages %d, single-event organizations with a lane row: %d", st.Pages, withLane)
+	// Rounds of fewer than 16 organizations (the queue's tail) are lane
+	// claims; the rest go to pages.
+	require.Less(t, withLane, len(singles)/4, "most single-event organizations were sent without a lane row")
+}
+
+// A page whose session ends while its events are sent (its relay cut off
+// from the database, or ended by the idle timeout) is rolled back by the
+// server: none of its outcomes is recorded, its organizations are free at
+// once, and its events are sent again and delivered once, with no attempt
+// counted for the page that was lost.
+func TestPageLostMidSendIsSentAgainOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.Pages = true
+	b.cfg.LeaseDuration = 4321 * time.Millisecond // names this test's pages in pg_stat_activity
+	var orgs []string
+	for i := range 40 {
+		orgs = append(orgs, fmt.Sprintf("org-%02d", i))
+	}
+	committed := b.appendCommitted(t, orgs, 1)
+	// The first creates hang until SendTimeout: the page is open meanwhile.
+	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultHang, Times: len(orgs)})
+
+	r, _ := b.start(t)
+	var ended int
+	require.Eventually(t, func() bool {
+		err := b.db.Pool.QueryRow(b.ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE state = 'idle in transaction' AND query = 'SET LOCAL idle_in_transaction_session_timeout = 4321'`).Scan(&ended)
+		return err == nil && ended > 0
+	}, 10*time.Second, 5*time.Millisecond, "no page was opened")
+
+	b.waitSettled(t, 30*time.Second)
+	b.requireExactlyOnce(t, committed)
+	for id, d := range b.deliveries(t) {
+		require.Equal(t, 1, d.attempts, "event %s: the lost page's attempt was rolled back with it", id)
+	}
+	require.GreaterOrEqual(t, r.Stats().Pages, uint64(2), "a page, and the claims after it")
+}
+
+// A claim that finds an organization held by a page which then dies
+// (rolled back: no lane made due, nothing written) queues it again at the
+// first sweep after PollInterval, rather than leaving it to the full pass
+// every 30 seconds.
+func TestOrganizationHeldByALostPageIsClaimedAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	committed := b.appendCommitted(t, []string{"org-x"}, 1)
+	// A page's lock, in a transaction the test ends without writing.
+	page, err := b.db.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = page.Rollback(b.ctx) }()
+	_, err = page.Exec(b.ctx, `SELECT pg_advisory_xact_lock('outbox_lanes'::regclass::oid::int, hashtext('org-x'))`)
+	require.NoError(t, err)
+
+	clock := clockwork.NewFakeClockAt(time.Now())
+	relay.SetClock(&b.cfg, clock)
+	r := b.newRelay(t)
+	signals := relay.InitTestSignals(r)
+	b.run(t, r)
+	require.Equal(t, "org-x", signals.Rechecking.Wait(t), "the first sweep's full pass finds org-x, held")
+	require.NoError(t, page.Rollback(b.ctx)) // the page dies
+	signals.Swept.Drain()
+	clock.Advance(b.cfg.PollInterval)
+	signals.Swept.Wait(t)
+	b.waitMessages(t, 1, 10*time.Second) // the fake clock is far from the next full pass
+	b.requireExactlyOnce(t, committed)
+}
