@@ -171,3 +171,37 @@ func TestReplicaPartitioned(t *testing.T) {
 	e.stop(b)
 	e.stop(a)
 }
+
+// 13. With pages (--pages), a replica dies by SIGKILL while it holds pages
+// of a backlog of organizations with one event each: its pages'
+// transactions end with its sockets, the server rolls them back at once
+// (nothing they sent is recorded), and the survivor sends their events
+// again, without waiting for a lease or a heartbeat. Every event once.
+func TestPagesReplicaKilled(t *testing.T) {
+	e := newEnv(t, svixtest.Options{Latency: 20 * time.Millisecond, DisableRequestLog: true})
+	const orgs = 3000
+	e.preloadBacklog(orgs, 1)
+	// The victim's lease (29 s) names its pages in pg_stat_activity: the
+	// statement a page runs last before it sends sets its idle timeout.
+	openPages := func() (n int) {
+		err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'
+			AND query = 'SET LOCAL idle_in_transaction_session_timeout = 29000'`).Scan(&n)
+		require.NoError(t, err)
+		return n
+	}
+	victim := e.startRelay("victim", e.token, "--pages", "--lease", "29s")
+	require.Eventually(t, func() bool { return openPages() > 0 }, 20*time.Second, 2*time.Millisecond, "the victim opens pages")
+	survivor := e.startRelay("survivor", e.token, "--pages")
+	require.Eventually(t, func() bool {
+		return openPages() > 0 && e.fake.MessageCount() >= orgs/10
+	}, 20*time.Second, 2*time.Millisecond, "mid-work, the victim holding pages")
+	victim.kill9()
+	killedAt := time.Now()
+	require.Eventually(t, func() bool { return openPages() == 0 }, 5*time.Second, 5*time.Millisecond, "the server ends a dead relay's pages")
+	pagesGone := time.Since(killedAt)
+	res := e.audit(60*time.Second, nil)
+	fig := res.figures()
+	fig["pages_ended_after_kill_ms"] = pagesGone.Milliseconds()
+	report(t, "pages: replica killed", fig)
+	e.stop(survivor)
+}
