@@ -37,7 +37,11 @@ const MinPoolConns = 2
 // command sizes its pool with it.
 func PoolConns(cfg Config) int32 {
 	cfg = cfg.withDefaults()
-	return int32((cfg.Concurrency+3)/4 + 2)
+	n := int32((cfg.Concurrency+3)/4 + 2)
+	if cfg.Pages {
+		n += maxPagesInFlight // each open page holds one
+	}
+	return n
 }
 
 // The defaults New applies to a zero Config field. The outbox command's flags
@@ -179,12 +183,16 @@ type Config struct {
 	// outcomes, with no lane row written for them. It pays off over a
 	// backlog of many organizations with one event each (after a restart
 	// or an outage). Pages are tried for claim rounds of 16 organizations
-	// or more, up to 4 at once (half the pool), each holding a pool
-	// connection until it is settled; none with a pool of fewer than 4.
-	// Order, exactly-once and failover are as for lanes
-	// (docs/page-path.md). Turn it on only once every relay on the
-	// database runs a release that has it: earlier relays do not take the
-	// page locks. Defaults to false.
+	// or more (fewer while rounds find few such organizations), up to 4 at
+	// once (half the pool), each holding a pool connection until it is
+	// settled; none with a pool of fewer than 4 (PoolConns counts them).
+	// Order and exactly-once are as for lanes; failover differs in time: a
+	// relay that dies has its pages rolled back by the server at once, and
+	// one cut off by the network holds its pages' organizations until the
+	// server's idle timeout, LeaseDuration, where its lanes are taken over
+	// after LivenessTimeout (docs/page-path.md). Turn it on only once every
+	// relay on the database runs a release that has it: earlier relays do
+	// not take the page locks. Defaults to false.
 	Pages bool
 	// ShutdownTimeout bounds how long Run waits, once its context ends, for
 	// in-flight calls to finish and be settled. Defaults to 10 seconds.

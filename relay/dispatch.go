@@ -91,11 +91,15 @@ func (r *Relay) takeQueued(n int) (orgs []string, paged bool) {
 	defer r.mu.Unlock()
 	if r.pageSlots != nil && len(r.queue) >= pageMinOrgs && len(r.working) <= lanesPerCall*r.cfg.Concurrency-pageMinOrgs &&
 		!r.authPaused() && r.alive() {
-		select {
-		case r.pageSlots <- struct{}{}:
-			n = min(pageRoundMax, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue))
-			return r.popWorking(n), true
-		default:
+		if r.pageSkip > 0 {
+			r.pageSkip--
+		} else {
+			select {
+			case r.pageSlots <- struct{}{}:
+				n = min(pageRoundMax, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue))
+				return r.popWorking(n), true
+			default:
+			}
 		}
 	}
 	// Lanes still to send (being claimed, waiting for a turn slot, or
@@ -271,9 +275,12 @@ func (r *Relay) runLane(ctx, callCtx context.Context, ln *lane, slot bool) {
 	}
 	if res.err != nil && ln.page != nil {
 		// The page was rolled back: nothing of it was written, and its
-		// organizations are free now, not after a lease.
-		ln.rep.more = true
-		r.finish(ln.org, ln.rep, time.Time{}, true)
+		// organizations are free now, not after a lease. They are queued
+		// again by the first sweep after PollInterval, not at once: a
+		// failure that repeats must not resend them in a loop.
+		until := r.clock.Now().Add(r.cfg.PollInterval)
+		r.finish(ln.org, turnReport{}, until, false)
+		r.recheckAfter(ln.org, until)
 		return
 	}
 	r.finish(ln.org, ln.rep, res.due, res.err == nil)

@@ -49,7 +49,8 @@ type heartbeater struct {
 	name       string      // Config.ID
 	interval   time.Duration
 	timeout    time.Duration // Config.LivenessTimeout
-	// takeOver queues dead relays' lanes, due now.
+	// takeOver queues dead relays' lanes, due now (and has the sweep look
+	// for what their pages held).
 	takeOver func(orgs ...string)
 	// svixHealth reports what Svix answered lately, as JSON, for the
 	// relay's row (Admin.Relays).

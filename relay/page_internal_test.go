@@ -283,6 +283,7 @@ func TestPageSettlesEveryOutcome(t *testing.T) {
 		"limited":   {outcome: outcomeRateLimited, err: "429", retryAfter: time.Minute},
 		"unsent":    {outcome: outcomeUnsent},
 		"appended":  {outcome: outcomeDelivered, messageID: "msg_2"},
+		"idle-lane": {outcome: outcomeDelivered, messageID: "msg_3"},
 	}
 	var orgs []string
 	ids := map[string]int64{}
@@ -290,6 +291,8 @@ func TestPageSettlesEveryOutcome(t *testing.T) {
 		ids[org] = addEvent(t, db, org)
 		orgs = append(orgs, org)
 	}
+	// A released lane row, left from an earlier turn: deleted with nothing left.
+	exec(t, db, `INSERT INTO outbox_lanes (organization_id, due_at) VALUES ('idle-lane', now())`)
 	pg := openTestPage(t, r, orgs...)
 	_, sent := pageOrgs(pg)
 	require.Len(t, sent, len(results))
@@ -316,7 +319,7 @@ func TestPageSettlesEveryOutcome(t *testing.T) {
 		lanes[org] = l
 	}
 	require.NoError(t, rows.Err())
-	require.ElementsMatch(t, []string{"retry", "limited", "unsent", "appended"}, keys(lanes), "a lane row only where something is left")
+	require.ElementsMatch(t, []string{"retry", "limited", "unsent", "appended"}, keys(lanes), "a lane row only where something is left, and none idle")
 	for org, l := range lanes {
 		require.False(t, l.leased, org)
 		require.NotNil(t, l.due, org)
@@ -355,7 +358,7 @@ func TestPageSettlesEveryOutcome(t *testing.T) {
 		outcomes[org] = o
 	}
 	require.NoError(t, rows.Err())
-	require.Equal(t, map[string]string{"delivered": "delivered:msg_1:1", "skipped": "skipped::1", "appended": "delivered:msg_2:1"}, outcomes)
+	require.Equal(t, map[string]string{"delivered": "delivered:msg_1:1", "skipped": "skipped::1", "appended": "delivered:msg_2:1", "idle-lane": "delivered:msg_3:1"}, outcomes)
 	var status int
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT status_code FROM outbox_dead_letters WHERE id = $1`, ids["dead"]).Scan(&status))
 	require.Equal(t, 422, status)

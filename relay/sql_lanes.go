@@ -82,13 +82,17 @@ const laneFree = `(l.leased_until IS NULL OR l.leased_until < now()
 // sqlHeads, later in the same transaction, walks them with the lanes
 // sqlLease leases (one new row version per new lane, not an insert and
 // then a lease). It runs as a statement of its own, before the claim takes
-// any lock: ON CONFLICT DO NOTHING waits, in organization order, for another
-// transaction writing the same lane, and while it waits this transaction
-// holds nothing but its own new rows. So no lock cycle can form with
-// another writer of several lanes that goes in the same order (every one of
-// the relay's does: claims, and the dead-letter requeue's upsert). Inside
-// sqlLease, the wait could come after its locks of existing lanes, which
-// such a writer may be waiting for.
+// any row lock: ON CONFLICT DO NOTHING waits, in organization order, for
+// another transaction writing the same lane (one that takes no page lock:
+// an operator's pause, the dead-letter requeue's upsert; another claim or a
+// page holds the organization's page lock, and is skipped), and while it
+// waits this transaction holds nothing but its own new rows and the page
+// locks of the organizations it inserts (which only make other claims and
+// pages skip them meanwhile: a page lock is never waited for). So no lock
+// cycle can form with another writer of several lanes that goes in the
+// same order (every one of the relay's does: claims, and the dead-letter
+// requeue's upsert). Inside sqlLease, the wait could come after its locks of
+// existing lanes, which such a writer may be waiting for.
 // $1 organizations, $2 token, $3 lease in ms, $4 holder's name, $5 holder's
 // instance (as sqlLease).
 var sqlCreateLanes = `

@@ -97,23 +97,26 @@ const pageHolds = `e.organization_id = u.org`
 // organizations that has something left (a retry, an event not sent, an
 // event appended meanwhile), or paused after a 429, so the sweep and the
 // lane path take it from there; an organization left with nothing gets no
-// lane row at all. A lane another relay leased meanwhile (an organization
-// the page left out) is not touched: its holder's release sets its due
-// time. $1 organizations, $2 tokens (unused: NULL), $3 pauses in ms (0:
-// none). Returns each organization and when it is next due (NULL:
-// nothing left).
-const sqlPageRelease = `
+// lane row, and loses the idle one it had (as sqlRelease deletes a lane
+// left with nothing). A lane another relay leased (an organization the
+// page left out: a lane claim committed before the page's lock) is not
+// touched, nor locked: its holder's release sets its due time. $1
+// organizations, $2 tokens (unused: NULL), $3 pauses in ms (0: none).
+// Returns each organization and when it is next due (NULL: nothing left).
+var sqlPageRelease = `
 WITH s AS (
-    SELECT u.org, u.pause,
+    SELECT u.org, u.pause, l.organization_id IS NOT NULL AS has_lane,
+           coalesce(l.lease_token IS NOT NULL, false) AS leased,
            (SELECT greatest(coalesce(e.next_attempt_at, now()), now())
             FROM {events} e WHERE e.organization_id >= u.org AND e.organization_id <= u.org
             ORDER BY e.organization_id, e.id LIMIT 1) AS next
     FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS u(org, token, pause)
+    LEFT JOIN LATERAL (SELECT * FROM {lanes} l WHERE l.organization_id = u.org LIMIT 1) l ON true
 ), made AS (
     INSERT INTO {lanes} AS l (organization_id, paused_until, due_at, updated_at)
     SELECT s.org, CASE WHEN s.pause > 0 THEN now() + s.pause * interval '1 millisecond' END,
            CASE WHEN s.pause > 0 THEN now() + s.pause * interval '1 millisecond' ELSE s.next END, now()
-    FROM s WHERE s.pause > 0 OR s.next IS NOT NULL
+    FROM s WHERE (s.pause > 0 OR s.next IS NOT NULL) AND NOT s.leased
     ORDER BY s.org
     ON CONFLICT (organization_id) DO UPDATE
     SET paused_until = greatest(l.paused_until, EXCLUDED.paused_until),
@@ -122,5 +125,13 @@ WITH s AS (
         updated_at = now()
     WHERE l.lease_token IS NULL
     RETURNING l.organization_id, l.due_at
+), idle AS (
+    -- The lane's own conditions are on l, so that a pause or suspension
+    -- committed meanwhile is seen (the row's newest version is checked
+    -- again before it is deleted) and kept.
+    DELETE FROM {lanes} l USING s
+    WHERE l.organization_id = s.org AND s.has_lane AND s.pause = 0 AND s.next IS NULL
+      AND l.lease_token IS NULL AND (l.paused_until IS NULL OR l.paused_until <= now())
+      AND NOT ` + laneSuspended + `
 )
 SELECT s.org, coalesce(m.due_at, s.next) FROM s LEFT JOIN made m ON m.organization_id = s.org`
