@@ -374,7 +374,7 @@ func BenchmarkOrganizations(b *testing.B) {
 			if warm && orgs != 20000 {
 				continue // with 10 events or more per organization, a lane row is a small share
 			}
-			for _, impl := range []string{"raw_sdk", "floor", "relay"} {
+			for _, impl := range []string{"raw_sdk", "floor", "relay", "relay_pages"} {
 				name := fmt.Sprintf("orgs=%d/impl=%s", orgs, impl)
 				if warm {
 					name = fmt.Sprintf("orgs=%d-warm/impl=%s", orgs, impl)
@@ -385,7 +385,7 @@ func BenchmarkOrganizations(b *testing.B) {
 	}
 	// Svix as far away as a real one: each creation answered after 20 ms.
 	// The CPU no longer bounds either loop; the calls in flight do.
-	for _, impl := range []string{"raw_sdk", "floor", "relay"} {
+	for _, impl := range []string{"raw_sdk", "floor", "relay", "relay_pages"} {
 		name := fmt.Sprintf("orgs=20000-latency=20ms/impl=%s", impl)
 		b.Run(name, func(b *testing.B) { benchOrganizations(b, 20000, false, 20*time.Millisecond, impl) })
 	}
@@ -398,8 +398,10 @@ func benchOrganizations(b *testing.B, orgs int, warm bool, latency time.Duration
 	// timer.
 	drain := func(first int) {
 		switch impl {
-		case "relay":
-			runRelayUntil(b, benchConfig(db, fake), db, fake, first+b.N)
+		case "relay", "relay_pages":
+			cfg := benchConfig(db, fake)
+			cfg.Pages = impl == "relay_pages"
+			runRelayUntil(b, cfg, db, fake, first+b.N)
 		case "floor":
 			floorDrain(b, db, fake, first+b.N)
 		default:

@@ -140,6 +140,17 @@ func TestPageTakesOnlyEligibleOrganizations(t *testing.T) {
 	settleUnsent(t, r, pg)
 }
 
+// newAndIdleSetup makes a relay with pages on and two organizations with
+// one event each: org-new without a lane row, org-idle with a released one.
+func newAndIdleSetup(t *testing.T) (*Relay, *pgtest.DB) {
+	t.Helper()
+	r, db := pageSetup(t)
+	addEvent(t, db, "org-new")
+	addEvent(t, db, "org-idle")
+	exec(t, db, `INSERT INTO outbox_lanes (organization_id, due_at) VALUES ('org-idle', now())`)
+	return r, db
+}
+
 // A page and a lane claim never both take one organization's head:
 // whichever locks it second skips it, the lane claim whether it would
 // insert the lane or lease an existing one, and a lane claim that finds
@@ -152,10 +163,7 @@ func TestPageAndLaneClaimExcludeEachOther(t *testing.T) {
 
 	t.Run("page first", func(t *testing.T) {
 		t.Parallel()
-		r, db := pageSetup(t)
-		addEvent(t, db, "org-new")
-		addEvent(t, db, "org-idle")
-		exec(t, db, `INSERT INTO outbox_lanes (organization_id, due_at) VALUES ('org-idle', now())`)
+		r, db := newAndIdleSetup(t)
 		pg := openTestPage(t, r, "org-new", "org-idle")
 		held, _ := pageOrgs(pg)
 		require.Equal(t, []string{"org-idle", "org-new"}, held)
@@ -176,10 +184,7 @@ func TestPageAndLaneClaimExcludeEachOther(t *testing.T) {
 
 	t.Run("lane claim first", func(t *testing.T) {
 		t.Parallel()
-		r, db := pageSetup(t)
-		addEvent(t, db, "org-new")
-		addEvent(t, db, "org-idle")
-		exec(t, db, `INSERT INTO outbox_lanes (organization_id, due_at) VALUES ('org-idle', now())`)
+		r, db := newAndIdleSetup(t)
 		// A lane claim in flight: its statements ran, it has not committed.
 		claim, err := db.Pool.Begin(ctx)
 		require.NoError(t, err)

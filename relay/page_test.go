@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -39,7 +38,8 @@ func TestPagesDeliverABacklogOnceAndInOrder(t *testing.T) {
 	}
 	committed := b.appendCommitted(t, singles, 1)
 	deep := []string{"deep-1", "deep-2", "deep-3"}
-	committed = append(committed, b.appendCommitted(t, deep, 5)...)
+	deepCommitted := b.appendCommitted(t, deep, 5)
+	committed = append(committed, deepCommitted...)
 	failing := map[string]svixtest.Fault{
 		"single-007": {Kind: svixtest.FaultStatus, Status: 503, Times: 2},
 		"single-100": {Kind: svixtest.FaultStatus, Status: 503, Times: 1},
@@ -60,15 +60,7 @@ func TestPagesDeliverABacklogOnceAndInOrder(t *testing.T) {
 		}
 	}
 	b.requireExactlyOnce(t, delivered)
-	for _, org := range deep {
-		msgs := b.fake.MessagesFor(org)
-		require.Len(t, msgs, 5)
-		for i, m := range msgs {
-			var p struct{ Seq int }
-			require.NoError(t, json.Unmarshal(m.Payload, &p))
-			require.Equal(t, i, p.Seq, "org %s: message %d out of order", org, i)
-		}
-	}
+	b.requireInOrder(t, deepCommitted)
 	var dead int
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT count(*) FROM outbox_dead_letters WHERE organization_id = 'single-200'`).Scan(&dead))
 	require.Equal(t, 1, dead)
@@ -170,11 +162,7 @@ func TestDeadReplicaMakesTheNextSweepLookAtEveryOrganization(t *testing.T) {
 	b := setup(t)
 	// An event with a low id, committed late and never signalled: the new
 	// events' step, past its id, does not see it.
-	late, err := b.db.Pool.Begin(b.ctx)
-	require.NoError(t, err)
-	defer func() { _ = late.Rollback(b.ctx) }()
-	lateRes, err := outbox.Append(b.ctx, late, outbox.AppendParams{OrganizationID: "org-late", EventType: "test.event", Payload: map[string]any{"n": 1}})
-	require.NoError(t, err)
+	late, lateRes := b.appendLate(t, "org-late")
 	early := b.appendCommitted(t, []string{"org-early"}, 1)
 
 	clock := clockwork.NewFakeClockAt(time.Now())

@@ -513,6 +513,19 @@ func (b *bundle) insertDeadLetter(t *testing.T, id int64, org string) {
 	require.NoError(t, err)
 }
 
+// appendLate appends an event of org in a transaction the test commits
+// later (it is rolled back at the end otherwise): its id is lower than
+// those of events committed meanwhile.
+func (b *bundle) appendLate(t *testing.T, org string) (pgx.Tx, outbox.AppendResult) {
+	t.Helper()
+	late, err := b.db.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = late.Rollback(b.ctx) })
+	res, err := outbox.Append(b.ctx, late, outbox.AppendParams{OrganizationID: org, EventType: "test.event", Payload: map[string]any{"n": "late"}})
+	require.NoError(t, err)
+	return late, res
+}
+
 // "Order" is id order among the rows visible when a lane is claimed: a
 // transaction that commits late with a lower id is delivered after higher
 // ids that committed first. It is delivered, never skipped: no cursor ever
@@ -520,11 +533,7 @@ func (b *bundle) insertDeadLetter(t *testing.T, id int64, org string) {
 func TestLateCommitIsDeliveredAfterLaterIDs(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	late, err := b.db.Pool.Begin(b.ctx)
-	require.NoError(t, err)
-	defer func() { _ = late.Rollback(b.ctx) }()
-	lateRes, err := outbox.Append(b.ctx, late, outbox.AppendParams{OrganizationID: "org-o", EventType: "test.event", Payload: map[string]any{"n": "late"}})
-	require.NoError(t, err)
+	late, lateRes := b.appendLate(t, "org-o")
 	early := b.appendCommitted(t, []string{"org-o"}, 2)
 	require.Less(t, lateRes.ID, early[0].ID, "the late transaction took the lower id")
 
