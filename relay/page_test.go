@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -187,9 +188,17 @@ func TestDeadReplicaMakesTheNextSweepLookAtEveryOrganization(t *testing.T) {
 		require.NoError(t, b.db.Pool.QueryRow(b.ctx, "SELECT mourned FROM outbox_relays WHERE instance = $1", dead).Scan(&mourned))
 	}
 	require.True(t, mourned, "a heartbeat finds the dead replica")
-	signals.Swept.Drain()
-	clock.Advance(b.cfg.PollInterval)
-	signals.Swept.Wait(t)
-	b.waitMessages(t, 2, 10*time.Second) // the fake clock is far from the next full pass
+	// Sweeps, a poll interval apart on the fake clock (which also keeps the
+	// relay's heartbeats fresh), until org-late is delivered: well before
+	// the next periodic full pass, 30 s away.
+	for sweeps := 0; b.fake.MessageCount() < 2; sweeps++ {
+		require.Less(t, sweeps, 100, "org-late was not found before the next periodic full pass")
+		signals.Swept.Drain()
+		clock.Advance(b.cfg.PollInterval)
+		signals.Swept.Wait(t)
+		ctx, cancel := context.WithTimeout(b.ctx, 200*time.Millisecond)
+		_ = b.fake.WaitForMessages(ctx, 2)
+		cancel()
+	}
 	b.requireExactlyOnce(t, append(early, lateRes))
 }

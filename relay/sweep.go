@@ -57,6 +57,10 @@ type sweeper struct {
 	swept *testsignal.Signal[struct{}]
 	// last is when a sweep last reached the database, in unix nanoseconds.
 	last atomic.Int64
+	// full asks the next sweep to look at every pending organization. An
+	// atomic, not guarded by mu: a heartbeat that finds a dead relay asks
+	// for it, and must not wait for a sweep in progress.
+	full atomic.Bool
 
 	mu sync.Mutex // one sweep at a time; guards what follows
 
@@ -64,8 +68,6 @@ type sweeper struct {
 	// oldest first; the next sweep reads ids above trail[0].
 	trail    []int64
 	lastFull time.Time
-	// full asks the next sweep to look at every pending organization.
-	full bool
 	// fullFrom is where a full sweep that filled its page goes on: the
 	// next sweep reads the organizations after it.
 	fullFrom string
@@ -98,11 +100,7 @@ func (s *sweeper) Run(ctx context.Context) {
 
 // requestFullSweep makes the next sweep look at every pending organization
 // (notifications sent while LISTEN was down are lost).
-func (s *sweeper) requestFull() {
-	s.mu.Lock()
-	s.full = true
-	s.mu.Unlock()
-}
+func (s *sweeper) requestFull() { s.full.Store(true) }
 
 // sweep queues the lanes that need a turn and nobody signalled: lanes whose
 // due time has come (retries, pauses that ended, a dead holder's lanes,
@@ -136,12 +134,14 @@ func (s *sweeper) sweep(ctx context.Context) {
 	}) {
 		s.enqueue(shuffled(found)...)
 	}
-	if s.full || s.fullFrom != "" || s.clock.Since(s.lastFull) >= fullSweepEvery {
+	if full := s.full.Swap(false); full || s.fullFrom != "" || s.clock.Since(s.lastFull) >= fullSweepEvery {
 		if s.step(ctx, "undiscovered organizations", func(ctx context.Context, tx pgx.Tx) (err error) {
 			more, err = s.sweepUndiscovered(ctx, tx)
 			return err
 		}) {
 			s.enqueue(shuffled(more)...)
+		} else if full {
+			s.requestFull() // asked for, and not done: the next sweep tries again
 		}
 	}
 }
@@ -243,7 +243,6 @@ func (s *sweeper) sweepUndiscovered(ctx context.Context, tx pgx.Tx) ([]string, e
 	if err != nil {
 		return nil, err
 	}
-	sw.full = false
 	if last == nil { // past the last organization
 		sw.fullFrom, sw.lastFull = "", s.clock.Now()
 	} else {

@@ -59,7 +59,8 @@ func BenchmarkSweep(b *testing.B) {
 				r.mu.Lock()
 				r.queue, r.queued = nil, map[string]struct{}{}
 				r.mu.Unlock()
-				r.sweeper.full, r.sweeper.fullFrom = c.full, ""
+				r.sweeper.full.Store(c.full)
+				r.sweeper.fullFrom = ""
 				if !c.full {
 					r.sweeper.lastFull = time.Now()
 				}
