@@ -89,17 +89,14 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, turns *runners) {
 func (r *Relay) takeQueued(n int) (orgs []string, paged bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.pageSlots != nil && len(r.queue) >= pageMinOrgs && len(r.working) <= lanesPerCall*r.cfg.Concurrency-pageMinOrgs &&
-		!r.authPaused() && r.alive() {
-		if r.pageSkip > 0 {
-			r.pageSkip--
-		} else {
-			select {
-			case r.pageSlots <- struct{}{}:
-				n = min(pageRoundMax, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue))
-				return r.popWorking(n), true
-			default:
-			}
+	pages := r.pageSlots != nil && len(r.queue) >= pageMinOrgs && len(r.working) <= lanesPerCall*r.cfg.Concurrency-pageMinOrgs &&
+		!r.authPaused() && r.alive()
+	if pages && r.pageSkip == 0 {
+		select {
+		case r.pageSlots <- struct{}{}:
+			n = min(pageRoundMax, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue))
+			return r.popWorking(n), true
+		default:
 		}
 	}
 	// Lanes still to send (being claimed, waiting for a turn slot, or
@@ -114,6 +111,9 @@ func (r *Relay) takeQueued(n int) (orgs []string, paged bool) {
 	}
 	if len(r.working) > 0 && n < min(claimRoundMin, max(r.cfg.Concurrency/4, 1), len(r.queue)) {
 		return nil, false // a lane's end pokes the dispatcher
+	}
+	if pages && r.pageSkip > 0 {
+		r.pageSkip-- // a lane round in place of a page (notePage)
 	}
 	return r.popWorking(n), false
 }

@@ -2,10 +2,12 @@ package relay
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/stretchr/testify/require"
 
@@ -324,7 +326,7 @@ func TestPageSettlesEveryOutcome(t *testing.T) {
 		lanes[org] = l
 	}
 	require.NoError(t, rows.Err())
-	require.ElementsMatch(t, []string{"retry", "limited", "unsent", "appended"}, keys(lanes), "a lane row only where something is left, and none idle")
+	require.ElementsMatch(t, []string{"retry", "limited", "unsent", "appended"}, slices.Collect(maps.Keys(lanes)), "a lane row only where something is left, and none idle")
 	for org, l := range lanes {
 		require.False(t, l.leased, org)
 		require.NotNil(t, l.due, org)
@@ -343,15 +345,10 @@ func TestPageSettlesEveryOutcome(t *testing.T) {
 		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT attempts FROM outbox_events WHERE id = $1`, ids[org]).Scan(&attempts))
 		require.Zero(t, attempts, "%s: no attempt counted", org)
 	}
-	var pending []int64
 	rows, err = db.Pool.Query(ctx, `SELECT id FROM outbox_events ORDER BY id`)
 	require.NoError(t, err)
-	for rows.Next() {
-		var id int64
-		require.NoError(t, rows.Scan(&id))
-		pending = append(pending, id)
-	}
-	require.NoError(t, rows.Err())
+	pending, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
 	require.ElementsMatch(t, []int64{ids["retry"], ids["limited"], ids["unsent"], later}, pending)
 
 	outcomes := map[string]string{}
@@ -394,12 +391,4 @@ func TestPageRolledBackWhenItsSessionEnds(t *testing.T) {
 	_, sent := pageOrgs(again)
 	require.Equal(t, []string{"org-a"}, sent, "free again at once")
 	settleUnsent(t, r, again)
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }

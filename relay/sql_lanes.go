@@ -45,7 +45,15 @@ const readSettings = `set_config('enable_seqscan', 'off', true), set_config('pla
 const (
 	headOfClaimed  = `e.organization_id >= t.organization_id AND e.organization_id <= t.organization_id ORDER BY e.organization_id, e.id`
 	headOfReleased = `e.organization_id >= l.organization_id AND e.organization_id <= l.organization_id ORDER BY e.organization_id, e.id`
+	headOfPaged    = `e.organization_id >= u.org AND e.organization_id <= u.org ORDER BY e.organization_id, e.id`
 )
+
+// nextDue is when an organization is next due, as a release records it:
+// its head event's retry time, or now when the head is due; NULL when it
+// has no event. headOf selects its events (headOfReleased, headOfPaged).
+func nextDue(headOf string) string {
+	return `(SELECT greatest(coalesce(e.next_attempt_at, now()), now()) FROM {events} e WHERE ` + headOf + ` LIMIT 1)`
+}
 
 // headRow is what the claim's walk of a head reads of an event e: its id,
 // whether it is due (no retry time, or it has come), its payload as text
@@ -276,14 +284,13 @@ FROM (
 // when the release set due_at to NULL.
 // $1 organizations, $2 tokens, $3 pauses in ms (0: none). Returns each
 // released lane and its due time (NULL: nothing left).
-const sqlRelease = `
+var sqlRelease = `
 WITH held AS (
     SELECT h.*, h.pause = 0 AND h.next IS NULL AND NOT h.suspended
                 AND (h.paused_until IS NULL OR h.paused_until <= now()) AS idle
     FROM (
         SELECT l.organization_id AS org, u.pause, l.paused_until, l.suspended_until, ` + laneSuspended + ` AS suspended,
-               (SELECT greatest(coalesce(e.next_attempt_at, now()), now())
-                FROM {events} e WHERE ` + headOfReleased + ` LIMIT 1) AS next
+               ` + nextDue(headOfReleased) + ` AS next
         FROM {lanes} l JOIN unnest($1::text[], $2::uuid[], $3::bigint[]) AS u(org, token, pause)
           ON l.organization_id = u.org AND l.lease_token = u.token
         FOR SHARE OF l

@@ -107,9 +107,7 @@ var sqlPageRelease = `
 WITH s AS (
     SELECT u.org, u.pause, l.organization_id IS NOT NULL AS has_lane,
            coalesce(l.lease_token IS NOT NULL, false) AS leased,
-           (SELECT greatest(coalesce(e.next_attempt_at, now()), now())
-            FROM {events} e WHERE e.organization_id >= u.org AND e.organization_id <= u.org
-            ORDER BY e.organization_id, e.id LIMIT 1) AS next
+           ` + nextDue(headOfPaged) + ` AS next
     FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS u(org, token, pause)
     LEFT JOIN LATERAL (SELECT * FROM {lanes} l WHERE l.organization_id = u.org LIMIT 1) l ON true
 ), made AS (
