@@ -12,10 +12,32 @@ import (
 	"github.com/outboxrelay/outbox/internal/pgtest"
 )
 
+// impatientLockTimeout bounds every lock wait of an impatientPool. The
+// tests that use one hold the lock under test until the statement under
+// test has returned, so a statement that queues behind it fails after this
+// long, whatever the value; it only has to outlast the brief catalog locks
+// anything may meet (autovacuum truncating pg_attribute, churned by every
+// test's schema, holds it for up to 20 ms at a time). A first value of 1 ms
+// failed a claim's prepare on CI for that reason.
+const impatientLockTimeout = "5s"
+
+// impatientPool connects to url with lock_timeout set to
+// impatientLockTimeout: a statement that would wait for a lock another
+// transaction of the test holds fails instead of waiting.
+func impatientPool(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = impatientLockTimeout
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 // lockSetup makes two relays on one schema: a holds the lanes of orgs,
-// and b claims through a pool that refuses to wait for any lock (a
-// lock_timeout of 1 ms), so a claim that would queue behind another
-// relay's lane fails instead of waiting, whatever the machine's load.
+// and b claims through an impatientPool, so a claim that would queue
+// behind another relay's lane fails instead of waiting.
 func lockSetup(t *testing.T, orgs ...string) (a, b *Relay, db *pgtest.DB) {
 	t.Helper()
 	ctx := context.Background()
@@ -25,15 +47,9 @@ func lockSetup(t *testing.T, orgs ...string) (a, b *Relay, db *pgtest.DB) {
 			VALUES (gen_random_uuid(), $1, 'x.y', '{}')`, org)
 		require.NoError(t, err)
 	}
-	cfg, err := pgxpool.ParseConfig(db.URL)
+	a, err := New(db.Pool, Config{SvixToken: "t", ID: "relay-a"})
 	require.NoError(t, err)
-	cfg.ConnConfig.RuntimeParams["lock_timeout"] = "1ms"
-	impatient, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(impatient.Close)
-	a, err = New(db.Pool, Config{SvixToken: "t", ID: "relay-a"})
-	require.NoError(t, err)
-	b, err = New(impatient, Config{SvixToken: "t", ID: "relay-b"})
+	b, err = New(impatientPool(t, db.URL), Config{SvixToken: "t", ID: "relay-b"})
 	require.NoError(t, err)
 	return a, b, db
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
 
@@ -159,13 +158,7 @@ func TestPartitionChangesDoNotHoldSettlementsDuringThePrune(t *testing.T) {
 	}, 30*time.Second, 10*time.Millisecond)
 	require.Contains(t, partitions(t, db), "outbox_deliveries_p2031030110", "this hour's partition was made first")
 
-	cfg, err := pgxpool.ParseConfig(db.URL)
-	require.NoError(t, err)
-	cfg.ConnConfig.RuntimeParams["lock_timeout"] = "1ms"
-	impatient, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	defer impatient.Close()
-	_, err = impatient.Exec(ctx, `INSERT INTO outbox_deliveries (id, event_id, organization_id, event_type, outcome, attempts, created_at, settled_at)
+	_, err = impatientPool(t, db.URL).Exec(ctx, `INSERT INTO outbox_deliveries (id, event_id, organization_id, event_type, outcome, attempts, created_at, settled_at)
 		VALUES (1, gen_random_uuid(), 'org', 'x.y', 'delivered', 1, $1, $1)`, clock.Now())
 	require.NoError(t, err, "a settlement waited for the prune")
 
