@@ -43,21 +43,45 @@ SELECT NULL, page.high, page.n FROM page`
 const sqlMaxEventID = `SELECT coalesce(max(id), 0) FROM {events}`
 
 // sqlUndiscovered lists every undiscovered organization with pending
-// events by skipping through the (organization_id, id) index one
-// organization at a time: its cost is the number of organizations pending,
-// never the number of events (a million in one organization is one step).
-// $1 limit, $2 the organization to start after (” = from the first).
-// Returns the organizations and, with each, the last one the scan visited
-// (where the next page starts).
+// events, a page at a time, in organization order. $1 limit, $2 the
+// organization to start after ('' = from the first). Returns the
+// organizations and, with each, the last one the page visited (where the
+// next page starts).
+//
+// It reads the first $1 entries of the (organization_id, id) index after
+// $2 (probe), and their organizations are the page when they hold 16
+// entries or fewer each on average (dense): a backlog of organizations
+// with a few events each costs a plain index scan, about 1.3 µs per
+// organization (13 ms for 10,000 with one event each). Otherwise (a deep
+// backlog, where the probe may hold a single organization) it skips
+// through the index one organization at a time, as it did always: its cost
+// is then the number of organizations pending, never the number of events
+// (a million in one organization is one step), at about 5.5 µs per
+// organization (55 ms for those 10,000). The skip is only run when the
+// probe is not dense (a gating one-time filter), so a deep backlog pays
+// for both, a probe of at most $1 entries more (about 3 ms), once a page.
+//
+// Either way the page ends at an organization the index holds, and the
+// next starts after it: an organization whose entries the probe cut is in
+// this page already.
 const sqlUndiscovered = `
-WITH RECURSIVE orgs(org) AS (
+WITH RECURSIVE probe AS MATERIALIZED (
+    SELECT organization_id AS org, count(*) AS n
+    FROM (SELECT organization_id FROM {events} WHERE organization_id > $2
+          ORDER BY organization_id LIMIT $1) s
+    GROUP BY organization_id
+), verdict AS MATERIALIZED (
+    SELECT count(*) * 16 >= coalesce(sum(n), 0) AS dense FROM probe
+), orgs(org) AS (
     (SELECT organization_id FROM {events} WHERE organization_id > $2 ORDER BY organization_id LIMIT 1)
     UNION ALL
     SELECT (SELECT e.organization_id FROM {events} e WHERE e.organization_id > orgs.org
             ORDER BY e.organization_id LIMIT 1)
     FROM orgs WHERE orgs.org IS NOT NULL
 ), page AS (
-    SELECT org FROM orgs WHERE org IS NOT NULL LIMIT $1
+    SELECT org FROM probe WHERE (SELECT dense FROM verdict)
+    UNION ALL
+    (SELECT org FROM orgs WHERE org IS NOT NULL AND NOT (SELECT dense FROM verdict) LIMIT $1)
 ), o AS (
     SELECT org FROM page
 )

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"math/rand/v2"
@@ -74,6 +75,9 @@ type sweeper struct {
 	// page is how many new events one step reads (newEventsPage; tests
 	// make it smaller).
 	page int
+	// fullPage bounds the organizations of a full sweep's page (sweepLimit;
+	// tests make it smaller).
+	fullPage int
 }
 
 // newSweeper returns the sweeper of relay r, configured by r.cfg.
@@ -226,7 +230,8 @@ func maxOf(a, b int64) int64 {
 // sweep reads it) until the scan reaches the last organization.
 func (s *sweeper) sweepUndiscovered(ctx context.Context, tx pgx.Tx) ([]string, error) {
 	sw := s
-	rows, err := tx.Query(ctx, s.q.undiscovered, sweepLimit, sw.fullFrom)
+	limit := cmp.Or(sw.fullPage, sweepLimit)
+	rows, err := tx.Query(ctx, s.q.undiscovered, limit, sw.fullFrom)
 	if err != nil {
 		return nil, err
 	}

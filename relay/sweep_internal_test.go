@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxrelay/outbox/internal/pgtest"
@@ -84,6 +85,82 @@ func TestNewEventsAreReadAPageAtATime(t *testing.T) {
 	r.mu.Lock()
 	require.Len(t, slices.Compact(slices.Sorted(slices.Values(r.queue))), orgs)
 	r.mu.Unlock()
+}
+
+// A full sweep lists every undiscovered organization once, a page at a
+// time, in organization order, whatever its backlog's shape: a page of
+// organizations with a few events each comes from a plain scan of the
+// index (as many organizations as the page's entries hold), a page of deep
+// ones from skipping through it one organization at a time (up to the
+// page's limit of them). Organizations whose lane is due are the lane
+// sweep's, never listed here.
+func TestFullSweepListsEveryUndiscoveredOrganizationOnce(t *testing.T) {
+	t.Parallel()
+	// Pages of 100: a probe of the first 100 entries is dense while it
+	// holds 100/16 organizations or more.
+	cases := []struct {
+		name string
+		// events per organization, in organization order
+		events []int
+		// the page sizes the full pass returns, in order
+		pages []int
+	}{
+		{"one event each: 100 entries, 100 organizations a page", repeat(250, 1), []int{100, 100, 50}},
+		{"three each: the organizations of 100 entries a page", repeat(90, 3), []int{34, 34, 22}},
+		{"deep: skipped through, up to 100 a page", repeat(12, 200), []int{12}},
+		{"deep then shallow: skipped through", append(repeat(3, 200), repeat(12, 1)...), []int{15}},
+		{"shallow then deep: scanned, then skipped through", append(repeat(10, 1), repeat(8, 200)...), []int{11, 7}},
+		{"only the due lane's organization: a page that lists none", nil, []int{0}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			r, db := sweepSetup(t)
+			r.sweeper.fullPage = 100
+			var want []string
+			for i, n := range tc.events {
+				org := fmt.Sprintf("org-%03d", i)
+				want = append(want, org)
+				_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+					SELECT gen_random_uuid(), $1, 'x.y', '{}' FROM generate_series(1, $2)`, org, n)
+				require.NoError(t, err)
+			}
+			// A lane due is the lane sweep's: not listed, still passed over.
+			_, err := db.Pool.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload)
+				VALUES (gen_random_uuid(), 'org-zzz', 'x.y', '{}');
+				INSERT INTO outbox_lanes (organization_id, due_at) VALUES ('org-zzz', now())`)
+			require.NoError(t, err)
+
+			var got []string
+			var pages []int
+			for range 20 {
+				var page []string
+				require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) (err error) {
+					page, err = r.sweeper.sweepUndiscovered(ctx, tx)
+					return err
+				}))
+				if r.sweeper.fullFrom == "" {
+					require.Empty(t, page, "the pass ends on a page past the last organization")
+					break
+				}
+				require.True(t, slices.IsSorted(page), "a page is in organization order: %v", page)
+				pages = append(pages, len(page))
+				got = append(got, page...)
+			}
+			require.Equal(t, tc.pages, pages)
+			require.Equal(t, want, got, "every undiscovered organization once, in order")
+		})
+	}
+}
+
+// repeat returns n copies of v.
+func repeat(n, v int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = v
+	}
+	return s
 }
 
 // r.waiting kept an entry for every organization that ever waited; the
