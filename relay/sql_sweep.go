@@ -44,7 +44,7 @@ const sqlMaxEventID = `SELECT coalesce(max(id), 0) FROM {events}`
 
 // sqlUndiscovered lists every undiscovered organization with pending
 // events, a page at a time, in organization order. $1 limit, $2 the
-// organization to start after ('' = from the first). Returns the
+// organization to start after (empty: from the first). Returns the
 // organizations and, with each, the last one the page visited (where the
 // next page starts).
 //
