@@ -1,5 +1,7 @@
 package relay
 
+import "strings"
+
 // sqlWriteSettings sets, for the rest of a claim's or a settlement's
 // transaction:
 //
@@ -71,9 +73,27 @@ const headRow = `s.*, coalesce(octet_length(s.txt), 0)::bigint AS len FROM (
                e.channels, e.tags, coalesce(e.last_error, '') AS last_error
                FROM {events} e`
 
-// headCols are headRow's columns after the text, for the walk's rows: of
-// the event f each term of the walk reads.
-const headCols = `f.event_id, f.event_type, f.attempt, f.created_at, f.traceparent, f.tracestate, f.channels, f.tags, f.last_error`
+// prefixRow is headRow for the claim's prefix scan, which reads up to
+// BatchSize events at once: it also says whether the event's payload is
+// small (stored inline, uncompressed, under 2 kB: its text is about as
+// long), and converts the payload to text only then. A payload that is not
+// small is measured by the walk's steps instead, only once walked, so a
+// claim converts at most BatchSize small payloads it will not return
+// (under 200 kB of text), never large ones (TestClaimReadsOnlyThePayloadsItReturns).
+const prefixRow = `s.*, coalesce(octet_length(s.txt), 0)::bigint AS len FROM (
+               SELECT e.organization_id, e.id, (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) AS due, x.small,
+               CASE WHEN (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) AND x.small THEN e.payload::text END AS txt,
+               e.event_id, e.event_type, e.attempts + 1 AS attempt, e.created_at,
+               coalesce(e.traceparent, '') AS traceparent, coalesce(e.tracestate, '') AS tracestate,
+               e.channels, e.tags, coalesce(e.last_error, '') AS last_error
+               FROM {events} e
+               CROSS JOIN LATERAL (SELECT pg_column_size(e.payload) < 2048 AND pg_column_compression(e.payload) IS NULL AS small) x`
+
+// walkCols are an event's columns after the text, in the claim's walk, of
+// the row r.
+func walkCols(r string) string {
+	return strings.ReplaceAll(`r.event_id, r.event_type, r.attempt, r.created_at, r.traceparent, r.tracestate, r.channels, r.tags, r.last_error`, "r.", r+".")
+}
 
 // laneFree is true of a lane l nobody may be working: never leased,
 // released, lease expired, or held by a relay whose heartbeat is stale
@@ -184,43 +204,71 @@ FROM free WHERE l.organization_id = free.org AND free.has_events`
 // not due (a retry waiting for its time keeps the events behind it waiting
 // too: that is what id order means), at most $3 of them and $4 bytes of
 // payload (as text, what is sent), the first always: one larger than the
-// bound must still be sent. Only the events it walks are measured, the
-// claimed ones and the one that stops the walk: a claim's cost follows what
-// it returns, never BatchSize times the payload size. Each walked payload
-// is converted to text once, and the walk carries it with the event's other
-// columns to the result, so no event is read twice.
+// bound must still be sent. The head's plain prefix (events due, with
+// small payloads: prefixRow) is read in one scan of the index, up to $3
+// events, and measured with a running sum; from its last event (or from
+// the head, when the first is not plain) the walk goes on one event at a
+// time, as it always did: through large payloads, each converted to text
+// only once walked, to the first event not due. So a claim's cost follows
+// what it returns, never BatchSize times the payload size, and a head of
+// small events costs one index scan, not a step per event (3-4x less
+// server time for 64 lanes of 100 small events: 27-48 ms against 108-128;
+// TestHeadsPrefixScanAgreesWithTheWalk holds it to the walk's answers).
+// Each payload is converted to text once, and carried with the event's
+// other columns to the result, so no event is read twice.
 //
 // $1 organizations, $2 token, $3 batch size, $4 byte bound. Returns the
 // claimed events (attempts: the attempt about to be made; claimed true)
 // and, for a lane whose claim the byte bound cut, the due event it cut at
 // (claimed false, no payload).
-const sqlHeads = `
+var sqlHeads = `
 WITH taken AS (
     SELECT l.organization_id FROM {lanes} l WHERE l.organization_id = ANY($1::text[]) AND l.lease_token = $2
 ), walk AS (
-    -- Each taken lane's head, walked one event at a time in id order
-    -- while the events are due and fit: the walk stops at the first event
-    -- not due, at $3 events, or at the first whose payload passes the
-    -- byte bound (kept as the last row, without its text, to tell that the
-    -- bound cut the claim; after a first event over the bound alone, the
-    -- next due event is that row). Only the payloads walked are measured.
     SELECT t.organization_id AS org, h.*
     FROM taken t CROSS JOIN LATERAL (
-        WITH RECURSIVE w AS (
-            (SELECT 1 AS n, f.len AS running, f.id, f.due, f.txt, ` + headCols + `
+        WITH RECURSIVE pre AS (
+            -- The lane's first $3 events, read in one scan of the index,
+            -- their running count and length and whether every event up
+            -- to each is due and small (plain): the head's plain prefix is
+            -- walked here, without a step per event.
+            SELECT p.*, row_number() OVER o AS n, sum(p.len) OVER o AS running,
+                   bool_and(p.due AND p.small) OVER o AS plain
+            FROM (SELECT ` + prefixRow + `
+                  WHERE ` + headOfClaimed + `
+                  LIMIT $3) s) p
+            WINDOW o AS (ORDER BY p.organization_id, p.id ROWS UNBOUNDED PRECEDING) -- the index's order: no sort
+        ), walked AS (
+            -- The plain prefix as the walk below would have walked it: up
+            -- to the first event over the byte bound (after the first).
+            SELECT * FROM pre
+            WHERE plain AND (n = 1 OR running - len <= $4 OR n = 2)
+        ), w AS (
+            -- The walk goes on, an event at a time, from the prefix's last
+            -- event (seed, not returned again), or from the head when the
+            -- prefix is empty: through events not small (each payload
+            -- converted only once walked) or not due (the walk stops there).
+            (SELECT true AS seed, k.n, k.running, k.id, k.due, k.txt, ` + walkCols("k") + `
+             FROM walked k ORDER BY k.n DESC LIMIT 1)
+            UNION ALL
+            (SELECT false, 1, f.len, f.id, f.due, f.txt, ` + walkCols("f") + `
              FROM (SELECT ` + headRow + `
                    WHERE ` + headOfClaimed + `
-                   LIMIT 1) s) f)
+                   LIMIT 1) s) f
+             WHERE NOT EXISTS (SELECT 1 FROM walked))
             UNION ALL
-            SELECT w.n + 1, w.running + f.len, f.id, f.due,
-                   CASE WHEN w.running + f.len <= $4 THEN f.txt END, ` + headCols + `
+            SELECT false, w.n + 1, w.running + f.len, f.id, f.due,
+                   CASE WHEN w.running + f.len <= $4 THEN f.txt END, ` + walkCols("f") + `
             FROM w CROSS JOIN LATERAL (
                 SELECT ` + headRow + `
                 WHERE e.id > w.id AND ` + headOfClaimed + `
                 LIMIT 1) s) f
             WHERE w.due AND (w.running <= $4 OR w.n = 1) AND w.n < $3
         )
-        SELECT * FROM w
+        SELECT k.n, k.running, k.id, k.due, CASE WHEN k.running <= $4 OR k.n = 1 THEN k.txt END AS txt, ` + walkCols("k") + `
+        FROM walked k
+        UNION ALL
+        SELECT w.n, w.running, w.id, w.due, w.txt, ` + walkCols("w") + ` FROM w WHERE NOT w.seed
     ) h
 )
 -- The due events walked: those claimed (the first always: one larger than
