@@ -15,9 +15,9 @@ import (
 	"github.com/outboxrelay/outbox/internal/sqlname"
 )
 
-// sqlHeadsOneStepPerEvent is the claim's head walk as it was before the
-// prefix scan (sqlHeads): one recursive step per event, each payload
-// converted to text as it is walked. It is the reference the prefix scan
+// sqlHeadsOneStepPerEvent is the claim's head walk as it was before it
+// walked in chunks (sqlHeads): one recursive step per event, each payload
+// converted to text as it is walked. It is the reference the chunked walk
 // must agree with, row for row.
 var sqlHeadsOneStepPerEvent = `
 WITH taken AS (
@@ -55,12 +55,12 @@ SELECT org, id, event_id, event_type, txt, attempt, created_at,
        running <= $4 OR n = 1 AS claimed, traceparent, tracestate, channels, tags, last_error
 FROM walk WHERE due`
 
-// The claim's prefix scan returns exactly what the walk of one step per
+// The claim's chunked walk returns exactly what the walk of one step per
 // event returned, whatever the heads: events due or waiting for a retry,
-// payloads small, large, or compressed, and any BatchSize and
-// BatchMaxBytes (the first event always claimed, the one the byte bound
-// cut at returned without its text).
-func TestHeadsPrefixScanAgreesWithTheWalk(t *testing.T) {
+// payloads small, large, compressed, or small but long as text, and any
+// BatchSize and BatchMaxBytes (the first event always claimed, the one the
+// byte bound cut at returned without its text).
+func TestHeadsChunkedWalkAgreesWithTheWalkOfOneStepPerEvent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t)
@@ -74,7 +74,9 @@ func TestHeadsPrefixScanAgreesWithTheWalk(t *testing.T) {
 		require.NoError(t, err)
 		for range 1 + rng.IntN(130) {
 			var payload string
-			switch rng.IntN(10) {
+			switch rng.IntN(12) {
+			case 11: // stored small, long as text (a huge exponent, escaped control characters)
+				payload = fmt.Sprintf(`{"big": [1e%d, 1e-%d], "ctl": "%s"}`, 200+rng.IntN(3000), 200+rng.IntN(3000), strings.Repeat(`\u0001`, rng.IntN(300)))
 			case 0: // incompressible, over 2 kB: not small
 				payload = fmt.Sprintf(`{"pad": "%s"}`, randomHex(rng, 1500+rng.IntN(3000)))
 			case 1: // compressible, stored compressed: not small

@@ -144,7 +144,10 @@ func TestFullSweepListsEveryUndiscoveredOrganizationOnce(t *testing.T) {
 					require.Empty(t, page, "the pass ends on a page past the last organization")
 					break
 				}
-				require.True(t, slices.IsSorted(page), "a page is in organization order: %v", page)
+				slices.Sort(page) // a page's own order is the planner's (the sweep shuffles it)
+				if len(got) > 0 && len(page) > 0 {
+					require.Greater(t, page[0], got[len(got)-1], "a page starts after the one before")
+				}
 				pages = append(pages, len(page))
 				got = append(got, page...)
 			}
