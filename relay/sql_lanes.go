@@ -1,7 +1,5 @@
 package relay
 
-import "strings"
-
 // sqlWriteSettings sets, for the rest of a claim's or a settlement's
 // transaction:
 //
@@ -73,25 +71,9 @@ const headRow = `s.*, coalesce(octet_length(s.txt), 0)::bigint AS len FROM (
                e.channels, e.tags, coalesce(e.last_error, '') AS last_error
                FROM {events} e`
 
-// chunkRow is what a step of the claim's walk reads of each event e of
-// its chunk: whether it is due and its payload is small (stored inline,
-// uncompressed, under 2 kB), and the columns the turn needs. The step
-// converts payloads to text only for the events it may walk (reach): the
-// first of its chunk whatever its size, then small ones only, up to the
-// first not due; a large payload is converted once walked, as the first
-// of a chunk of its own.
-const chunkRow = `e.organization_id, e.id, (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) AS due,
-               pg_column_size(e.payload) < 2048 AND pg_column_compression(e.payload) IS NULL AS small, e.payload,
-               e.event_id, e.event_type, e.attempts + 1 AS attempt, e.created_at,
-               coalesce(e.traceparent, '') AS traceparent, coalesce(e.tracestate, '') AS tracestate,
-               e.channels, e.tags, coalesce(e.last_error, '') AS last_error
-               FROM {events} e`
-
-// walkCols are an event's columns after the text, in the claim's walk, of
-// the row r.
-func walkCols(r string) string {
-	return strings.ReplaceAll(`r.event_id, r.event_type, r.attempt, r.created_at, r.traceparent, r.tracestate, r.channels, r.tags, r.last_error`, "r.", r+".")
-}
+// headCols are headRow's columns after the text, for the walk's rows: of
+// the event f each term of the walk reads.
+const headCols = `f.event_id, f.event_type, f.attempt, f.created_at, f.traceparent, f.tracestate, f.channels, f.tags, f.last_error`
 
 // laneFree is true of a lane l nobody may be working: never leased,
 // released, lease expired, or held by a relay whose heartbeat is stale
@@ -202,76 +184,43 @@ FROM free WHERE l.organization_id = free.org AND free.has_events`
 // not due (a retry waiting for its time keeps the events behind it waiting
 // too: that is what id order means), at most $3 of them and $4 bytes of
 // payload (as text, what is sent), the first always: one larger than the
-// bound must still be sent. It walks the head a chunk at a time: each step
-// reads as many events as were walked before it (at least two), in one
-// scan of the index, and measures them with a running sum, so BatchSize
-// events take about log2(BatchSize) steps, not one step each (1.5x less
-// server time for 64 lanes of 100 small events: 45-70 ms against 86-110).
-// A step converts to text only the payloads it may walk: the first of its
-// chunk, then small ones (chunkRow) up to the first event not due; a large
-// payload waits to be the first of a chunk of its own. So a claim converts
-// at most about twice the payloads it returns, never BatchSize times the
-// payload size (TestClaimReadsOnlyThePayloadsItReturns), even for payloads
-// stored small whose text is huge (a number like 1e131071: 100 such events
-// of 13 MB of text each, 0.29 s a claim, against 0.08-0.14 s for a walk of
-// one event per step). TestHeadsPrefixScanAgreesWithTheWalk holds it to the
-// answers of the walk of one event per step. Each payload is converted to
-// text once, and carried with the event's other columns to the result, so
-// no event is read twice.
+// bound must still be sent. Only the events it walks are measured, the
+// claimed ones and the one that stops the walk: a claim's cost follows what
+// it returns, never BatchSize times the payload size. Each walked payload
+// is converted to text once, and the walk carries it with the event's other
+// columns to the result, so no event is read twice.
 //
 // $1 organizations, $2 token, $3 batch size, $4 byte bound. Returns the
 // claimed events (attempts: the attempt about to be made; claimed true)
 // and, for a lane whose claim the byte bound cut, the due event it cut at
 // (claimed false, no payload).
-var sqlHeads = `
+const sqlHeads = `
 WITH taken AS (
     SELECT l.organization_id FROM {lanes} l WHERE l.organization_id = ANY($1::text[]) AND l.lease_token = $2
 ), walk AS (
+    -- Each taken lane's head, walked one event at a time in id order
+    -- while the events are due and fit: the walk stops at the first event
+    -- not due, at $3 events, or at the first whose payload passes the
+    -- byte bound (kept as the last row, without its text, to tell that the
+    -- bound cut the claim; after a first event over the bound alone, the
+    -- next due event is that row). Only the payloads walked are measured.
     SELECT t.organization_id AS org, h.*
     FROM taken t CROSS JOIN LATERAL (
         WITH RECURSIVE w AS (
-            -- Before the head: nothing walked yet.
-            SELECT 0::bigint AS n, 0::bigint AS running, 0::bigint AS id, true AS due, true AS go, NULL::text AS txt,
-                   NULL::uuid AS event_id, NULL::text AS event_type, NULL::integer AS attempt, NULL::timestamptz AS created_at,
-                   NULL::text AS traceparent, NULL::text AS tracestate, NULL::text[] AS channels, NULL::text[] AS tags,
-                   NULL::text AS last_error
+            (SELECT 1 AS n, f.len AS running, f.id, f.due, f.txt, ` + headCols + `
+             FROM (SELECT ` + headRow + `
+                   WHERE ` + headOfClaimed + `
+                   LIMIT 1) s) f)
             UNION ALL
-            -- The next chunk of the head, after the last event walked, as
-            -- many events as walked so far and at least two (2, 2, 4, 8,
-            -- ...: BatchSize in about log2(BatchSize) steps), from the one
-            -- row of the step before that may go on (go). Every window
-            -- is in the index's order (organization_id, id): no sort.
-            SELECT c.n, c.running, c.id, c.due, c.k = c.last AND c.due AND (c.running <= $4 OR c.n = 1) AND c.n < $3,
-                   CASE WHEN c.running <= $4 OR c.n = 1 THEN c.txt END, ` + walkCols("c") + `
+            SELECT w.n + 1, w.running + f.len, f.id, f.due,
+                   CASE WHEN w.running + f.len <= $4 THEN f.txt END, ` + headCols + `
             FROM w CROSS JOIN LATERAL (
-                SELECT m.*, max(m.k) OVER () AS last FROM (
-                    SELECT r.*, w.n + r.k AS n, w.running + sum(r.len) OVER (ORDER BY r.organization_id, r.id ROWS UNBOUNDED PRECEDING) AS running
-                    FROM (
-                        SELECT q.*, coalesce(octet_length(q.txt), 0) AS len
-                        FROM (
-                            -- Each payload the step may walk, converted
-                            -- once (OFFSET 0: the text is made here, and
-                            -- only measured above).
-                            SELECT b.*, CASE WHEN b.due THEN b.payload::text END AS txt
-                            FROM (
-                                SELECT a.*, coalesce(bool_and(a.due) OVER (ORDER BY a.organization_id, a.id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), true)
-                                            AND bool_and(a.k = 1 OR a.small) OVER (ORDER BY a.organization_id, a.id ROWS UNBOUNDED PRECEDING) AS reach
-                                FROM (
-                                    SELECT e.*, row_number() OVER (ORDER BY e.organization_id, e.id) AS k
-                                    FROM (SELECT ` + chunkRow + `
-                                          WHERE e.id > w.id AND ` + headOfClaimed + `
-                                          LIMIT least(greatest(w.n, 2), $3 - w.n)) e
-                                ) a
-                            ) b WHERE b.reach
-                            OFFSET 0
-                        ) q
-                    ) r
-                ) m WHERE m.n <= 2 OR m.running - m.len <= $4
-            ) c
-            WHERE w.go
+                SELECT ` + headRow + `
+                WHERE e.id > w.id AND ` + headOfClaimed + `
+                LIMIT 1) s) f
+            WHERE w.due AND (w.running <= $4 OR w.n = 1) AND w.n < $3
         )
-        SELECT n, running, id, due, txt, event_id, event_type, attempt, created_at, traceparent, tracestate, channels, tags, last_error
-        FROM w WHERE n > 0
+        SELECT * FROM w
     ) h
 )
 -- The due events walked: those claimed (the first always: one larger than
