@@ -181,10 +181,7 @@ func (s *sweeper) sweepNew(ctx context.Context, tx pgx.Tx) ([]string, error) {
 		sw.trail = []int64{top}
 		return nil, nil
 	}
-	page := sw.page
-	if page == 0 {
-		page = newEventsPage
-	}
+	page := cmp.Or(sw.page, newEventsPage)
 	rows, err := tx.Query(ctx, s.q.newEvents, sw.trail[0], page)
 	if err != nil {
 		return nil, err

@@ -105,11 +105,11 @@ func TestFullSweepListsEveryUndiscoveredOrganizationOnce(t *testing.T) {
 		// the page sizes the full pass returns, in order
 		pages []int
 	}{
-		{"one event each: 100 entries, 100 organizations a page", repeat(250, 1), []int{100, 100, 50}},
-		{"three each: the organizations of 100 entries a page", repeat(90, 3), []int{34, 34, 22}},
-		{"deep: skipped through, up to 100 a page", repeat(12, 200), []int{12}},
-		{"deep then shallow: skipped through", append(repeat(3, 200), repeat(12, 1)...), []int{15}},
-		{"shallow then deep: scanned, then skipped through", append(repeat(10, 1), repeat(8, 200)...), []int{11, 7}},
+		{"one event each: 100 entries, 100 organizations a page", slices.Repeat([]int{1}, 250), []int{100, 100, 50}},
+		{"three each: the organizations of 100 entries a page", slices.Repeat([]int{3}, 90), []int{34, 34, 22}},
+		{"deep: skipped through, up to 100 a page", slices.Repeat([]int{200}, 12), []int{12}},
+		{"deep then shallow: skipped through", slices.Concat(slices.Repeat([]int{200}, 3), slices.Repeat([]int{1}, 12)), []int{15}},
+		{"shallow then deep: scanned, then skipped through", slices.Concat(slices.Repeat([]int{1}, 10), slices.Repeat([]int{200}, 8)), []int{11, 7}},
 		{"only the due lane's organization: a page that lists none", nil, []int{0}},
 	}
 	for _, tc := range cases {
@@ -155,15 +155,6 @@ func TestFullSweepListsEveryUndiscoveredOrganizationOnce(t *testing.T) {
 			require.Equal(t, want, got, "every undiscovered organization once, in order")
 		})
 	}
-}
-
-// repeat returns n copies of v.
-func repeat(n, v int) []int {
-	s := make([]int, n)
-	for i := range s {
-		s[i] = v
-	}
-	return s
 }
 
 // r.waiting kept an entry for every organization that ever waited; the
