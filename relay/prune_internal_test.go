@@ -150,12 +150,9 @@ func TestPartitionChangesDoNotHoldSettlementsDuringThePrune(t *testing.T) {
 
 	pruned := make(chan struct{})
 	go func() { defer close(pruned); p.prune(ctx) }()
-	require.Eventually(t, func() bool { // the prune waits for the blocker's row lock
-		var waiting bool
-		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM%outbox_lanes%')`).Scan(&waiting)
-		return err == nil && waiting
-	}, 30*time.Second, 10*time.Millisecond)
+	// The prune waits for the blocker's row lock: its session, not any
+	// session of another test deleting lanes at that moment.
+	requireBlocking(t, db, blocker)
 	require.Contains(t, partitions(t, db), "outbox_deliveries_p2031030110", "this hour's partition was made first")
 
 	_, err = impatientPool(t, db.URL).Exec(ctx, `INSERT INTO outbox_deliveries (id, event_id, organization_id, event_type, outcome, attempts, created_at, settled_at)
