@@ -16,10 +16,11 @@ import (
 // transaction holds outbox_events (it appended an event and is still
 // working) while a migration that alters the table runs.
 type lockedUpgrade struct {
-	ctx  context.Context
-	db   *pgtest.DB
-	done chan error // the migration's result
-	end  func()     // ends the slow transaction (commits it)
+	ctx     context.Context
+	db      *pgtest.DB
+	slowPID int        // the slow transaction's backend
+	done    chan error // the migration's result
+	end     func()     // ends the slow transaction (commits it)
 }
 
 func startLockedUpgrade(t *testing.T, lockTimeout time.Duration) *lockedUpgrade {
@@ -33,14 +34,16 @@ func startLockedUpgrade(t *testing.T, lockTimeout time.Duration) *lockedUpgrade 
 	require.NoError(t, err)
 
 	u := &lockedUpgrade{ctx: ctx, db: db, done: make(chan error, 1), end: func() { require.NoError(t, slow.Commit(ctx)) }}
+	require.NoError(t, slow.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&u.slowPID))
 	ms := []migrations.Migration{{Version: 9001, Name: "alter_events", Up: "ALTER TABLE outbox_events ADD COLUMN upgraded boolean"}}
 	opts := migrations.Options{Schema: db.Schema, LockTimeout: lockTimeout, LockRetryDelay: 50 * time.Millisecond}
 	go func() { _, err := migrations.UpThese(ctx, db.Pool, opts, ms); u.done <- err }()
-	// The ALTER asks for its lock: it waits behind the slow transaction.
+	// The ALTER asks for its lock: it waits behind the slow transaction
+	// (this test's: the tests run in parallel, each on a schema of its own).
 	require.Eventually(t, func() bool {
 		var waiting bool
 		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE outbox_events%')`).Scan(&waiting)
+			WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE 'ALTER TABLE outbox_events%')`, u.slowPID).Scan(&waiting)
 		return err == nil && waiting
 	}, 10*time.Second, time.Millisecond, "the migration waits for its lock")
 	return u
@@ -108,10 +111,13 @@ func TestMigrationWithoutLockTimeoutQueuesProducers(t *testing.T) {
 			close(appended)
 		}
 	}()
+	// The INSERT waits for the ALTER (ahead of it in the lock queue), which
+	// waits for this test's slow transaction.
 	require.Eventually(t, func() bool {
 		var waiting bool
-		err := u.db.Pool.QueryRow(u.ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO outbox_events%org-live%')`).Scan(&waiting)
+		err := u.db.Pool.QueryRow(u.ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity a, pg_stat_activity m
+			WHERE $1 = ANY(pg_blocking_pids(m.pid)) AND m.query LIKE 'ALTER TABLE outbox_events%'
+			  AND m.pid = ANY(pg_blocking_pids(a.pid)) AND a.query LIKE 'INSERT INTO outbox_events%org-live%')`, u.slowPID).Scan(&waiting)
 		return err == nil && waiting
 	}, 10*time.Second, time.Millisecond, "the producer queues behind the waiting ALTER")
 	u.end()

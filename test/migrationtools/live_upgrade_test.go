@@ -128,6 +128,8 @@ func TestLiveUpgradeDoesNotStopProducers(t *testing.T) {
 	defer func() { _ = slow.Rollback(ctx) }()
 	_, err = slow.Exec(ctx, `INSERT INTO outbox_events (event_id, organization_id, event_type, payload) VALUES (gen_random_uuid(), 'org-slow', 'slow.event', '{}')`)
 	require.NoError(t, err)
+	var slowPID int
+	require.NoError(t, slow.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&slowPID))
 
 	upgraded := make(chan error, 1)
 	var upgradedAt time.Time
@@ -141,7 +143,7 @@ func TestLiveUpgradeDoesNotStopProducers(t *testing.T) {
 	require.Eventually(t, func() bool {
 		var waiting bool
 		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%ALTER TABLE outbox_events%')`).Scan(&waiting)
+			WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%ALTER TABLE outbox_events%')`, slowPID).Scan(&waiting)
 		return err == nil && waiting
 	}, time.Minute, time.Millisecond, "the migration of outbox_events waits for the slow transaction")
 	before := live.committed.Load()
