@@ -122,7 +122,7 @@ func endTurn(span trace.Span, ln *lane, err error) {
 }
 
 // sendAll resolves the organization's destination and sends its events,
-// PerOrgInFlight at a time. Events it did not send are left outcomeUnsent.
+// PerOrgInFlight at a time (one at a time on the calling goroutine). Events it did not send are left outcomeUnsent.
 // It reports whether a failure blocks the lane (its head waits for a retry,
 // a pause, or the resolver), so no other turn should follow at once.
 func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []pendingEvent, stopAt time.Time) (results []result, blocked bool) {
@@ -153,19 +153,30 @@ func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []pendi
 		return results, false
 	}
 
+	turn := trace.SpanContextFromContext(ctx)
+	if min(r.cfg.PerOrgInFlight, len(events)) == 1 {
+		// One call at a time (the default, and every page's single event):
+		// the events in order on this goroutine.
+		for i := range events {
+			if !r.mayStart(ctx, stopAt) {
+				break
+			}
+			results[i] = r.deliver(callCtx, turn, org, dest, &events[i])
+			if blocksLane(results[i].outcome, r.cfg.PerOrgInFlight) {
+				return results, true
+			}
+		}
+		return results, false
+	}
 	var (
 		mu   sync.Mutex
 		next int
 		wg   sync.WaitGroup
-		turn = trace.SpanContextFromContext(ctx)
 	)
 	take := func() (int, bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		if blocked || next == len(events) {
-			return 0, false
-		}
-		if r.clock.Now().After(stopAt) || r.authPaused() || !r.alive() || ctx.Err() != nil {
+		if blocked || next == len(events) || !r.mayStart(ctx, stopAt) {
 			return 0, false
 		}
 		next++
@@ -197,6 +208,13 @@ func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []pendi
 	worker()
 	wg.Wait()
 	return results, blocked
+}
+
+// mayStart reports whether a turn may start another call: not past stopAt,
+// delivery not paused for a bad token, heartbeats getting through, and ctx
+// not ended.
+func (r *Relay) mayStart(ctx context.Context, stopAt time.Time) bool {
+	return !r.clock.Now().After(stopAt) && !r.authPaused() && r.alive() && ctx.Err() == nil
 }
 
 // lastSent reports whether the turn got to its last event.
