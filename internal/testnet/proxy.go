@@ -99,17 +99,15 @@ func (p *Proxy) LastSent() time.Time {
 	return time.Time{}
 }
 
-// copy forwards src to dst, holding every chunk while the proxy is frozen.
+// copy forwards src to dst, holding every chunk while the proxy is frozen,
+// and src's end too: a peer that closes its side while frozen is not heard
+// of on the other side (no FIN) until the proxy thaws.
 func (p *Proxy) copy(dst, src net.Conn, fromClient bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		p.waitThawed()
 		if n > 0 {
-			p.mu.Lock()
-			for p.frozen {
-				p.thawed.Wait()
-			}
-			p.mu.Unlock()
 			if fromClient {
 				p.lastSent.Store(time.Now().UnixNano())
 			}
@@ -120,6 +118,15 @@ func (p *Proxy) copy(dst, src net.Conn, fromClient bool) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// waitThawed returns once the proxy is not frozen.
+func (p *Proxy) waitThawed() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.frozen {
+		p.thawed.Wait()
 	}
 }
 
