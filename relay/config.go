@@ -188,11 +188,12 @@ type Config struct {
 	// or more (fewer while rounds find few such organizations), up to 4 at
 	// once (half the pool), each holding a pool connection until it is
 	// settled; none with a pool of fewer than 4 (PoolConns counts them).
-	// Order and exactly-once are as for lanes; failover differs in time: a
+	// Order and exactly-once are as for lanes, and failover as quick: a
 	// relay that dies has its pages rolled back by the server at once, and
-	// one cut off by the network holds its pages' organizations until the
-	// server's idle timeout, LeaseDuration, where its lanes are taken over
-	// after LivenessTimeout (docs/page-path.md). Turn it on only once every
+	// one that hangs, is cut off by the network or can no longer heartbeat
+	// stops pinging its pages, which the server then ends after
+	// LivenessTimeout, as other relays take over its lanes then
+	// (docs/page-path.md). Turn it on only once every
 	// relay on the database runs a release that has it: earlier relays do
 	// not take the page locks. Defaults to false.
 	Pages bool

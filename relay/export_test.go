@@ -19,5 +19,6 @@ func InitTestSignals(r *Relay) *TestSignals {
 	r.testSignals.Beat.Init()
 	r.testSignals.SlotGivenUp.Init()
 	r.testSignals.Rechecking.Init()
+	r.testSignals.PagePinged.Init()
 	return &r.testSignals
 }

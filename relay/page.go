@@ -52,6 +52,10 @@ func pagesInFlight(maxConns int32) int {
 type page struct {
 	conn  *pgxpool.Conn
 	lanes []*lane
+	// stopPings ends the page's keep-alive (keepAlive); pinged is closed
+	// once it has ended.
+	stopPings, pinged chan struct{}
+	stopOnce          sync.Once
 
 	mu   sync.Mutex
 	left int // lanes not finished yet
@@ -151,7 +155,52 @@ func (r *Relay) openPage(ctx context.Context, orgs []string) (pg *page, err erro
 		}
 		pg.lanes = append(pg.lanes, ln)
 	}
+	r.keepAlive(pg)
 	return pg, nil
+}
+
+// keepAlive pings the page's session every HeartbeatInterval until the
+// page is settled, while the relay is alive (its heartbeats get through).
+// The server ends a page left idle for LivenessTimeout (sqlPageTimeout),
+// and frees its organizations at once, nothing of it written: so a relay
+// that hangs, is cut off by the network or can no longer heartbeat holds
+// its pages' organizations for about as long as its lanes, which other
+// relays take over once its heartbeat row is LivenessTimeout old. The
+// pings keep the server's time, not the relay's clock.
+func (r *Relay) keepAlive(pg *page) {
+	pg.stopPings, pg.pinged = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(pg.pinged)
+		tick := time.NewTicker(r.cfg.HeartbeatInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-pg.stopPings:
+				return
+			case <-tick.C:
+			}
+			if !r.alive() {
+				continue // fenced: the server ends the page, as others take over the relay's lanes
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LivenessTimeout)
+			err := pg.conn.Ping(ctx)
+			cancel()
+			r.testSignals.PagePinged.Signal(err)
+			if err != nil {
+				return // the session is lost: the settlement fails, and the page is rolled back
+			}
+		}
+	}()
+}
+
+// stopKeepAlive ends the page's pings, once one in flight has returned:
+// the settlement may then use the page's connection.
+func (pg *page) stopKeepAlive() {
+	if pg.pinged == nil {
+		return // never started
+	}
+	pg.stopOnce.Do(func() { close(pg.stopPings) })
+	<-pg.pinged
 }
 
 // lockPage begins the page's transaction and takes the page locks of the
@@ -217,13 +266,14 @@ func (r *Relay) readPage(ctx context.Context, conn *pgxpool.Conn, locked []strin
 	return events, br.Close()
 }
 
-// sqlPageTimeout sets a page's idle_in_transaction_session_timeout to its
-// lease: a relay that hangs mid-page (or is cut off) has its session ended
-// by the server, and its page rolled back, as a lane's lease would expire.
+// sqlPageTimeout sets a page's idle_in_transaction_session_timeout to the
+// relays' LivenessTimeout: a relay that stops pinging its page (keepAlive:
+// it hangs, is cut off, or its heartbeats fail) has its session ended by
+// the server, and its page rolled back, as its lanes would be taken over.
 // A relay stops starting calls at half the lease and cuts them off at
-// three quarters, as for lanes, so none outlives the page.
-func sqlPageTimeout(lease time.Duration) string {
-	return fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", lease.Milliseconds())
+// three quarters, as for lanes, and settles its page after.
+func sqlPageTimeout(liveness time.Duration) string {
+	return fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", liveness.Milliseconds())
 }
 
 // finishPage reports a page lane done sending, and waits for the page's
@@ -255,6 +305,7 @@ func (r *Relay) finishPage(ln *lane) settled {
 // nothing of it is written, and its events are free again at once.
 func (r *Relay) settlePage(pg *page) (due map[string]time.Time, err error) {
 	defer func() { <-r.pageSlots }()
+	pg.stopKeepAlive()
 	var plan batchPlan
 	for _, ln := range pg.lanes {
 		plan.add(ln, r.planSettlement(ln.events, ln.results, &ln.rep))

@@ -18,8 +18,15 @@ import (
 // reaches Svix: each test opens pages and settles them itself.
 func pageSetup(t *testing.T) (*Relay, *pgtest.DB) {
 	t.Helper()
+	return pageSetupWith(t, Config{})
+}
+
+// pageSetupWith is pageSetup with cfg's liveness settings.
+func pageSetupWith(t *testing.T, cfg Config) (*Relay, *pgtest.DB) {
+	t.Helper()
 	db := pgtest.New(t)
-	r, err := New(db.Pool, Config{SvixToken: "t", SvixServerURL: "http://127.0.0.1:1", ID: "relay-p", Pages: true})
+	r, err := New(db.Pool, Config{SvixToken: "t", SvixServerURL: "http://127.0.0.1:1", ID: "relay-p", Pages: true,
+		HeartbeatInterval: cfg.HeartbeatInterval, LivenessTimeout: cfg.LivenessTimeout})
 	require.NoError(t, err)
 	require.NotNil(t, r.pageSlots, "a pool of %d connections has room for pages", db.Pool.Config().MaxConns)
 	return r, db
@@ -55,6 +62,7 @@ func openTestPage(t *testing.T, r *Relay, orgs ...string) *page {
 	t.Cleanup(func() {
 		if len(r.pageSlots) != 0 { // a test that failed half way: end its page, or the pool's close waits for it
 			t.Error("a test left a page open")
+			pg.stopKeepAlive()
 			endPage(pg.conn)
 			<-r.pageSlots
 		}
@@ -269,8 +277,9 @@ func TestOpenPageHoldsNoSnapshot(t *testing.T) {
 	require.Nil(t, xid, "nor a transaction id before its settlement")
 
 	var timeout string
+	pg.stopKeepAlive() // the test's query may not run beside a ping
 	require.NoError(t, pg.conn.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&timeout))
-	require.Equal(t, "30s", timeout, "the page's lease")
+	require.Equal(t, "1500ms", timeout, "LivenessTimeout")
 	settleUnsent(t, r, pg)
 }
 
@@ -390,5 +399,60 @@ func TestPageRolledBackWhenItsSessionEnds(t *testing.T) {
 	again := openTestPage(t, r, "org-a")
 	_, sent := pageOrgs(again)
 	require.Equal(t, []string{"org-a"}, sent, "free again at once")
+	settleUnsent(t, r, again)
+}
+
+// A page whose events take longer to send than LivenessTimeout, the idle
+// time after which the server ends a page, is kept alive by its pings, one
+// every HeartbeatInterval, and settles.
+func TestPageKeptAliveByItsPings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r, db := pageSetupWith(t, Config{HeartbeatInterval: 100 * time.Millisecond, LivenessTimeout: time.Second})
+	signals := InitTestSignals(r)
+	id := addEvent(t, db, "org-a")
+	pg := openTestPage(t, r, "org-a")
+	_, sent := pageOrgs(pg)
+	require.Equal(t, []string{"org-a"}, sent)
+	// Twelve pings, 100 ms apart at the least: the page has been idle for
+	// longer than LivenessTimeout, but for its pings.
+	for range 12 {
+		require.NoError(t, signals.PagePinged.Wait(t))
+	}
+	pg.lanes[0].results = []result{{outcome: outcomeDelivered, messageID: "msg_1"}}
+	_, err := r.settlePage(pg)
+	require.NoError(t, err, "the page's session is still there")
+	var delivered int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT id FROM outbox_deliveries`).Scan(&delivered))
+	require.Equal(t, id, delivered)
+}
+
+// A relay whose heartbeats no longer get through (fenced) stops pinging
+// its pages: the server ends them after LivenessTimeout, as other relays
+// take over its lanes then, and their organizations are free again,
+// nothing of the page written.
+func TestPageOfAFencedRelayIsEndedByTheServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r, db := pageSetupWith(t, Config{HeartbeatInterval: 100 * time.Millisecond, LivenessTimeout: 500 * time.Millisecond})
+	addEvent(t, db, "org-a")
+	pg := openTestPage(t, r, "org-a")
+	require.NotNil(t, pg)
+	r.heartbeating.Store(true) // Run's, whose last heartbeat got through too long ago
+	r.beats.lastBeat.Store(time.Now().Add(-time.Hour).UnixNano())
+	pid := pg.conn.Conn().PgConn().PID()
+	require.Eventually(t, func() bool {
+		var gone bool
+		err := db.Pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&gone)
+		return err == nil && gone
+	}, 30*time.Second, 10*time.Millisecond, "the server ends the page's session")
+
+	pg.lanes[0].results = []result{{outcome: outcomeDelivered, messageID: "msg_1"}}
+	_, err := r.settlePage(pg)
+	require.Error(t, err, "nothing of the page is written")
+	r.heartbeating.Store(false)
+	again := openTestPage(t, r, "org-a")
+	_, sent := pageOrgs(again)
+	require.Equal(t, []string{"org-a"}, sent, "org-a is free again, its event never attempted")
 	settleUnsent(t, r, again)
 }

@@ -86,7 +86,7 @@ func TestPageLostMidSendIsSentAgainOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.Pages = true
-	b.cfg.LeaseDuration = 9876 * time.Millisecond // names this test's pages in pg_stat_activity
+	b.cfg.LeaseDuration = 10 * time.Second // more than twice SendTimeout
 	// The first creates hang until SendTimeout: long enough for the test to
 	// find the page however loaded the machine, short of the lease's half.
 	b.cfg.SendTimeout = 4 * time.Second
@@ -108,10 +108,14 @@ func TestPageLostMidSendIsSentAgainOnce(t *testing.T) {
 		}
 		return false
 	}, 10*time.Second, 5*time.Millisecond, "no create was sent")
+	// A page is a session idle in its transaction that holds page locks of
+	// this test's installation (keyed by its lanes table's oid).
 	var ended int
 	require.Eventually(t, func() bool {
-		err := b.db.Pool.QueryRow(b.ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE state = 'idle in transaction' AND query = 'SET LOCAL idle_in_transaction_session_timeout = 9876'`).Scan(&ended)
+		err := b.db.Pool.QueryRow(b.ctx, `SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a
+			WHERE a.state = 'idle in transaction' AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
+			  AND l.locktype = 'advisory' AND l.granted AND l.classid = $1::regclass::oid)`,
+			b.db.Schema+".outbox_lanes").Scan(&ended)
 		return err == nil && ended > 0
 	}, 10*time.Second, 5*time.Millisecond, "no page was opened")
 

@@ -108,6 +108,9 @@ type testSignals struct {
 	// Rechecking: a claim found an organization held by another
 	// transaction's page lock; a sweep will queue it again (its name).
 	Rechecking testsignal.Signal[string]
+	// PagePinged: a page's keep-alive pinged its session (the error, or
+	// nil).
+	PagePinged testsignal.Signal[error]
 }
 
 var _ outbox.Signaler = (*Relay)(nil)
@@ -163,7 +166,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		clock:      cfg.clock,
 	}
 	if n := pagesInFlight(maxConns); cfg.Pages && n > 0 {
-		r.pageSlots, r.pageTimeout = make(chan struct{}, n), sqlPageTimeout(cfg.LeaseDuration)
+		r.pageSlots, r.pageTimeout = make(chan struct{}, n), sqlPageTimeout(cfg.LivenessTimeout)
 	}
 	r.svixHealth = newSvixHealthRecorder(cfg.clock)
 	r.beats = newHeartbeater(pool.Config().ConnConfig, r.q, cfg, r.instance, r.takeOver, r.svixHealth.report, &r.testSignals.Beat)

@@ -181,15 +181,16 @@ func TestPagesReplicaKilled(t *testing.T) {
 	e := newEnv(t, svixtest.Options{Latency: 20 * time.Millisecond, DisableRequestLog: true})
 	const orgs = 3000
 	e.preloadBacklog(orgs, 1)
-	// The victim's lease (29 s) names its pages in pg_stat_activity: the
-	// statement a page runs last before it sends sets its idle timeout.
+	// A page is a session idle in its transaction that holds page locks
+	// (advisory locks keyed by the lanes table's oid).
 	openPages := func() (n int) {
-		err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'
-			AND query = 'SET LOCAL idle_in_transaction_session_timeout = 29000'`).Scan(&n)
+		err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM pg_stat_activity a WHERE a.state = 'idle in transaction'
+			AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+			            AND l.classid = 'outbox_lanes'::regclass::oid)`).Scan(&n)
 		require.NoError(t, err)
 		return n
 	}
-	victim := e.startRelay("victim", e.token, "--pages", "--lease", "29s")
+	victim := e.startRelay("victim", e.token, "--pages")
 	require.Eventually(t, func() bool { return openPages() > 0 }, 20*time.Second, 2*time.Millisecond, "the victim opens pages")
 	survivor := e.startRelay("survivor", e.token, "--pages")
 	require.Eventually(t, func() bool {
@@ -204,4 +205,53 @@ func TestPagesReplicaKilled(t *testing.T) {
 	fig["pages_ended_after_kill_ms"] = pagesGone.Milliseconds()
 	report(t, "pages: replica killed", fig)
 	e.stop(survivor)
+}
+
+// 14. With pages (--pages), a replica cut off from the database with no FIN
+// while it holds pages: its pings no longer reach the server, which ends
+// its pages LivenessTimeout after the last one got through (not at the
+// lease), rolls them back (nothing they sent is recorded), and the
+// survivor sends their events again. Every event once, the pages ended
+// within the failover bound.
+func TestPagesReplicaPartitioned(t *testing.T) {
+	e := newEnv(t, svixtest.Options{Latency: 20 * time.Millisecond, DisableRequestLog: true})
+	dbProxy := testnet.NewProxy(t, e.url)
+	cut, err := url.Parse(e.url)
+	require.NoError(t, err)
+	cut.Host = dbProxy.Addr()
+	q := cut.Query()
+	q.Set("application_name", "partitioned") // names its pool's sessions in pg_stat_activity
+	cut.RawQuery = q.Encode()
+	const orgs = 3000
+	e.preloadBacklog(orgs, 1)
+	// The partitioned relay's pages: its sessions idle in their transaction
+	// that hold page locks (advisory locks keyed by the lanes table's oid).
+	pagesOfA := func() (n int) {
+		err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM pg_stat_activity a
+			WHERE a.application_name = 'partitioned' AND a.state = 'idle in transaction'
+			  AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+			              AND l.classid = 'outbox_lanes'::regclass::oid)`).Scan(&n)
+		require.NoError(t, err)
+		return n
+	}
+	extra := []string{"--pages", "--shutdown-timeout", "1s"}
+	a := e.startRelayOn(cut.String(), "partitioned", e.token, e.fake.URL(), extra...)
+	require.Eventually(t, func() bool { return pagesOfA() > 0 }, 20*time.Second, 2*time.Millisecond, "A opens pages")
+	b := e.startRelay("survivor", e.token, extra...)
+	require.Eventually(t, func() bool {
+		return pagesOfA() > 0 && e.fake.MessageCount() >= orgs/10
+	}, 20*time.Second, 2*time.Millisecond, "mid-work, A holding pages")
+
+	dbProxy.Freeze()
+	cutAt := time.Now()
+	require.Eventually(t, func() bool { return pagesOfA() == 0 }, time.Minute, 5*time.Millisecond, "the server ends A's pages")
+	pagesGone := time.Since(cutAt)
+	res := e.audit(60*time.Second, nil)
+	fig := res.figures()
+	fig["pages_ended_after_cut_ms"] = pagesGone.Milliseconds()
+	report(t, "pages: replica partitioned", fig)
+	require.Less(t, pagesGone, failoverBound, "A's pages held their organizations %s after the cut", pagesGone)
+	dbProxy.Thaw()
+	e.stop(b)
+	e.stop(a)
 }
