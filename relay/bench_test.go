@@ -355,10 +355,13 @@ func BenchmarkDegradedThroughput(b *testing.B) {
 
 // BenchmarkOrganizations: a backlog spread over 100, 2,000 or 20,000
 // organizations (20,000 events: one each at the widest), drained by the
-// relay with its defaults beside the raw SDK loop over the same
-// organizations and beside floorDrain, the least database work any outbox
-// with a delivery history does (a bound, not a relay). Run with
-// -benchtime 20000x for the README's figures.
+// relay with its defaults (impl=relay: pages on) and with pages off
+// (impl=relay_lanes: a lane for every organization) beside the raw SDK
+// loop over the same organizations and beside floorDrain, the least
+// database work any outbox with a delivery history does (a bound, not a
+// relay). Run with -benchtime 20000x for the README's figures. (Before
+// pages were the default, 2026-12-07, impl=relay was the lanes and
+// impl=relay_pages the pages.)
 //
 // The warm cases measure a second backlog over the same organizations,
 // after a first one was drained untimed: their lanes exist (and their
@@ -374,7 +377,7 @@ func BenchmarkOrganizations(b *testing.B) {
 			if warm && orgs != 20000 {
 				continue // with 10 events or more per organization, a lane row is a small share
 			}
-			for _, impl := range []string{"raw_sdk", "floor", "relay", "relay_pages"} {
+			for _, impl := range []string{"raw_sdk", "floor", "relay_lanes", "relay"} {
 				name := fmt.Sprintf("orgs=%d/impl=%s", orgs, impl)
 				if warm {
 					name = fmt.Sprintf("orgs=%d-warm/impl=%s", orgs, impl)
@@ -385,7 +388,7 @@ func BenchmarkOrganizations(b *testing.B) {
 	}
 	// Svix as far away as a real one: each creation answered after 20 ms.
 	// The CPU no longer bounds either loop; the calls in flight do.
-	for _, impl := range []string{"raw_sdk", "floor", "relay", "relay_pages"} {
+	for _, impl := range []string{"raw_sdk", "floor", "relay_lanes", "relay"} {
 		name := fmt.Sprintf("orgs=20000-latency=20ms/impl=%s", impl)
 		b.Run(name, func(b *testing.B) { benchOrganizations(b, 20000, false, 20*time.Millisecond, impl) })
 	}
@@ -398,9 +401,9 @@ func benchOrganizations(b *testing.B, orgs int, warm bool, latency time.Duration
 	// timer.
 	drain := func(first int) {
 		switch impl {
-		case "relay", "relay_pages":
+		case "relay", "relay_lanes":
 			cfg := benchConfig(db, fake)
-			cfg.Pages = impl == "relay_pages"
+			cfg.DisablePages = impl == "relay_lanes"
 			runRelayUntil(b, cfg, db, fake, first+b.N)
 		case "floor":
 			floorDrain(b, db, fake, first+b.N)

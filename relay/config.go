@@ -38,7 +38,7 @@ const MinPoolConns = 2
 func PoolConns(cfg Config) int32 {
 	cfg = cfg.withDefaults()
 	n := int32((cfg.Concurrency+3)/4 + 2)
-	if cfg.Pages {
+	if !cfg.DisablePages {
 		n += maxPagesInFlight // each open page holds one
 	}
 	return n
@@ -178,25 +178,25 @@ type Config struct {
 	// partition at a time).
 	// Defaults to 24 hours. Negative keeps no history.
 	DeliveredRetention time.Duration
-	// Pages lets Run take organizations that have a single pending event,
-	// never attempted, and no lane leased, paused or suspended, in pages:
-	// one transaction holds a page's organizations (a transaction-level
-	// advisory lock each) while their events are sent, and records the
-	// outcomes, with no lane row written for them. It pays off over a
-	// backlog of many organizations with one event each (after a restart
-	// or an outage). Pages are tried for claim rounds of 16 organizations
-	// or more (fewer while rounds find few such organizations), up to 4 at
-	// once (half the pool), each holding a pool connection until it is
-	// settled; none with a pool of fewer than 4 (PoolConns counts them).
-	// Order and exactly-once are as for lanes, and failover as quick: a
-	// relay that dies has its pages rolled back by the server at once, and
-	// one that hangs, is cut off by the network or can no longer heartbeat
-	// stops pinging its pages, which the server then ends after
-	// LivenessTimeout, as other relays take over its lanes then
-	// (docs/page-path.md). Turn it on only once every
-	// relay on the database runs a release that has it: earlier relays do
-	// not take the page locks. Defaults to false.
-	Pages bool
+	// DisablePages turns pages off: every organization then gets a lane.
+	// With pages (the default), Run takes organizations that have a single
+	// pending event, never attempted, and no lane leased, paused or
+	// suspended, in pages: one transaction holds a page's organizations (a
+	// transaction-level advisory lock each) while their events are sent,
+	// and records the outcomes, with no lane row written for them. It pays
+	// off over a backlog of many organizations with one event each (after
+	// a restart or an outage). Pages are tried for claim rounds of 16
+	// organizations or more (fewer while rounds find few such
+	// organizations), up to 4 at once (half the pool), each holding a pool
+	// connection until it is settled; none with a pool of fewer than 4
+	// (PoolConns counts them). Order and exactly-once are as for lanes, and
+	// failover as quick: a relay that dies has its pages rolled back by the
+	// server at once, and one that hangs, is cut off by the network or can
+	// no longer heartbeat stops pinging its pages, which the server then
+	// ends after LivenessTimeout, as other relays take over its lanes then
+	// (docs/page-path.md). Lane claims of every release take the page
+	// locks, pages on or off. Defaults to false.
+	DisablePages bool
 	// ShutdownTimeout bounds how long Run waits, once its context ends, for
 	// in-flight calls to finish and be settled. Defaults to 10 seconds.
 	ShutdownTimeout time.Duration

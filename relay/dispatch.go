@@ -82,7 +82,7 @@ func (r *Relay) dispatch(ctx, callCtx context.Context, turns *runners) {
 // if smaller, or the whole queue if shorter). It pops none while delivery is paused for a bad token or this
 // relay is fenced.
 //
-// With pages on (Config.Pages), a queue of pageMinOrgs or more, and a page
+// With pages on (not Config.DisablePages), a queue of pageMinOrgs or more, and a page
 // slot free, it takes that slot for the round (paged) and pops up to
 // pageRoundMax organizations, bounded only by lanesPerCall × Concurrency
 // lanes held at once: a page's organizations have one event each.

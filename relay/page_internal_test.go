@@ -25,7 +25,7 @@ func pageSetup(t *testing.T) (*Relay, *pgtest.DB) {
 func pageSetupWith(t *testing.T, cfg Config) (*Relay, *pgtest.DB) {
 	t.Helper()
 	db := pgtest.New(t)
-	r, err := New(db.Pool, Config{SvixToken: "t", SvixServerURL: "http://127.0.0.1:1", ID: "relay-p", Pages: true,
+	r, err := New(db.Pool, Config{SvixToken: "t", SvixServerURL: "http://127.0.0.1:1", ID: "relay-p",
 		HeartbeatInterval: cfg.HeartbeatInterval, LivenessTimeout: cfg.LivenessTimeout})
 	require.NoError(t, err)
 	require.NotNil(t, r.pageSlots, "a pool of %d connections has room for pages", db.Pool.Config().MaxConns)

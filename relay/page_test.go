@@ -14,7 +14,7 @@ import (
 	"github.com/outboxrelay/outbox/relay"
 )
 
-// With Config.Pages, a backlog of many organizations with one event each
+// With pages (the default), a backlog of many organizations with one event each
 // is sent in pages, mostly without a lane row, beside deep organizations
 // (their lanes, in order) and failures in pages (503s retried, a 429
 // paused, a 422 dead-lettered): every event once, and in order per
@@ -22,7 +22,6 @@ import (
 func TestPagesDeliverABacklogOnceAndInOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.cfg.Pages = true
 	// Every lane row ever inserted, by organization.
 	for _, sql := range []string{
 		`CREATE TABLE lane_inserts (organization_id text)`,
@@ -85,7 +84,6 @@ func TestPagesDeliverABacklogOnceAndInOrder(t *testing.T) {
 func TestPageLostMidSendIsSentAgainOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.cfg.Pages = true
 	b.cfg.LeaseDuration = 10 * time.Second // more than twice SendTimeout
 	// The first creates hang until SendTimeout: long enough for the test to
 	// find the page however loaded the machine, short of the lease's half.

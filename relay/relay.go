@@ -48,7 +48,7 @@ type Relay struct {
 	settling atomic.Int64
 	wake     chan struct{}
 	settles  chan *settleRequest // lanes done sending, to the settler
-	// pageSlots bounds the pages open at once (nil: Config.Pages is off,
+	// pageSlots bounds the pages open at once (nil: Config.DisablePages,
 	// or the pool is too small for pages).
 	pageSlots chan struct{}
 	// pageTimeout is the statement that sets a page's idle timeout.
@@ -165,7 +165,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		tel:        tel,
 		clock:      cfg.clock,
 	}
-	if n := pagesInFlight(maxConns); cfg.Pages && n > 0 {
+	if n := pagesInFlight(maxConns); !cfg.DisablePages && n > 0 {
 		r.pageSlots, r.pageTimeout = make(chan struct{}, n), sqlPageTimeout(cfg.LivenessTimeout)
 	}
 	r.svixHealth = newSvixHealthRecorder(cfg.clock)

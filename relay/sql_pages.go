@@ -8,7 +8,7 @@ import (
 
 // A page is a transaction that holds, for as long as their events are sent
 // and settled, the page locks of organizations with a single pending event
-// never attempted, and no lane leased, paused or suspended (Config.Pages,
+// never attempted, and no lane leased, paused or suspended (Config.DisablePages,
 // docs/page-path.md). Such an organization's event is then sent and settled
 // without a lane row: no insert, no lease, no release.
 //

@@ -33,7 +33,7 @@ type Stats struct {
 	Turns uint64
 	// Claims counts claim round trips, each for up to 64 organizations.
 	Claims uint64
-	// Pages counts pages opened (Config.Pages): claim rounds whose
+	// Pages counts pages opened (see Config.DisablePages): claim rounds whose
 	// organizations with a single pending event were taken without lanes.
 	Pages uint64
 	// HandedOff counts organizations passed to Config.Delegate.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -145,3 +146,26 @@ func splitAction(args []string) (action string, rest []string) {
 	}
 	return "", args
 }
+
+// negated is a boolean flag that sets the opposite of its value: --pages
+// (true, the default) for a Config field that turns pages off.
+type negated struct{ p *bool }
+
+func (n negated) String() string {
+	if n.p == nil {
+		return "false" // the zero Value, which flag.PrintDefaults compares the default with
+	}
+	return strconv.FormatBool(!*n.p)
+}
+
+func (n negated) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*n.p = !v
+	return nil
+}
+
+// IsBoolFlag lets the flag stand alone (--pages), as a flag.BoolVar does.
+func (negated) IsBoolFlag() bool { return true }

@@ -60,3 +60,25 @@ func TestRelayFlagsMatchTheLibraryAndTheDocs(t *testing.T) {
 		require.Equal(t, "`"+f.DefValue+"`", def, "docs/cli.md: the default of --%s", f.Name)
 	})
 }
+
+// --pages is on by default and sets Config.DisablePages when turned off.
+func TestPagesFlagTurnsPagesOff(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args     []string
+		disabled bool
+	}{
+		{args: nil, disabled: false},
+		{args: []string{"--pages"}, disabled: false},
+		{args: []string{"--pages=true"}, disabled: false},
+		{args: []string{"--pages=false"}, disabled: true},
+	} {
+		var o relayOptions
+		fs := newRelayFlagSet(&environment{stdout: io.Discard, stderr: io.Discard, getenv: os.Getenv}, &o)
+		require.NoError(t, fs.Parse(c.args))
+		require.Equal(t, c.disabled, o.cfg.DisablePages, "%v", c.args)
+	}
+	var o relayOptions
+	fs := newRelayFlagSet(&environment{stdout: io.Discard, stderr: io.Discard, getenv: os.Getenv}, &o)
+	require.ErrorContains(t, fs.Parse([]string{"--pages=maybe"}), "invalid boolean value")
+}

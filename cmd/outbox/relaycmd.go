@@ -55,7 +55,7 @@ func newRelayFlagSet(env *environment, o *relayOptions) *flagSet {
 	fs.DurationVar(&c.PollInterval, "poll-interval", relay.DefaultPollInterval, "how often to sweep for unsignalled events and due retries")
 	fs.BoolVar(&c.PollOnly, "poll-only", false, "no LISTEN: find work by sweeping only (for PgBouncer transaction pooling)")
 	fs.StringVar(&c.Channel, "channel", relay.DefaultChannel, "NOTIFY channel to listen on")
-	fs.BoolVar(&c.Pages, "pages", false, "take organizations with a single pending event in pages, without lane rows (only once every relay on the database runs a release that has it)")
+	fs.Var(negated{&c.DisablePages}, "pages", "take organizations with a single pending event in pages, without lane rows (--pages=false: a lane for every organization)")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", relay.DefaultMaxAttempts, "attempts before an event is dead-lettered")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "most Svix messages per second from this process (0 = no limit)")
 	fs.DurationVar(&c.RetryBaseDelay, "retry-base-delay", relay.DefaultRetryBaseDelay, "first retry's backoff ceiling (doubles per attempt, full jitter)")

@@ -145,6 +145,6 @@ func TestRelayEndpointsLeakNothingAndBindLoopback(t *testing.T) {
 
 	logs := stop()
 	require.Contains(t, logs, fmt.Sprintf(`"addr":"127.0.0.1:%d"`, port), "a port alone binds loopback")
-	require.Contains(t, logs, `"pool_max_conns":18`, "the pool is sized for 64 in flight: relay.PoolConns")
+	require.Contains(t, logs, `"pool_max_conns":22`, "the pool is sized for 64 in flight and 4 pages: relay.PoolConns")
 	require.NotContains(t, logs, secret)
 }
