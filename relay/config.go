@@ -33,8 +33,9 @@ const MinPoolConns = 2
 // PoolConns returns how many pool connections a relay with cfg uses at most
 // at once: a quarter of Concurrency for lane turns (each holds a connection
 // only for its claim and its settlement, a round trip each, while its Svix
-// calls take far longer), plus the sweep and history pruning. The outbox
-// command sizes its pool with it.
+// calls take far longer), plus the sweep and history pruning, plus 4 for
+// pages unless DisablePages (each open page holds one; a relay that
+// Delegates opens none). The outbox command sizes its pool with it.
 func PoolConns(cfg Config) int32 {
 	cfg = cfg.withDefaults()
 	n := int32((cfg.Concurrency+3)/4 + 2)

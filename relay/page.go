@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,6 +57,9 @@ type page struct {
 	// once it has ended.
 	stopPings, pinged chan struct{}
 	stopOnce          sync.Once
+	// lost is set once a ping failed: the session is gone, and the page's
+	// lanes start no more calls (their events would be sent again).
+	lost atomic.Bool
 
 	mu   sync.Mutex
 	left int // lanes not finished yet
@@ -160,24 +164,31 @@ func (r *Relay) openPage(ctx context.Context, orgs []string) (pg *page, err erro
 }
 
 // keepAlive pings the page's session every HeartbeatInterval until the
-// page is settled, while the relay is alive (its heartbeats get through).
-// The server ends a page left idle for LivenessTimeout (sqlPageTimeout),
-// and frees its organizations at once, nothing of it written: so a relay
-// that hangs, is cut off by the network or can no longer heartbeat holds
-// its pages' organizations for about as long as its lanes, which other
-// relays take over once its heartbeat row is LivenessTimeout old. The
-// pings keep the server's time, not the relay's clock.
+// page is settled, while the relay is alive (its heartbeats get through)
+// and for LeaseDuration at the most. The server ends a page left idle for
+// LivenessTimeout (sqlPageTimeout), and frees its organizations at once,
+// nothing of it written: so a relay that hangs, is cut off by the network
+// or can no longer heartbeat holds its pages' organizations for about as
+// long as its lanes, which other relays take over once its heartbeat row is
+// LivenessTimeout old; and a page one of whose lanes never finishes (a
+// Resolver or an HTTP client that ignores its context) for about its
+// lease, as a lane's. The pings keep the server's time, not the relay's
+// clock.
 func (r *Relay) keepAlive(pg *page) {
 	pg.stopPings, pg.pinged = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(pg.pinged)
 		tick := time.NewTicker(r.cfg.HeartbeatInterval)
 		defer tick.Stop()
+		expires := time.Now().Add(r.cfg.LeaseDuration)
 		for {
 			select {
 			case <-pg.stopPings:
 				return
-			case <-tick.C:
+			case now := <-tick.C:
+				if now.After(expires) {
+					return // the server ends the page LivenessTimeout after the last ping
+				}
 			}
 			if !r.alive() {
 				continue // fenced: the server ends the page, as others take over the relay's lanes
@@ -187,6 +198,7 @@ func (r *Relay) keepAlive(pg *page) {
 			cancel()
 			r.testSignals.PagePinged.Signal(err)
 			if err != nil {
+				pg.lost.Store(true)
 				return // the session is lost: the settlement fails, and the page is rolled back
 			}
 		}

@@ -21,12 +21,13 @@ func pageSetup(t *testing.T) (*Relay, *pgtest.DB) {
 	return pageSetupWith(t, Config{})
 }
 
-// pageSetupWith is pageSetup with cfg's liveness settings.
+// pageSetupWith is pageSetup with cfg's liveness and lease settings.
 func pageSetupWith(t *testing.T, cfg Config) (*Relay, *pgtest.DB) {
 	t.Helper()
 	db := pgtest.New(t)
 	r, err := New(db.Pool, Config{SvixToken: "t", SvixServerURL: "http://127.0.0.1:1", ID: "relay-p",
-		HeartbeatInterval: cfg.HeartbeatInterval, LivenessTimeout: cfg.LivenessTimeout})
+		HeartbeatInterval: cfg.HeartbeatInterval, LivenessTimeout: cfg.LivenessTimeout,
+		LeaseDuration: cfg.LeaseDuration, SendTimeout: cfg.SendTimeout})
 	require.NoError(t, err)
 	require.NotNil(t, r.pageSlots, "a pool of %d connections has room for pages", db.Pool.Config().MaxConns)
 	return r, db
@@ -257,7 +258,8 @@ func TestPageReadsItsEventsAgainAfterItsLocks(t *testing.T) {
 
 // While its events are sent, a page's transaction holds no snapshot (which
 // would hold back vacuum's horizon for the page's length) and no
-// transaction id, and the server ends it if the relay hangs past the lease.
+// transaction id, and the server ends it once it has been idle for
+// LivenessTimeout (its relay pings it meanwhile: keepAlive).
 func TestOpenPageHoldsNoSnapshot(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -265,6 +267,7 @@ func TestOpenPageHoldsNoSnapshot(t *testing.T) {
 	addEvent(t, db, "org-a")
 	pg := openTestPage(t, r, "org-a")
 	require.NotNil(t, pg)
+	pg.stopKeepAlive() // a ping would make the session active for a moment, and the test's query may not run beside one
 
 	pid := pg.conn.Conn().PgConn().PID()
 	var (
@@ -277,7 +280,6 @@ func TestOpenPageHoldsNoSnapshot(t *testing.T) {
 	require.Nil(t, xid, "nor a transaction id before its settlement")
 
 	var timeout string
-	pg.stopKeepAlive() // the test's query may not run beside a ping
 	require.NoError(t, pg.conn.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&timeout))
 	require.Equal(t, "1500ms", timeout, "LivenessTimeout")
 	settleUnsent(t, r, pg)
@@ -455,4 +457,57 @@ func TestPageOfAFencedRelayIsEndedByTheServer(t *testing.T) {
 	_, sent := pageOrgs(again)
 	require.Equal(t, []string{"org-a"}, sent, "org-a is free again, its event never attempted")
 	settleUnsent(t, r, again)
+}
+
+// A page one of whose lanes never finishes (a Resolver or an HTTP client
+// that ignores its context) is pinged for LeaseDuration at the most: the
+// server then ends it, as a lane's lease would run out, and its
+// organizations are free again.
+func TestPageOutlivingItsLeaseIsEndedByTheServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r, db := pageSetupWith(t, Config{HeartbeatInterval: 100 * time.Millisecond, LivenessTimeout: 500 * time.Millisecond,
+		LeaseDuration: 2 * time.Second, SendTimeout: 500 * time.Millisecond})
+	signals := InitTestSignals(r)
+	addEvent(t, db, "org-a")
+	pg := openTestPage(t, r, "org-a")
+	require.NotNil(t, pg)
+	require.NoError(t, signals.PagePinged.Wait(t), "pinged while within its lease")
+	pid := pg.conn.Conn().PgConn().PID()
+	require.Eventually(t, func() bool {
+		var gone bool
+		err := db.Pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&gone)
+		return err == nil && gone
+	}, 30*time.Second, 10*time.Millisecond, "the server ends the page's session")
+	settleUnsentLost(t, r, pg)
+	again := openTestPage(t, r, "org-a")
+	_, sent := pageOrgs(again)
+	require.Equal(t, []string{"org-a"}, sent, "org-a is free again")
+	settleUnsent(t, r, again)
+}
+
+// A page lane whose page's session is lost (a ping failed) starts no call:
+// the page will be rolled back, and whatever it sent sent again.
+func TestLostPageStartsNoCall(t *testing.T) {
+	t.Parallel()
+	r, db := pageSetup(t)
+	addEvent(t, db, "org-a")
+	pg := openTestPage(t, r, "org-a")
+	require.NotNil(t, pg)
+	pg.lost.Store(true)
+	ln := pg.lanes[0]
+	r.work(context.Background(), context.Background(), ln, time.Time{})
+	require.Equal(t, []result{{outcome: outcomeUnsent}}, ln.results, "not sent (Svix here is unreachable: a call would be a retry)")
+	settleUnsent(t, r, pg)
+}
+
+// settleUnsentLost settles a page whose session the server ended: the
+// settlement fails, and nothing of the page is written.
+func settleUnsentLost(t *testing.T, r *Relay, pg *page) {
+	t.Helper()
+	for _, ln := range pg.lanes {
+		ln.results = make([]result, len(ln.events))
+	}
+	_, err := r.settlePage(pg)
+	require.Error(t, err)
 }

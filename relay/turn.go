@@ -61,6 +61,13 @@ func (r *Relay) work(ctx, callCtx context.Context, ln *lane, stopAt time.Time) {
 			ln.rep = turnReport{leased: true}
 		}
 	}()
+	if ln.page != nil && ln.page.lost.Load() {
+		// Its page's session is gone, and the page will be rolled back:
+		// whatever it sent would be sent again. All unsent.
+		ln.results, ln.blocked = make([]result, len(ln.events)), true
+		ln.rep = turnReport{leased: true}
+		return
+	}
 	if leaseStop := ln.claimedAt.Add(r.cfg.LeaseDuration / 2); stopAt.IsZero() || leaseStop.Before(stopAt) {
 		stopAt = leaseStop
 	}
@@ -122,7 +129,8 @@ func endTurn(span trace.Span, ln *lane, err error) {
 }
 
 // sendAll resolves the organization's destination and sends its events,
-// PerOrgInFlight at a time (one at a time on the calling goroutine). Events it did not send are left outcomeUnsent.
+// PerOrgInFlight at a time (on the calling goroutine when that is one, or
+// there is one event). Events it did not send are left outcomeUnsent.
 // It reports whether a failure blocks the lane (its head waits for a retry,
 // a pause, or the resolver), so no other turn should follow at once.
 func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []pendingEvent, stopAt time.Time) (results []result, blocked bool) {
