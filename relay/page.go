@@ -215,16 +215,20 @@ func (pg *page) stopKeepAlive() {
 	<-pg.pinged
 }
 
-// lockPage begins the page's transaction and takes the page locks of the
-// eligible organizations among orgs. It returns those it locked.
+// lockPage begins the page's transaction, sets its idle timeout and takes
+// the page locks of the eligible organizations among orgs. It returns
+// those it locked. The timeout comes before the locks: a relay cut off
+// between this round trip and the read's leaves a session that holds them,
+// which the server must end too.
 func (r *Relay) lockPage(ctx context.Context, conn *pgxpool.Conn, orgs []string) ([]string, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sqlWriteSettings)
+	b.Queue(r.pageTimeout)
 	b.Queue(r.q.pageLock, orgs)
 	br := conn.SendBatch(ctx, b)
 	defer func() { _ = br.Close() }()
-	for range 2 {
+	for range 3 {
 		if _, err := br.Exec(); err != nil {
 			return nil, fmt.Errorf("relay: page: lock: %w", err)
 		}
@@ -241,7 +245,7 @@ func (r *Relay) lockPage(ctx context.Context, conn *pgxpool.Conn, orgs []string)
 }
 
 // readPage reads the events of the organizations the page locked, with a
-// snapshot after the locks, and then sets the page's idle timeout: a
+// snapshot after the locks, and then sets the page's idle timeout again: a
 // utility statement, which replaces the read's portal and so leaves no
 // snapshot behind while the page is sent (pgx never closes the unnamed
 // portal, whose snapshot would hold back vacuum's horizon for the page's

@@ -511,3 +511,26 @@ func settleUnsentLost(t *testing.T, r *Relay, pg *page) {
 	_, err := r.settlePage(pg)
 	require.Error(t, err)
 }
+
+// A relay cut off between a page's two round trips (its locks taken, its
+// events not read yet) leaves a session that holds the locks: the server
+// ends it after LivenessTimeout too, since the lock round trip sets the
+// idle timeout before it takes them.
+func TestPageCutOffAfterItsLocksIsEndedByTheServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r, db := pageSetupWith(t, Config{HeartbeatInterval: 100 * time.Millisecond, LivenessTimeout: 500 * time.Millisecond})
+	addEvent(t, db, "org-a")
+	conn, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	locked, err := r.lockPage(ctx, conn, []string{"org-a"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"org-a"}, locked)
+	pid := conn.Conn().PgConn().PID()
+	require.Eventually(t, func() bool {
+		var gone bool
+		err := db.Pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&gone)
+		return err == nil && gone
+	}, 30*time.Second, 10*time.Millisecond, "the server ends the session that holds the page's locks")
+}
