@@ -57,6 +57,9 @@ type heartbeater struct {
 	svixHealth func() []byte
 	// beaten is signalled after each heartbeat with its error (tests).
 	beaten *testsignal.Signal[error]
+	// revived is called after a heartbeat that ends a fence: the relay
+	// may claim again what it queued meanwhile.
+	revived func()
 
 	// lastBeat is when the last successful heartbeat was sent, in unix
 	// nanoseconds.
@@ -115,7 +118,11 @@ func (h *heartbeater) beat(ctx context.Context) (err error) {
 		h.close()
 		return err
 	}
+	fenced := !h.fresh()
 	h.lastBeat.Store(sent.UnixNano())
+	if fenced && h.revived != nil {
+		h.revived()
+	}
 	rows, err := h.conn.Query(ctx, h.q.mourn, h.instance)
 	if err != nil {
 		h.close()

@@ -246,3 +246,36 @@ func TestGracefulStopKeepsItsLanes(t *testing.T) {
 	require.Zero(t, survivor.Stats().Delivered)
 	require.EqualValues(t, 1, stopping.Stats().Delivered, "the stopping relay settled what it sent")
 }
+
+// A relay fenced when a signal comes (its heartbeats are not getting
+// through) keeps the organization queued, and claims it as soon as a
+// heartbeat gets through again, without waiting for a sweep (here an hour
+// away): the heartbeat that ends the fence wakes the dispatcher.
+func TestSignalWhileFencedIsClaimedOnceAHeartbeatGetsThrough(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.PollInterval = time.Hour
+	b.cfg.PollOnly = true
+	b.cfg.HeartbeatInterval, b.cfg.LivenessTimeout = 100*time.Millisecond, 400*time.Millisecond
+	r := b.newRelay(t)
+	signals := relay.InitTestSignals(r)
+	b.run(t, r)
+	require.NoError(t, signals.Beat.Wait(t), "Run's first heartbeat")
+
+	// A transaction holds the relay's row: a heartbeat waits for it until
+	// its timeout, LivenessTimeout, and fails. The relay is then fenced (it
+	// is after 3/4 of it), and stays so while the row is held.
+	blocker, err := b.db.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = blocker.Rollback(b.ctx) }()
+	_, err = blocker.Exec(b.ctx, `SELECT 1 FROM outbox_relays FOR UPDATE`)
+	require.NoError(t, err)
+	for signals.Beat.Wait(t) == nil {
+	}
+	committed := b.appendCommitted(t, []string{"org-fenced"}, 1)
+	require.NoError(t, r.SignalRelay(b.ctx, "org-fenced"))
+
+	require.NoError(t, blocker.Rollback(b.ctx)) // the next heartbeat gets through
+	b.waitMessages(t, 1, 10*time.Second)
+	b.requireExactlyOnce(t, committed)
+}

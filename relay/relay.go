@@ -170,6 +170,10 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 	}
 	r.svixHealth = newSvixHealthRecorder(cfg.clock)
 	r.beats = newHeartbeater(pool.Config().ConnConfig, r.q, cfg, r.instance, r.takeOver, r.svixHealth.report, &r.testSignals.Beat)
+	// A fenced relay claims nothing and leaves its queue as it is: the
+	// heartbeat that ends the fence wakes the dispatcher, or the queue would
+	// wait for the next sweep.
+	r.beats.revived = r.poke
 	r.pruner = newPruner(pool, r.q, cfg, &r.testSignals.Pruned)
 	r.sweeper = newSweeper(r)
 	r.listener = newListener(r)
