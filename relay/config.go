@@ -192,9 +192,8 @@ type Config struct {
 	// connection until it is settled; none with a pool of fewer than 4
 	// (PoolConns counts them). Order and exactly-once are as for lanes, and
 	// failover as quick: a relay that dies has its pages rolled back by the
-	// server at once, and one that hangs, is cut off by the network or can
-	// no longer heartbeat stops pinging its pages, which the server then
-	// ends after LivenessTimeout, as other relays take over its lanes then
+	// server at once, and one that hangs or is cut off by the network stops
+	// pinging its pages, which the server then ends after LivenessTimeout, as other relays take over its lanes then
 	// (docs/page-path.md). Lane claims of every release take the page
 	// locks, pages on or off. Defaults to false.
 	DisablePages bool

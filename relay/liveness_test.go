@@ -256,11 +256,12 @@ func TestSignalWhileFencedIsClaimedOnceAHeartbeatGetsThrough(t *testing.T) {
 	b := setup(t)
 	b.cfg.PollInterval = time.Hour
 	b.cfg.PollOnly = true
-	b.cfg.HeartbeatInterval, b.cfg.LivenessTimeout = 100*time.Millisecond, 400*time.Millisecond
+	b.cfg.HeartbeatInterval, b.cfg.LivenessTimeout = 100*time.Millisecond, time.Second
 	r := b.newRelay(t)
 	signals := relay.InitTestSignals(r)
 	b.run(t, r)
-	require.NoError(t, signals.Beat.Wait(t), "Run's first heartbeat")
+	for signals.Beat.Wait(t) != nil { // until one gets through (a loaded server may time some out)
+	}
 
 	// A transaction holds the relay's row: a heartbeat waits for it until
 	// its timeout, LivenessTimeout, and fails. The relay is then fenced (it

@@ -164,12 +164,10 @@ func (r *Relay) openPage(ctx context.Context, orgs []string) (pg *page, err erro
 }
 
 // keepAlive pings the page's session every HeartbeatInterval until the
-// page is settled, while the relay is alive (its heartbeats get through)
-// and for LeaseDuration at the most. The server ends a page left idle for
+// page is settled, for LeaseDuration at the most. The server ends a page left idle for
 // LivenessTimeout (sqlPageTimeout), and frees its organizations at once,
-// nothing of it written: so a relay that hangs, is cut off by the network
-// or can no longer heartbeat holds its pages' organizations for about as
-// long as its lanes, which other relays take over once its heartbeat row is
+// nothing of it written: so a relay that hangs or is cut off by the
+// network holds its pages' organizations for about as long as its lanes, which other relays take over once its heartbeat row is
 // LivenessTimeout old; and a page one of whose lanes never finishes (a
 // Resolver or an HTTP client that ignores its context) for about its
 // lease, as a lane's. The pings keep the server's time, not the relay's
@@ -189,9 +187,6 @@ func (r *Relay) keepAlive(pg *page) {
 				if now.After(expires) {
 					return // the server ends the page LivenessTimeout after the last ping
 				}
-			}
-			if !r.alive() {
-				continue // fenced: the server ends the page, as others take over the relay's lanes
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LivenessTimeout)
 			err := pg.conn.Ping(ctx)

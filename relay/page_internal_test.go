@@ -431,36 +431,6 @@ func TestPageKeptAliveByItsPings(t *testing.T) {
 	require.Equal(t, id, delivered)
 }
 
-// A relay whose heartbeats no longer get through (fenced) stops pinging
-// its pages: the server ends them after LivenessTimeout, as other relays
-// take over its lanes then, and their organizations are free again,
-// nothing of the page written.
-func TestPageOfAFencedRelayIsEndedByTheServer(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	r, db := pageSetupWith(t, Config{HeartbeatInterval: 100 * time.Millisecond, LivenessTimeout: 500 * time.Millisecond})
-	addEvent(t, db, "org-a")
-	pg := openTestPage(t, r, "org-a")
-	require.NotNil(t, pg)
-	r.heartbeating.Store(true) // Run's, whose last heartbeat got through too long ago
-	r.beats.lastBeat.Store(time.Now().Add(-time.Hour).UnixNano())
-	pid := pg.conn.Conn().PgConn().PID()
-	require.Eventually(t, func() bool {
-		var gone bool
-		err := db.Pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&gone)
-		return err == nil && gone
-	}, 30*time.Second, 10*time.Millisecond, "the server ends the page's session")
-
-	pg.lanes[0].results = []result{{outcome: outcomeDelivered, messageID: "msg_1"}}
-	_, err := r.settlePage(pg)
-	require.Error(t, err, "nothing of the page is written")
-	r.heartbeating.Store(false)
-	again := openTestPage(t, r, "org-a")
-	_, sent := pageOrgs(again)
-	require.Equal(t, []string{"org-a"}, sent, "org-a is free again, its event never attempted")
-	settleUnsent(t, r, again)
-}
-
 // A page one of whose lanes never finishes (a Resolver or an HTTP client
 // that ignores its context) is pinged for LeaseDuration at the most: the
 // server then ends it, as a lane's lease would run out, and its
