@@ -138,6 +138,9 @@ func (r *Relay) sendAll(ctx, callCtx context.Context, org string, events []pendi
 	if len(events) == 0 {
 		return results, false
 	}
+	if !r.mayStart(ctx, stopAt) {
+		return results, true // fenced, paused or out of time: no call, nor a resolve for none
+	}
 	dest, err := r.resolve(callCtx, org)
 	if ctx.Err() != nil || callCtx.Err() != nil {
 		return results, true // shutting down or out of lease: all unsent, no attempt counted
