@@ -437,7 +437,6 @@ func TestPageKeptAliveByItsPings(t *testing.T) {
 // organizations are free again.
 func TestPageOutlivingItsLeaseIsEndedByTheServer(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	r, db := pageSetupWith(t, Config{HeartbeatInterval: 100 * time.Millisecond, LivenessTimeout: 500 * time.Millisecond,
 		LeaseDuration: 2 * time.Second, SendTimeout: 500 * time.Millisecond})
 	signals := InitTestSignals(r)
@@ -446,11 +445,7 @@ func TestPageOutlivingItsLeaseIsEndedByTheServer(t *testing.T) {
 	require.NotNil(t, pg)
 	require.NoError(t, signals.PagePinged.Wait(t), "pinged while within its lease")
 	pid := pg.conn.Conn().PgConn().PID()
-	require.Eventually(t, func() bool {
-		var gone bool
-		err := db.Pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&gone)
-		return err == nil && gone
-	}, 30*time.Second, 10*time.Millisecond, "the server ends the page's session")
+	requireSessionEnded(t, db, pid, "the server ends the page's session")
 	settleUnsentLost(t, r, pg)
 	again := openTestPage(t, r, "org-a")
 	_, sent := pageOrgs(again)
@@ -500,9 +495,15 @@ func TestPageCutOffAfterItsLocksIsEndedByTheServer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"org-a"}, locked)
 	pid := conn.Conn().PgConn().PID()
+	requireSessionEnded(t, db, pid, "the server ends the session that holds the page's locks")
+}
+
+// requireSessionEnded waits until the server has ended the session pid.
+func requireSessionEnded(t *testing.T, db *pgtest.DB, pid uint32, msg string) {
+	t.Helper()
 	require.Eventually(t, func() bool {
 		var gone bool
-		err := db.Pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&gone)
+		err := db.Pool.QueryRow(context.Background(), `SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&gone)
 		return err == nil && gone
-	}, 30*time.Second, 10*time.Millisecond, "the server ends the session that holds the page's locks")
+	}, 30*time.Second, 10*time.Millisecond, msg)
 }
