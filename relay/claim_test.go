@@ -28,7 +28,7 @@ func TestManyOrganizationsPerClaim(t *testing.T) {
 	// A turn is counted after its settlement commits, which waitSettled saw.
 	waitStats(t, func(st relay.Stats) bool { return st.Turns >= uint64(len(orgs)) }, r)
 	st := r.Stats()
-	require.EqualValues(t, len(orgs), st.Turns, "one turn per organization")
+	require.EqualValues(t, len(orgs), st.Turns, "one turn per organization; stats %+v; logs:\n%s", st, b.logs.String())
 	require.Less(t, st.Claims, uint64(len(orgs)/4), "claims carry many lanes each (%d claims for %d lanes)", st.Claims, st.Turns)
 }
 

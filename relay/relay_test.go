@@ -45,17 +45,22 @@ func setup(t *testing.T) *bundle {
 	return &bundle{
 		ctx: context.Background(), db: db, fake: fake, logs: logs,
 		cfg: relay.Config{
-			SvixToken:      fake.Token(),
-			SvixServerURL:  fake.URL(),
-			Channel:        "outbox_" + db.Schema, // NOTIFY is database-wide: one channel per test
-			PollInterval:   100 * time.Millisecond,
-			LeaseDuration:  5 * time.Second,
-			SendTimeout:    500 * time.Millisecond,
-			RetryBaseDelay: 10 * time.Millisecond,
-			RetryMaxDelay:  50 * time.Millisecond,
-			RateLimitPause: 50 * time.Millisecond,
-			AuthPause:      200 * time.Millisecond,
-			Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			SvixToken:     fake.Token(),
+			SvixServerURL: fake.URL(),
+			Channel:       "outbox_" + db.Schema, // NOTIFY is database-wide: one channel per test
+			PollInterval:  100 * time.Millisecond,
+			LeaseDuration: 5 * time.Second,
+			// A relay fences itself (starts no call) once its last heartbeat
+			// through is 3/4 of this old: by default 1.1 s, which a loaded
+			// CI server's stalls reach, making turns that send nothing.
+			// Tests of liveness set their own.
+			LivenessTimeout: 5 * time.Second,
+			SendTimeout:     500 * time.Millisecond,
+			RetryBaseDelay:  10 * time.Millisecond,
+			RetryMaxDelay:   50 * time.Millisecond,
+			RateLimitPause:  50 * time.Millisecond,
+			AuthPause:       200 * time.Millisecond,
+			Logger:          slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		},
 	}
 }
