@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -90,5 +91,41 @@ func TestAwaitTurnForTheRoundBefore(t *testing.T) {
 			require.Equal(t, min(seatedAfter, 2*time.Second), time.Since(start))
 			<-before // the round before is seated in the end
 		})
+	}
+}
+
+// Claim rounds start small: a round claims at most as many organizations
+// as the relay holds already (claimRoundMin at least), so that a relay
+// with nothing in flight, just started on a backlog, sends after a small
+// claim rather than one of claimRoundMax lanes of BatchSize events each.
+// Page rounds too. The rounds' other bounds stay: Concurrency plus a
+// quarter sending, lanesPerCall × Concurrency held.
+func TestClaimRoundsStartSmall(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		pages bool
+		want  []int
+	}{
+		{"lanes", false, []int{16, 16, 32, 16}},
+		{"pages", true, []int{16, 16, 32, 64}},
+	}
+	for _, tt := range tests {
+		r := &Relay{cfg: Config{Concurrency: 64}, clock: clockwork.NewRealClock(),
+			queued: map[string]struct{}{}, working: map[string]*laneWork{}}
+		if tt.pages {
+			r.pageSlots = make(chan struct{}, 8)
+		}
+		for i := range 1000 {
+			r.queued[fmt.Sprint(i)] = struct{}{}
+			r.queue = append(r.queue, fmt.Sprint(i))
+		}
+		var sizes []int
+		for range len(tt.want) {
+			orgs, paged := r.takeQueued(claimRoundMax)
+			require.Equal(t, tt.pages, paged, tt.name)
+			sizes = append(sizes, len(orgs))
+		}
+		require.Equal(t, tt.want, sizes, tt.name)
 	}
 }

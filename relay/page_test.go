@@ -89,7 +89,7 @@ func TestPageLostMidSendIsSentAgainOnce(t *testing.T) {
 	// find the page however loaded the machine, short of the lease's half.
 	b.cfg.SendTimeout = 4 * time.Second
 	var orgs []string
-	for i := range 40 {
+	for i := range 48 { // page rounds of 16 (claim rounds start small): none left to a lane round
 		orgs = append(orgs, fmt.Sprintf("org-%02d", i))
 	}
 	committed := b.appendCommitted(t, orgs, 1)
@@ -107,15 +107,20 @@ func TestPageLostMidSendIsSentAgainOnce(t *testing.T) {
 		return false
 	}, 10*time.Second, 5*time.Millisecond, "no create was sent")
 	// A page is a session idle in its transaction that holds page locks of
-	// this test's installation (keyed by its lanes table's oid).
-	var ended int
+	// this test's installation (keyed by its lanes table's oid). Once the
+	// pages hold every organization, they are all ended.
+	const pages = `FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory'
+		AND l.granted AND l.classid = $1::regclass::oid WHERE a.state = 'idle in transaction'`
+	lanes := b.db.Schema + ".outbox_lanes"
 	require.Eventually(t, func() bool {
-		err := b.db.Pool.QueryRow(b.ctx, `SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a
-			WHERE a.state = 'idle in transaction' AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
-			  AND l.locktype = 'advisory' AND l.granted AND l.classid = $1::regclass::oid)`,
-			b.db.Schema+".outbox_lanes").Scan(&ended)
-		return err == nil && ended > 0
-	}, 10*time.Second, 5*time.Millisecond, "no page was opened")
+		var held int
+		err := b.db.Pool.QueryRow(b.ctx, `SELECT count(*) `+pages, lanes).Scan(&held)
+		return err == nil && held == len(orgs)
+	}, 10*time.Second, 5*time.Millisecond, "the pages do not hold every organization")
+	var ended int
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT count(pg_terminate_backend(pid)) FROM (SELECT DISTINCT a.pid `+pages+`) p`,
+		lanes).Scan(&ended))
+	require.Positive(t, ended, "pages")
 
 	b.waitSettled(t, 30*time.Second)
 	b.requireExactlyOnce(t, committed)
