@@ -110,3 +110,45 @@ func TestHeartbeaterBeatsOnItsClock(t *testing.T) {
 	clock.Advance(h.timeout * 3 / 4)
 	require.False(t, h.fresh(), "3/4 of the timeout after the last beat, the relay fences itself")
 }
+
+// A relay is fenced until a heartbeat of its own run gets through, even
+// when it runs again: its row went when its last run stopped, and the
+// first sweep no longer waits for the first heartbeat. (The fake clock
+// never moves: without the reset, the last run's heartbeat would look
+// fresh.)
+func TestRelayRunAgainIsFencedUntilItsHeartbeat(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	// A first heartbeat that waits for the lock below, rather than time out.
+	cfg := Config{SvixToken: "t", SvixServerURL: "http://127.0.0.1:1", PollOnly: true, LivenessTimeout: time.Minute}
+	cfg.clock = clockwork.NewFakeClockAt(time.Now())
+	r, err := New(db.Pool, cfg)
+	require.NoError(t, err)
+	r.testSignals.Beat.Init()
+	run := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		return func() { cancel(); require.NoError(t, <-done) }
+	}
+
+	stop := run()
+	require.NoError(t, r.testSignals.Beat.Wait(t))
+	require.True(t, r.alive())
+	stop()
+	require.True(t, r.beats.fresh(), "the last run's heartbeat, on the frozen clock")
+
+	ctx := context.Background()
+	held, err := db.Pool.Begin(ctx) // the next heartbeat waits for this lock
+	require.NoError(t, err)
+	defer func() { _ = held.Rollback(ctx) }()
+	_, err = held.Exec(ctx, "LOCK TABLE outbox_relays IN EXCLUSIVE MODE")
+	require.NoError(t, err)
+	stop = run()
+	defer stop()
+	require.Eventually(t, r.heartbeating.Load, 10*time.Second, time.Millisecond)
+	require.False(t, r.alive(), "fenced while its first heartbeat waits")
+	require.NoError(t, held.Rollback(ctx))
+	require.NoError(t, r.testSignals.Beat.Wait(t))
+	require.True(t, r.alive(), "its heartbeat got through")
+}

@@ -310,15 +310,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelCalls()
 
-	// Heartbeat before the first claim, so the lanes this relay takes name a
-	// live holder. A database that does not answer yet leaves the relay
-	// fenced (no call starts) until a heartbeat gets through.
+	// The relay is fenced (it claims nothing, and no call starts) until its
+	// first heartbeat gets through, so the lanes it takes name a live
+	// holder; the heartbeat that ends the fence wakes the dispatcher. The
+	// first sweep and the listener start meanwhile: a restarted relay finds
+	// its backlog while its heartbeat connection is dialled.
+	r.beats.lastBeat.Store(0) // a relay run again is fenced too: its row went when it stopped
 	r.heartbeating.Store(true)
 	defer r.heartbeating.Store(false)
-	beats := r.beats
-	if err := beats.beat(ctx); err != nil && ctx.Err() == nil {
-		r.log.WarnContext(ctx, "relay: first heartbeat failed; no call starts until one gets through", "error", err)
-	}
 	defer r.backlog.observe(r.tel)()
 	// Heartbeats go on until the last settlement is done: a relay that
 	// stopped heartbeating when ctx ended would have its lanes taken over
@@ -327,7 +326,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer stopBeats()
 	var bg sync.WaitGroup
 	bg.Add(1)
-	go func() { defer bg.Done(); beats.loop(beatCtx) }()
+	go func() {
+		defer bg.Done()
+		if err := r.beats.beat(ctx); err != nil && ctx.Err() == nil {
+			r.log.WarnContext(ctx, "relay: first heartbeat failed; no call starts until one gets through", "error", err)
+		}
+		r.beats.loop(beatCtx)
+	}()
 	if !r.cfg.PollOnly {
 		bg.Add(1)
 		go func() { defer bg.Done(); r.listener.Run(ctx) }()
