@@ -141,11 +141,13 @@ func TestRelayRunAgainIsFencedUntilItsHeartbeat(t *testing.T) {
 	ctx := context.Background()
 	held, err := db.Pool.Begin(ctx) // the next heartbeat waits for this lock
 	require.NoError(t, err)
-	defer func() { _ = held.Rollback(ctx) }()
 	_, err = held.Exec(ctx, "LOCK TABLE outbox_relays IN EXCLUSIVE MODE")
 	require.NoError(t, err)
 	stop = run()
-	defer stop()
+	defer func() {
+		_ = held.Rollback(ctx) // first: the relay's leave waits for the lock
+		stop()
+	}()
 	require.Eventually(t, r.heartbeating.Load, 10*time.Second, time.Millisecond)
 	require.False(t, r.alive(), "fenced while its first heartbeat waits")
 	require.NoError(t, held.Rollback(ctx))

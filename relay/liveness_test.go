@@ -127,6 +127,9 @@ func TestCutOffRelayFencesItselfAndIsTakenOver(t *testing.T) {
 	b := setup(t)
 	b.fake.SetLatency(100 * time.Millisecond) // a lane of 30 events takes 3 s: A is mid-turn when cut
 	b.cfg.LeaseDuration = time.Hour           // only liveness can hand the lanes over
+	// The default: A fences itself 1.1 s after its last heartbeat through,
+	// well before its 3 s of calls end (setup's 5 s would let them end first).
+	b.cfg.LivenessTimeout = relay.DefaultLivenessTimeout
 	b.cfg.SendTimeout = 5 * time.Second
 	b.cfg.PollInterval = 200 * time.Millisecond
 	var orgs []string

@@ -325,10 +325,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	beatCtx, stopBeats := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBeats()
 	var bg sync.WaitGroup
+	firstBeat := make(chan struct{}) // closed once the first heartbeat returned
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		if err := r.beats.beat(ctx); err != nil && ctx.Err() == nil {
+		err := r.beats.beat(ctx)
+		close(firstBeat)
+		if err != nil && ctx.Err() == nil {
 			r.log.WarnContext(ctx, "relay: first heartbeat failed; no call starts until one gets through", "error", err)
 		}
 		r.beats.loop(beatCtx)
@@ -346,6 +349,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	settled := make(chan struct{})
 	go func() { defer close(settled); r.settleLoop(r.settles) }()
 	if r.cfg.Delegate != nil {
+		// Hand-offs wait for the first heartbeat, as they did before the
+		// sweep started beside it: a Delegate whose workers drain through
+		// this Relay would find it fenced until then.
+		select {
+		case <-firstBeat:
+		case <-ctx.Done():
+		}
 		r.handOff(ctx)
 	} else {
 		r.dispatch(ctx, callCtx, turns)
@@ -360,6 +370,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	<-settled
 	stopBeats()
 	bg.Wait()
+	// Not heartbeating before the row goes: a DrainOrganization from now on
+	// names no holder, as outside Run, rather than a row that is gone.
+	r.heartbeating.Store(false)
 	r.leave()
 	if r.pooled != nil {
 		r.pooled.CloseIdleConnections() // a stopped relay holds no socket
