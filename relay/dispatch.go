@@ -106,8 +106,8 @@ func (r *Relay) takeQueued(n int) (orgs []string, paged bool) {
 	// sending, waiting for their settlement, leave room for the next claim,
 	// which so overlaps their round trip.
 	sending := len(r.working) - int(r.settling.Load())
-	n = min(n, r.cfg.Concurrency+claimAhead(r.cfg.Concurrency)-sending, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue))
-	n = min(n, startSmall(len(r.working)))
+	n = min(n, r.cfg.Concurrency+claimAhead(r.cfg.Concurrency)-sending, lanesPerCall*r.cfg.Concurrency-len(r.working), len(r.queue),
+		startSmall(len(r.working)))
 	if n <= 0 || r.authPaused() || !r.alive() {
 		return nil, false
 	}

@@ -164,11 +164,12 @@ func (r *Relay) openPage(ctx context.Context, orgs []string) (pg *page, err erro
 }
 
 // keepAlive pings the page's session every HeartbeatInterval until the
-// page is settled, for LeaseDuration at the most. The server ends a page left idle for
-// LivenessTimeout (sqlPageTimeout), and frees its organizations at once,
-// nothing of it written: so a relay that hangs or is cut off by the
-// network holds its pages' organizations for about as long as its lanes, which other relays take over once its heartbeat row is
-// LivenessTimeout old; and a page one of whose lanes never finishes (a
+// page is settled, for LeaseDuration at the most. The server ends a page
+// left idle for LivenessTimeout (sqlPageTimeout), and frees its
+// organizations at once, nothing of it written: so a relay that hangs or
+// is cut off by the network holds its pages' organizations for about as
+// long as its lanes, which other relays take over once its heartbeat row
+// is LivenessTimeout old; and a page one of whose lanes never finishes (a
 // Resolver or an HTTP client that ignores its context) for about its
 // lease, as a lane's. The pings keep the server's time, not the relay's
 // clock.

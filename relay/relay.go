@@ -315,9 +315,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	// holder; the heartbeat that ends the fence wakes the dispatcher. The
 	// first sweep and the listener start meanwhile: a restarted relay finds
 	// its backlog while its heartbeat connection is dialled.
-	r.beats.lastBeat.Store(0) // a relay run again is fenced too: its row went when it stopped
-	r.heartbeating.Store(true)
-	defer r.heartbeating.Store(false)
+	r.beats.lastBeat.Store(0)  // a relay run again is fenced too: its row went when it stopped
+	r.heartbeating.Store(true) // until its row goes, below
 	defer r.backlog.observe(r.tel)()
 	// Heartbeats go on until the last settlement is done: a relay that
 	// stopped heartbeating when ctx ended would have its lanes taken over
